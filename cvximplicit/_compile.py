@@ -1,0 +1,448 @@
+"""Compilation: a DPP CVXPY problem becomes a parametric canonical cone program.
+
+``compile`` canonicalises the problem once with CVXPY (keeping the quadratic objective) and
+extracts three linear maps, after which no CVXPY code runs on the solve path:
+
+* user parameter values ``u`` -> program data ``(P, A, b, c) = G u + g0`` (one sparse matrix
+  ``G`` on the fixed sparsity patterns of ``P`` and ``A``);
+* the canonical solution ``(x, y)`` -> the requested variables and constraint duals (scaled
+  selections, recovered by running CVXPY's own solution inversion on tagged vectors);
+* cones: CVXPY's cone dimensions -> :class:`~cvximplicit.Cone` objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+from cvxpy.constraints.constraint import Constraint
+from cvxpy.error import DPPError
+from numpy.typing import NDArray
+
+from ._cones import Cone, NonnegativeCone, SecondOrderCone, ZeroCone
+from ._errors import NonDPPError, ParameterError, UnsupportedProblemError
+
+__all__ = ["Compiled", "OutputMap", "ParameterSpec", "canonicalize"]
+
+IntArray = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSpec:
+    """Shape, position and domain of one user parameter in the stacked vector ``u``."""
+
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    size: int
+    nonneg: bool
+    nonpos: bool
+    psd: bool
+    nsd: bool
+    symmetric: bool
+
+    def check(self, value: Any, batch: int | None) -> FloatArray:
+        """Validate one value (with a leading batch axis of length ``batch`` if given) and
+        return it as a float64 array; never a view the caller could see mutated."""
+        try:
+            arr = np.asarray(value)
+        except Exception as exc:  # pragma: no cover - exotic array-likes
+            raise ParameterError(f"parameter {self.name}: cannot convert value: {exc}") from exc
+        if arr.dtype.kind not in "biuf":
+            raise ParameterError(
+                f"parameter {self.name}: expected a real numeric array, got dtype {arr.dtype}"
+            )
+        expected = self.shape if batch is None else (batch, *self.shape)
+        if arr.shape != expected:
+            raise ParameterError(
+                f"parameter {self.name}: expected shape {expected}, got {arr.shape}"
+                + ("" if batch is None else " (a leading batch axis or none)")
+            )
+        arr = np.array(arr, dtype=np.float64, copy=True)
+        if not np.all(np.isfinite(arr)):
+            raise ParameterError(
+                f"parameter {self.name}: value contains NaN or Inf; pass finite values"
+            )
+        if self.nonneg and np.any(arr < 0):
+            raise ParameterError(
+                f"parameter {self.name} is declared nonneg but has negative entries "
+                f"(min {arr.min():.3g})"
+            )
+        if self.nonpos and np.any(arr > 0):
+            raise ParameterError(
+                f"parameter {self.name} is declared nonpos but has positive entries "
+                f"(max {arr.max():.3g})"
+            )
+        if self.psd or self.nsd:
+            sym = 0.5 * (arr + np.swapaxes(arr, -1, -2))
+            eig = np.linalg.eigvalsh(sym)
+            sign = 1.0 if self.psd else -1.0
+            worst = float((sign * eig).min())
+            tol = 1e-8 * max(1.0, float(np.abs(eig).max()))
+            if worst < -tol:
+                kind = "PSD" if self.psd else "NSD"
+                raise ParameterError(
+                    f"parameter {self.name} is declared {kind} but its symmetric part has "
+                    f"eigenvalue {sign * worst:.3g}; pass a {kind} matrix"
+                )
+        return arr
+
+    def flatten(self, arr: FloatArray, batch: bool) -> FloatArray:
+        """Column-major (CVXPY) flattening, per batch element when ``batch``."""
+        if batch:
+            return arr.reshape(arr.shape[0], -1, order="F") if arr.ndim > 1 else arr[:, None]
+        return arr.ravel(order="F")
+
+    def unflatten(self, flat: FloatArray) -> FloatArray:
+        return flat.reshape(self.shape, order="F")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputMap:
+    """One requested output as a scaled selection of ``x`` (primal) or ``y`` (dual):
+    ``out.ravel() = scale * z[index]`` with ``z = x`` or ``y``."""
+
+    name: str
+    dual: bool
+    index: IntArray
+    scale: FloatArray
+    shape: tuple[int, ...]
+
+    def value(self, x: FloatArray, y: FloatArray) -> FloatArray:
+        z = y if self.dual else x
+        return (self.scale * z[self.index]).reshape(self.shape)
+
+    def add_cotangent(self, g: FloatArray, gx: FloatArray, gy: FloatArray) -> None:
+        np.add.at(gy if self.dual else gx, self.index, self.scale * np.ravel(g))
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """Everything the solve path needs, free of CVXPY objects (so it pickles cheaply)."""
+
+    parameters: tuple[ParameterSpec, ...]
+    outputs: tuple[OutputMap, ...]
+    cones: tuple[Cone, ...]
+    n: int
+    m: int
+    G: sp.csr_array
+    GT: sp.csr_array
+    g0: FloatArray
+    P_indices: IntArray
+    P_indptr: IntArray
+    A_indices: IntArray
+    A_indptr: IntArray
+
+    @property
+    def nnz_P(self) -> int:
+        return int(self.P_indices.size)
+
+    @property
+    def nnz_A(self) -> int:
+        return int(self.A_indices.size)
+
+    def split_data(self, d: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        a = self.nnz_P
+        b = a + self.nnz_A
+        c = b + self.m
+        return d[:a], d[a:b], d[b:c], d[c:]
+
+
+def _cones_from_dims(dims: Any) -> list[Cone]:
+    unsupported = []
+    if dims.psd:
+        unsupported.append("PSD")
+    if dims.exp:
+        unsupported.append("exponential")
+    if dims.p3d or getattr(dims, "pnd", None):
+        unsupported.append("power")
+    if unsupported:
+        raise UnsupportedProblemError(
+            f"the problem needs {', '.join(unsupported)} cones, which this version of "
+            "cvximplicit cannot differentiate yet (zero, nonnegative and second-order cones "
+            "are supported)"
+        )
+    return [ZeroCone(dims.zero), NonnegativeCone(dims.nonneg), SecondOrderCone(dims.soc)]
+
+
+def _parameter_specs(
+    problem: cp.Problem, parameters: Sequence[cp.Parameter]
+) -> tuple[ParameterSpec, ...]:
+    if isinstance(parameters, cp.Parameter):
+        parameters = [parameters]
+    params = list(parameters)
+    for p in params:
+        if not isinstance(p, cp.Parameter):
+            raise ParameterError(f"parameters must be cvxpy Parameters, got {type(p).__name__}")
+    ids = [p.id for p in params]
+    if len(set(ids)) != len(ids):
+        raise ParameterError("a parameter is listed twice in `parameters`")
+    in_problem = {p.id: p for p in problem.parameters()}
+    unknown = [p.name() for p in params if p.id not in in_problem]
+    if unknown:
+        raise ParameterError(
+            f"parameters {unknown} do not appear in the problem; remove them from `parameters`"
+        )
+    missing = [p.name() for pid, p in in_problem.items() if pid not in set(ids)]
+    if missing:
+        raise ParameterError(
+            f"the problem's parameters {missing} are missing from `parameters`; list every "
+            "parameter of the problem (values are passed at solve time)"
+        )
+    specs, offset = [], 0
+    for p in params:
+        if p.attributes.get("complex") or p.attributes.get("imag") or p.attributes.get("hermitian"):
+            raise UnsupportedProblemError(f"complex parameter {p.name()} is not supported")
+        attrs = p.attributes
+        specs.append(
+            ParameterSpec(
+                name=p.name(),
+                shape=tuple(int(d) for d in p.shape),
+                offset=offset,
+                size=int(p.size),
+                nonneg=bool(attrs["nonneg"] or attrs["pos"]),
+                nonpos=bool(attrs["nonpos"] or attrs["neg"]),
+                psd=bool(attrs["PSD"]),
+                nsd=bool(attrs["NSD"]),
+                symmetric=bool(attrs["symmetric"] or attrs["PSD"] or attrs["NSD"]),
+            )
+        )
+        offset += int(p.size)
+    return tuple(specs)
+
+
+def _theta_map(
+    params: Sequence[cp.Parameter],
+    specs: Sequence[ParameterSpec],
+    chain: Any,
+    param_prob: Any,
+) -> sp.csr_array:
+    """Sparse ``R`` with ``theta = R u``: user values -> CVXPY's reduced parameter vector.
+
+    Parameters with dimension-reducing attributes (symmetric, PSD, diag, sparsity) are
+    replaced by CVXPY with reduced parameters; a symmetric parameter enters through its
+    symmetric part ``(X + X')/2``, so that its gradient is symmetric and the map is defined
+    for every square input.
+    """
+    from cvxpy.reductions.cvx_attr2constr import lower_value
+
+    id_to_col = param_prob.param_id_to_col
+    replaced = chain.compose_param_id_map() if hasattr(chain, "compose_param_id_map") else {}
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    vals: list[FloatArray] = []
+    for p, spec in zip(params, specs):
+        if p.id in id_to_col:
+            k = np.arange(spec.size)
+            rows.append(id_to_col[p.id] + k)
+            cols.append(spec.offset + k)
+            vals.append(np.ones(spec.size))
+            continue
+        new_ids = [i for i in replaced.get(p.id, []) if i in id_to_col]
+        if not new_ids:
+            continue  # the parameter does not influence the data: zero derivative
+        col = id_to_col[new_ids[0]]
+        probe = np.arange(spec.size, dtype=np.float64).reshape(spec.shape, order="F")
+        picked = np.rint(np.asarray(lower_value(p, probe), dtype=np.float64)).astype(np.int64)
+        picked = picked.ravel(order="F")
+        k = np.arange(picked.size)
+        if spec.symmetric:
+            transposed = np.arange(spec.size).reshape(spec.shape, order="F").T.ravel(order="F")
+            rows += [col + k, col + k]
+            cols += [spec.offset + picked, spec.offset + transposed[picked]]
+            vals += [np.full(k.size, 0.5), np.full(k.size, 0.5)]
+        else:
+            rows.append(col + k)
+            cols.append(spec.offset + picked)
+            vals.append(np.ones(k.size))
+    total = sum(s.size for s in specs)
+    if not rows:
+        return sp.csr_array((param_prob.total_param_size, total))
+    return sp.csr_array(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(param_prob.total_param_size, total),
+    )
+
+
+def _data_map(param_prob: Any, n: int, m: int) -> tuple[sp.csr_array, tuple[IntArray, ...]]:
+    """``M`` with ``[P-values; A-values; b; c] = M[:, :-1] theta + M[:, -1]``, and patterns."""
+    param_prob.reduced_A.cache()
+    ncol = param_prob.total_param_size + 1
+    if param_prob.reduced_A.problem_data_index is not None:
+        a_ind, a_ptr, _ = param_prob.reduced_A.problem_data_index
+        MA_full = sp.csr_array(param_prob.reduced_A.reduced_mat)
+    else:  # no constraints
+        a_ind, a_ptr = np.zeros(0, np.int64), np.zeros(n + 2, np.int64)
+        MA_full = sp.csr_array((0, ncol))
+    a_ind = np.asarray(a_ind, dtype=np.int64)
+    a_ptr = np.asarray(a_ptr, dtype=np.int64)
+    split = int(a_ptr[n])
+    MA = -MA_full[:split]  # CVXPY stores (A, b) with A x + b in K; solvers take -A
+    b_rows = a_ind[split:]
+    scatter = sp.csr_array(
+        (np.ones(b_rows.size), (b_rows, np.arange(b_rows.size))), shape=(m, b_rows.size)
+    )
+    Mb = scatter @ MA_full[split:]
+    if param_prob.P is not None:
+        param_prob.reduced_P.cache()
+        p_ind, p_ptr, _ = param_prob.reduced_P.problem_data_index
+        MP = sp.csr_array(param_prob.reduced_P.reduced_mat)
+        p_ind = np.asarray(p_ind, dtype=np.int64)
+        p_ptr = np.asarray(p_ptr, dtype=np.int64)
+    else:
+        p_ind, p_ptr = np.zeros(0, np.int64), np.zeros(n + 1, np.int64)
+        MP = sp.csr_array((0, ncol))
+    Mc = sp.csr_array(param_prob.q)[:n]
+    M = sp.vstack([MP, MA, Mb, Mc], format="csr")
+    return M, (p_ind, p_ptr, a_ind[:split], a_ptr[: n + 1])
+
+
+def _probe_outputs(
+    outputs: Sequence[Any], chain: Any, inverse_data: Any, n: int, m: int
+) -> tuple[OutputMap, ...]:
+    """Recover each output as a scaled selection of ``x`` or ``y`` by inverting tagged vectors.
+
+    CVXPY's inversion is linear on the tags except where it projects a variable onto its
+    sign domain, so tags of both signs are used and an entry is read off whichever sign
+    survives; a third random probe checks the result.
+    """
+    rng = np.random.default_rng(0)
+
+    def invert(xv: FloatArray, zv: FloatArray) -> tuple[dict[int, Any], dict[int, Any]]:
+        fake = types.SimpleNamespace(
+            status="Solved", solve_time=0.0, iterations=0, x=xv, z=zv, s=np.zeros(m), obj_val=0.0
+        )
+        sol = chain.invert(fake, inverse_data)
+        return sol.primal_vars or {}, sol.dual_vars or {}
+
+    t1x, t1z = np.arange(1.0, n + 1), np.arange(1.0, m + 1)
+    r_x, r_z = rng.uniform(1.0, 2.0, n), rng.uniform(1.0, 2.0, m)
+    probes = {
+        sign: [invert(sign * t1x, sign * t1z), invert(sign * t1x**2, sign * t1z**2),
+               invert(sign * r_x, sign * r_z)]
+        for sign in (1.0, -1.0)
+    }
+    maps = []
+    for out in outputs:
+        dual = isinstance(out, Constraint)
+        key = out.id
+        size = n if not dual else m
+        name = str(out) if dual else out.name()
+        got = {}
+        for sign, results in probes.items():
+            arrays = [res[1 if dual else 0].get(key) for res in results]
+            if any(a is None for a in arrays):
+                break
+            got[sign] = [np.asarray(a, dtype=np.float64) for a in arrays]
+        if len(got) < 2:
+            what = "constraint" if dual else "variable"
+            raise UnsupportedProblemError(
+                f"the {what} {name} does not appear in the canonical problem, so it has no "
+                "value to return; remove it from `variables`"
+            )
+        shape = got[1.0][0].shape
+        flat = {s: [a.ravel() for a in arrs] for s, arrs in got.items()}
+        index = np.zeros(flat[1.0][0].size, dtype=np.int64)
+        scale = np.zeros(index.size)
+        for sign in (1.0, -1.0):
+            o1, o2, _ = flat[sign]
+            todo = (scale == 0) & (o1 != 0)
+            k = np.rint(o2[todo] / o1[todo]).astype(np.int64) - 1
+            if np.any((k < 0) | (k >= size)):
+                raise UnsupportedProblemError(f"output {name} is not a selection of the solution")
+            index[todo] = k
+            scale[todo] = o1[todo] / (sign * (k + 1))
+        for sign in (1.0, -1.0):
+            _, _, o3 = flat[sign]
+            r = r_z if dual else r_x
+            expected = scale * sign * r[index]
+            ok = np.isclose(o3, expected, rtol=1e-9, atol=0) | (o3 == 0)
+            if not np.all(ok):
+                raise UnsupportedProblemError(
+                    f"output {name} is not a linear function of the canonical solution; "
+                    "cvximplicit cannot differentiate it"
+                )
+        maps.append(OutputMap(name=name, dual=dual, index=index, scale=scale, shape=shape))
+    return tuple(maps)
+
+
+def canonicalize(
+    problem: cp.Problem,
+    parameters: Sequence[cp.Parameter],
+    variables: Sequence[Any],
+) -> Compiled:
+    """Build the :class:`Compiled` maps of a DPP problem (see the module docstring)."""
+    if not isinstance(problem, cp.Problem):
+        raise TypeError(f"expected a cvxpy.Problem, got {type(problem).__name__}")
+    if any(v.attributes.get("boolean") or v.attributes.get("integer") for v in problem.variables()):
+        raise UnsupportedProblemError(
+            "integer and boolean variables are not supported: the solution map of a "
+            "mixed-integer problem is piecewise constant and has no useful derivative"
+        )
+    specs = _parameter_specs(problem, parameters)
+    outputs = list(variables) if not isinstance(variables, (cp.Variable, Constraint)) else [variables]
+    if not outputs:
+        raise ValueError("`variables` is empty: list the variables (or constraints) to return")
+    var_ids = {v.id for v in problem.variables()}
+    con_ids = {c.id for c in problem.constraints}
+    for out in outputs:
+        if isinstance(out, cp.Variable):
+            if out.id not in var_ids:
+                raise ValueError(f"variable {out.name()} is not a variable of the problem")
+        elif isinstance(out, Constraint):
+            if out.id not in con_ids:
+                raise ValueError(f"constraint {out} is not a constraint of the problem")
+        else:
+            raise TypeError(
+                "`variables` may hold cvxpy Variables and Constraints (for their duals), got "
+                f"{type(out).__name__}"
+            )
+    # A fresh Problem object, so that CVXPY's compilation cache is not stored on the user's.
+    work = cp.Problem(problem.objective, problem.constraints)
+    try:
+        data, chain, inverse_data = work.get_problem_data(
+            solver=cp.CLARABEL, enforce_dpp=True, solver_opts={"use_quad_obj": True}
+        )
+    except DPPError as exc:
+        raise NonDPPError(
+            "the problem is not DPP (disciplined parametrized programming), so its data is not "
+            "an affine function of the parameters. Rewrite products of parameters as a new "
+            "parameter, keep parameters out of nonlinear atoms' curvature-defining arguments, "
+            "and see https://www.cvxpy.org/tutorial/dpp/ . CVXPY said: "
+            + str(exc).splitlines()[0]
+        ) from exc
+    except cp.error.DCPError as exc:
+        raise NonDPPError(f"the problem is not DCP: {exc}") from exc
+    param_prob = data[cp.settings.PARAM_PROB]
+    m, n = (int(d) for d in data["A"].shape)
+    cones = _cones_from_dims(data["dims"])
+    params = list(parameters) if not isinstance(parameters, cp.Parameter) else [parameters]
+    R = _theta_map(params, specs, chain, param_prob)
+    M, (p_ind, p_ptr, a_ind, a_ptr) = _data_map(param_prob, n, m)
+    const_col = param_prob.param_id_to_col.get(-1, param_prob.total_param_size)
+    linear = M[:, :const_col] if const_col == M.shape[1] - 1 else None
+    if linear is None:  # pragma: no cover - CVXPY always puts the constant last
+        raise UnsupportedProblemError("unexpected CVXPY parameter layout")
+    G = sp.csr_array(linear @ R)
+    g0 = np.asarray(M[:, [const_col]].toarray()).ravel()
+    maps = _probe_outputs(outputs, chain, inverse_data, n, m)
+    return Compiled(
+        parameters=specs,
+        outputs=maps,
+        cones=tuple(cones),
+        n=n,
+        m=m,
+        G=G,
+        GT=sp.csr_array(G.T),
+        g0=g0,
+        P_indices=p_ind,
+        P_indptr=p_ptr,
+        A_indices=a_ind,
+        A_indptr=a_ptr,
+    )

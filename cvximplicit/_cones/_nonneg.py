@@ -1,0 +1,41 @@
+"""The nonnegative orthant: linear inequalities."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._base import Cone, FloatArray, KinkPolicy
+
+__all__ = ["NonnegativeCone"]
+
+
+class NonnegativeCone(Cone):
+    """``K = K* = R^dim_+`` (inequalities ``Ax <= b``).
+
+    ``Pi(v) = max(v, 0)`` with Jacobian ``diag(1[v_i > 0])``.  At ``v_i = 0`` (a weakly active
+    constraint: ``y_i = s_i = 0``) the Clarke Jacobian is ``[0, 1]``; the policy picks ``1``
+    (``ACTIVE``) or ``0`` (``INACTIVE``).
+    """
+
+    name = "nonnegative"
+    self_dual = True
+
+    def __init__(self, dim: int) -> None:
+        self._dim = int(dim)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def project(self, v: FloatArray) -> FloatArray:
+        return np.maximum(v, 0.0)
+
+    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> sp.csr_array:
+        at_kink = np.abs(v) <= tol
+        d = (v > 0).astype(np.float64)
+        d[at_kink] = 1.0 if kink is KinkPolicy.ACTIVE else 0.0
+        return sp.diags_array(d, format="csr")
+
+    def kinks(self, v: FloatArray, tol: float) -> int:
+        return int(np.count_nonzero(np.abs(v) <= tol))

@@ -1,0 +1,40 @@
+"""The zero cone {0}: equality constraints."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._base import Cone, FloatArray, KinkPolicy
+
+__all__ = ["ZeroCone"]
+
+
+class ZeroCone(Cone):
+    """``K = {0}^dim`` (equality constraints ``Ax = b``); ``K* = R^dim``.
+
+    ``Pi_K = 0`` and ``Pi_{K*}`` is the identity, which is smooth: ``D = I`` and no kinks.
+    """
+
+    name = "zero"
+
+    def __init__(self, dim: int) -> None:
+        self._dim = int(dim)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def project(self, v: FloatArray) -> FloatArray:
+        return np.zeros_like(v)
+
+    def project_dual(self, v: FloatArray) -> FloatArray:
+        return v.copy()
+
+    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> sp.csr_array:
+        del v, kink, tol
+        return sp.eye_array(self._dim, format="csr")
+
+    def kinks(self, v: FloatArray, tol: float) -> int:
+        del v, tol
+        return 0

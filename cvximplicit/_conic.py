@@ -1,0 +1,471 @@
+"""The canonical cone program, its residual map, polishing and derivatives.
+
+For the program
+
+    minimise 1/2 x'Px + c'x   subject to   Ax + s = b,  s in K
+
+one vector ``v`` stands for the pair ``(y, s)``: ``y = Pi_{K*}(v)`` and ``s = Pi_{K*}(v) - v``
+(Moreau), and the normal-map residual
+
+    F(x, v) = [ P x + A' Pi_{K*}(v) + c       ]
+              [ A x + Pi_{K*}(v) - v - b      ]
+
+vanishes exactly at KKT points.  With ``D`` an element of the conservative Jacobian of
+``Pi_{K*}`` at ``v`` (chosen by a :class:`~cvximplicit.KinkPolicy`),
+
+    B = dF/d(x, v) = [ P   A'D   ]
+                     [ A   D - I ]
+
+is both the semismooth Newton matrix used to polish the solver's point and the matrix of the
+implicit function theorem: one factorization of ``B`` serves every VJP and JVP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from numpy.typing import NDArray
+
+from ._cones import Cone, KinkPolicy
+from ._diagnostics import Diagnostics
+from ._errors import (
+    DegenerateDerivativeError,
+    DegenerateDerivativeWarning,
+    InaccurateSolutionWarning,
+    InfeasibleError,
+    SolverFailedError,
+    UnboundedError,
+)
+from ._solvers import ConeData, RawSolution, Solver, SolverStatus
+
+__all__ = ["ConeSet", "ConicSolution", "DataTangent", "LinearSystem", "solve_conic"]
+
+FloatArray = NDArray[np.float64]
+
+#: Pivot ratio ``min |U_ii| / max |U_ii|`` of the LU factors below which ``B`` is treated as
+#: numerically singular.
+SINGULAR_PIVOT_RATIO = 1e-13
+#: Largest ``n + m`` for which the least-squares fallback uses a dense SVD (else LSMR).
+DENSE_LSTSQ_LIMIT = 3000
+
+
+class ConeSet:
+    """The cones of a program, with their slices of the constraint vector."""
+
+    def __init__(self, cones: Sequence[Cone]) -> None:
+        self.cones = tuple(c for c in cones if c.dim > 0)
+        bounds = np.cumsum([0] + [c.dim for c in self.cones])
+        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.dim = int(bounds[-1])
+
+    def project_dual(self, v: FloatArray) -> FloatArray:
+        out = np.empty_like(v)
+        for cone, sl in zip(self.cones, self.slices):
+            out[sl] = cone.project_dual(v[sl])
+        return out
+
+    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> sp.csc_array:
+        blocks = [cone.dual_jacobian(v[sl], kink, tol) for cone, sl in zip(self.cones, self.slices)]
+        if not blocks:
+            return sp.csc_array((0, 0))
+        return sp.block_diag(blocks, format="csc")
+
+    def kinks(self, v: FloatArray, tol: float) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for cone, sl in zip(self.cones, self.slices):
+            counts[cone.name] = counts.get(cone.name, 0) + cone.kinks(v[sl], tol)
+        return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class DataTangent:
+    """A tangent or cotangent of the program data, on the sparsity patterns of ``P`` and ``A``.
+
+    ``P`` holds one value per stored entry of the full symmetric ``P`` (cotangents are
+    symmetrised), ``A`` one per stored entry of ``A``, in CSC order.
+    """
+
+    P: FloatArray
+    A: FloatArray
+    b: FloatArray
+    c: FloatArray
+
+
+def _pattern(M: sp.csc_array) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    rows = M.indices.astype(np.int64)
+    cols = np.repeat(np.arange(M.shape[1], dtype=np.int64), np.diff(M.indptr))
+    return rows, cols
+
+
+def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> FloatArray:
+    """The normal-map residual ``F(x, v)`` (see the module docstring)."""
+    y = cones.project_dual(v)
+    return np.concatenate([data.P @ x + data.A.T @ y + data.c, data.A @ x + y - v - data.b])
+
+
+def newton_matrix(data: ConeData, D: sp.csc_array) -> sp.csc_array:
+    """``B = [[P, A'D], [A, D - I]]`` in CSC format."""
+    eye = sp.eye_array(data.m, format="csc")
+    return sp.block_array(
+        [[data.P, data.A.T @ D], [data.A, D - eye]], format="csc"
+    )
+
+
+class LinearSystem:
+    """Solves ``B z = r`` and ``B' z = r`` for one ``B``, factorized once.
+
+    A sparse LU (SuperLU) is used when ``B`` is invertible.  When it is (numerically) singular
+    the implicit function theorem does not apply: with ``strict`` a
+    :class:`DegenerateDerivativeError` is raised, otherwise a
+    :class:`DegenerateDerivativeWarning` is emitted and minimum-norm least-squares solutions
+    are returned (dense SVD for ``n + m <= 3000``, LSMR beyond).
+    """
+
+    def __init__(self, B: sp.csc_array, *, strict: bool = False, warn: bool = True) -> None:
+        self.B = B
+        self.size = int(B.shape[0])
+        self.degenerate = False
+        self._lu: spla.SuperLU | None = None
+        self._svd: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        self._condition: float | None = None
+        reason = ""
+        if self.size == 0:
+            self.method = "empty"
+            return
+        try:
+            lu = spla.splu(B, permc_spec="COLAMD")
+            pivots = np.abs(lu.U.diagonal())
+            ratio = float(pivots.min() / pivots.max()) if pivots.max() > 0 else 0.0
+            if ratio < SINGULAR_PIVOT_RATIO:
+                reason = f"LU pivot ratio {ratio:.1e}"
+            else:
+                self._lu = lu
+        except RuntimeError as exc:  # "Factor is exactly singular"
+            reason = str(exc)
+        if self._lu is not None:
+            self.method = "sparse LU"
+            return
+        self.degenerate = True
+        message = (
+            f"the derivative system B is singular at this solution ({reason}): the implicit "
+            "function theorem's hypothesis fails here (non-unique solution, linearly dependent "
+            "active constraints, or a kink where the chosen Jacobian element is singular). "
+        )
+        if strict:
+            raise DegenerateDerivativeError(message + "strict=True was requested.")
+        if warn:
+            warnings.warn(
+                message + "Least-squares derivatives are returned; they need not be elements "
+                "of a conservative Jacobian. Try kink='inactive' or kink='active', perturb the "
+                "problem, or pass strict=True to raise instead.",
+                DegenerateDerivativeWarning,
+                stacklevel=4,
+            )
+        if self.size <= DENSE_LSTSQ_LIMIT:
+            self.method = "least squares (dense SVD)"
+            u, sv, vt = scipy.linalg.svd(B.toarray(), full_matrices=False)
+            keep = sv > sv[0] * 1e-12 if sv.size and sv[0] > 0 else np.zeros(sv.size, bool)
+            self._svd = (u[:, keep], sv[keep], vt[keep])
+        else:
+            self.method = "least squares (LSMR)"
+
+    def solve(self, rhs: FloatArray, transpose: bool = False) -> FloatArray:
+        if self.size == 0:
+            return np.zeros(0)
+        if self._lu is not None:
+            return self._lu.solve(rhs, trans="T" if transpose else "N")
+        if self._svd is not None:
+            u, sv, vt = self._svd
+            if transpose:
+                return u @ ((vt @ rhs) / sv)
+            return vt.T @ ((u.T @ rhs) / sv)
+        op = self.B.T if transpose else self.B
+        return spla.lsmr(op, rhs, atol=1e-14, btol=1e-14, maxiter=20 * self.size)[0]
+
+    def condition(self) -> float:
+        """Estimate of the 1-norm condition number ``||B||_1 ||B^{-1}||_1``."""
+        if self._condition is None:
+            if self.size == 0:
+                self._condition = 1.0
+            elif self.degenerate:
+                self._condition = float("inf")
+            else:
+                inv = spla.LinearOperator(
+                    self.B.shape,
+                    matvec=lambda r: self.solve(np.asarray(r).ravel()),
+                    rmatvec=lambda r: self.solve(np.asarray(r).ravel(), transpose=True),
+                    dtype=np.float64,
+                )
+                norm_b = float(abs(self.B).sum(axis=0).max())
+                self._condition = norm_b * float(spla.onenormest(inv))
+        return self._condition
+
+
+def _status_error(raw: RawSolution, cls: type[SolverFailedError | InfeasibleError | UnboundedError], what: str):
+    return cls(
+        f"the {raw.solver} solve {what} (solver status '{raw.raw_status}')",
+        status=raw.status,
+        solver=raw.solver,
+    )
+
+
+class ConicSolution:
+    """A solution ``(x, y, s)`` of a canonical cone program with its derivative.
+
+    Produced by :func:`solve_conic`.  ``vjp`` and ``jvp`` differentiate the solution with
+    respect to the data ``(P, A, b, c)`` through the implicit function theorem applied to the
+    residual ``F``; the factorization of ``B`` is computed once, on first use (or reused from
+    the last polishing step), and shared by every later call.
+    """
+
+    def __init__(
+        self,
+        data: ConeData,
+        cones: ConeSet,
+        x: FloatArray,
+        v: FloatArray,
+        diagnostics: Diagnostics,
+        *,
+        kink: KinkPolicy,
+        kink_tol: float,
+        strict: bool,
+        system: LinearSystem | None = None,
+        D: sp.csc_array | None = None,
+    ) -> None:
+        self.data = data
+        self.cones = cones
+        self.x = x
+        self.v = v
+        self.y = cones.project_dual(v)
+        self.s = self.y - v
+        self.diagnostics = diagnostics
+        self.kink = kink
+        self.kink_tol = kink_tol
+        self.strict = strict
+        self._system = system
+        self._D = D
+
+    # Factorizations cannot be pickled; a solution sent across processes refactorizes.
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_system"] = None
+        return state
+
+    @property
+    def D(self) -> sp.csc_array:
+        """The chosen element of the conservative Jacobian of ``Pi_{K*}`` at ``v``."""
+        if self._D is None:
+            self._D = self.cones.dual_jacobian(self.v, self.kink, self.kink_tol)
+        return self._D
+
+    @property
+    def system(self) -> LinearSystem:
+        """The factorized ``B`` (computed on first use)."""
+        if self._system is None:
+            self._system = LinearSystem(newton_matrix(self.data, self.D), strict=self.strict)
+        self.diagnostics.linear_solve = self._system.method
+        self.diagnostics.degenerate = self._system.degenerate
+        return self._system
+
+    @functools.cached_property
+    def _patterns(self) -> tuple[tuple[NDArray[np.int64], NDArray[np.int64]], ...]:
+        return _pattern(self.data.P), _pattern(self.data.A)
+
+    def vjp(
+        self,
+        gx: FloatArray | None = None,
+        gy: FloatArray | None = None,
+        gs: FloatArray | None = None,
+    ) -> DataTangent:
+        """Pull back cotangents on ``(x, y, s)`` to cotangents on the data ``(P, A, b, c)``.
+
+        Solves ``B' [lx; lv] = [gx; D'(gy + gs) - gs]`` and returns ``dc = -lx``,
+        ``db = lv``, ``dA = -(y lx' + lv x')`` and ``dP = -sym(lx x')``, restricted to the
+        sparsity patterns of ``A`` and ``P``.
+        """
+        n, m = self.data.n, self.data.m
+        gx = np.zeros(n) if gx is None else np.asarray(gx, dtype=np.float64)
+        gy = np.zeros(m) if gy is None else np.asarray(gy, dtype=np.float64)
+        gs = np.zeros(m) if gs is None else np.asarray(gs, dtype=np.float64)
+        gv = self.D.T @ (gy + gs) - gs
+        lam = self.system.solve(np.concatenate([gx, gv]), transpose=True)
+        lx, lv = lam[:n], lam[n:]
+        (pr, pc), (ar, ac) = self._patterns
+        x, y = self.x, self.y
+        return DataTangent(
+            P=-0.5 * (lx[pr] * x[pc] + lx[pc] * x[pr]),
+            A=-(y[ar] * lx[ac] + lv[ar] * x[ac]),
+            b=lv,
+            c=-lx,
+        )
+
+    def jvp(self, tangent: DataTangent) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Push a data tangent forward to tangents ``(dx, dy, ds)`` of the solution.
+
+        Solves ``B [dx; dv] = -[dP x + dA' y + dc; dA x - db]``, then ``dy = D dv`` and
+        ``ds = dy - dv``.
+        """
+        n = self.data.n
+        P, A = self.data.P, self.data.A
+        dP = sp.csc_array((tangent.P, P.indices, P.indptr), shape=P.shape)
+        dA = sp.csc_array((tangent.A, A.indices, A.indptr), shape=A.shape)
+        rhs = -np.concatenate(
+            [dP @ self.x + dA.T @ self.y + tangent.c, dA @ self.x - tangent.b]
+        )
+        dz = self.system.solve(rhs)
+        dx, dv = dz[:n], dz[n:]
+        dy = self.D @ dv
+        return dx, dy, dy - dv
+
+
+@dataclasses.dataclass
+class _Polished:
+    x: FloatArray
+    v: FloatArray
+    residual: float
+    steps: int
+    outcome: str
+    D: sp.csc_array | None
+    system: LinearSystem | None
+
+
+def _kink_tol(kink_tol: float, res: float, v: FloatArray) -> float:
+    """Distance to a kink below which the kink policy decides (relative, plus the residual)."""
+    return kink_tol * max(1.0, float(np.abs(v).max(initial=0.0))) + res
+
+
+def _polish(
+    data: ConeData,
+    cones: ConeSet,
+    x: FloatArray,
+    v: FloatArray,
+    *,
+    kink: KinkPolicy,
+    kink_tol: float,
+    max_iter: int,
+    target: float,
+    floor: float,
+) -> _Polished:
+    """Semismooth Newton on ``F`` from the solver's point, accepting only decreasing steps.
+
+    The Newton matrix is ``B`` itself.  The factorization of the last ``B`` is returned when it
+    is also ``B`` at the returned point (always so for polyhedral cones once the active set
+    has settled), so that derivatives need no further factorization.
+    """
+    F = residual(data, cones, x, v)
+    res = float(np.linalg.norm(F))
+    D = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, res, v))
+    system: LinearSystem | None = None
+    steps = 0
+    for _ in range(max_iter):
+        if res <= target:
+            return _Polished(x, v, res, steps, "converged", D, system)
+        if system is None:
+            system = LinearSystem(newton_matrix(data, D), warn=False)
+            if system.degenerate:
+                return _Polished(x, v, res, steps, "singular", D, None)
+        dz = system.solve(-F)
+        x_new, v_new = x + dz[: data.n], v + dz[data.n :]
+        F_new = residual(data, cones, x_new, v_new)
+        res_new = float(np.linalg.norm(F_new))
+        if not res_new < res:
+            # Keep the current point (``system`` is B there).  A residual already at the
+            # floating-point floor counts as converged.
+            outcome = "converged" if res <= floor else "stalled"
+            return _Polished(x, v, res, steps, outcome, D, system)
+        steps += 1
+        x, v, F, res = x_new, v_new, F_new, res_new
+        D_new = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, res, v))
+        diff = abs(D_new - D)
+        if diff.nnz and diff.max() > 1e-12:
+            system = None
+        D = D_new
+    outcome = "converged" if res <= target else "max_iter"
+    return _Polished(x, v, res, steps, outcome, D, system)
+
+
+def solve_conic(
+    data: ConeData,
+    cones: ConeSet,
+    solver: Solver,
+    *,
+    kink: KinkPolicy = KinkPolicy.ACTIVE,
+    polish: bool = True,
+    polish_max_iter: int = 5,
+    kink_tol: float = 1e-9,
+    strict: bool = False,
+) -> ConicSolution:
+    """Solve, polish and prepare to differentiate one canonical cone program.
+
+    Raises :class:`InfeasibleError`, :class:`UnboundedError` or :class:`SolverFailedError`
+    when the solver returns no usable point, and warns with
+    :class:`InaccurateSolutionWarning` when it returns an inaccurate one that polishing could
+    not make accurate.
+    """
+    raw = solver.solve(data, cones.cones)
+    if raw.status is SolverStatus.INFEASIBLE:
+        raise _status_error(raw, InfeasibleError, "found the problem infeasible")
+    if raw.status is SolverStatus.UNBOUNDED:
+        raise _status_error(raw, UnboundedError, "found the problem unbounded")
+    if raw.status is SolverStatus.FAILED or not raw.has_point:
+        raise _status_error(raw, SolverFailedError, "failed")
+    assert raw.x is not None and raw.y is not None and raw.s is not None
+    scale = 1.0 + max(
+        float(np.abs(data.b).max(initial=0.0)), float(np.abs(data.c).max(initial=0.0))
+    )
+    x, v = raw.x.copy(), raw.y - raw.s
+    res0 = float(np.linalg.norm(residual(data, cones, x, v)))
+    if polish:
+        p = _polish(
+            data, cones, x, v, kink=kink, kink_tol=kink_tol, max_iter=polish_max_iter,
+            target=1e-13 * scale, floor=1e-9 * scale,
+        )
+    else:
+        p = _Polished(x, v, res0, 0, "off", None, None)
+    status = raw.status
+    if status is SolverStatus.INCOMPLETE:
+        if p.residual > 1e-7 * scale:
+            raise _status_error(raw, SolverFailedError, "stopped without converging")
+        status = SolverStatus.INACCURATE
+    tol = _kink_tol(kink_tol, p.residual, p.v)
+    diagnostics = Diagnostics(
+        status=status,
+        solver=raw.solver,
+        raw_status=raw.raw_status,
+        iterations=raw.iterations,
+        solve_time=raw.solve_time,
+        residual_before_polish=res0,
+        residual=p.residual,
+        polish_steps=p.steps,
+        polish=p.outcome,
+        kink_policy=kink.value,
+        kinks=cones.kinks(p.v, tol),
+    )
+    if status is SolverStatus.INACCURATE and p.outcome != "converged":
+        warnings.warn(
+            f"{raw.solver} returned an inaccurate solution (status '{raw.raw_status}'); "
+            f"its KKT residual is {p.residual:.2e} after polishing ({p.outcome}). Derivatives "
+            "at this point are approximate: tighten the solver settings or check the "
+            "problem's scaling.",
+            InaccurateSolutionWarning,
+            stacklevel=3,
+        )
+    return ConicSolution(
+        data,
+        cones,
+        p.x,
+        p.v,
+        diagnostics,
+        kink=kink,
+        kink_tol=tol,
+        strict=strict,
+        system=p.system,
+        D=p.D,
+    )

@@ -1,0 +1,187 @@
+"""The solver contract: one small class per backend.
+
+A :class:`Solver` takes the canonical data of
+
+    minimise 1/2 x'Px + c'x   subject to   Ax + s = b,  s in K
+
+(``P`` symmetric, full storage) and returns a :class:`RawSolution` ``(x, y, s)`` satisfying,
+to the solver's tolerance, ``Px + A'y + c = 0``, ``s in K``, ``y in K*``, ``s'y = 0``.
+Each class imports its package lazily (so a missing solver only matters when it is used),
+translates the cones it supports into its own objects and layouts, and maps every status it
+can report to a :class:`SolverStatus`.  User settings are passed through unchanged, on top of
+the class defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from .._cones import Cone
+from .._errors import SolverNotInstalledError, UnsupportedProblemError
+
+__all__ = ["ConeData", "RawSolution", "Solver", "SolverStatus"]
+
+
+class SolverStatus(enum.Enum):
+    """What the inner solver reported, normalised across backends."""
+
+    SOLVED = "solved"
+    #: Solved to reduced accuracy; returned with an ``InaccurateSolutionWarning``.
+    INACCURATE = "solved_inaccurate"
+    #: Stopped early (iteration/time limit, insufficient progress) with a point that polishing
+    #: may still turn into an accurate solution.
+    INCOMPLETE = "incomplete"
+    INFEASIBLE = "infeasible"
+    UNBOUNDED = "unbounded"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConeData:
+    """Numerical data of one canonical cone program.
+
+    Attributes:
+        P: ``n x n`` symmetric CSC matrix, full storage (both triangles).
+        A: ``m x n`` CSC matrix.
+        b: length ``m``.
+        c: length ``n``.
+    """
+
+    P: sp.csc_array
+    A: sp.csc_array
+    b: NDArray[np.float64]
+    c: NDArray[np.float64]
+
+    @property
+    def n(self) -> int:
+        return int(self.A.shape[1])
+
+    @property
+    def m(self) -> int:
+        return int(self.A.shape[0])
+
+    @property
+    def P_upper(self) -> sp.csc_array:
+        """The upper triangle of ``P`` (what Clarabel, SCS and OSQP take)."""
+        return sp.triu(self.P, format="csc")
+
+
+@dataclasses.dataclass
+class RawSolution:
+    """A solver's answer, before polishing and differentiation."""
+
+    x: NDArray[np.float64] | None
+    y: NDArray[np.float64] | None
+    s: NDArray[np.float64] | None
+    status: SolverStatus
+    raw_status: str
+    iterations: int
+    solve_time: float
+    solver: str
+
+    @property
+    def has_point(self) -> bool:
+        return all(
+            a is not None and bool(np.all(np.isfinite(a))) for a in (self.x, self.y, self.s)
+        )
+
+
+class Solver(ABC):
+    """Base class of the solver backends.
+
+    Args:
+        **settings: solver settings, passed to the backend unchanged on top of
+            :attr:`defaults` (for example ``Clarabel(tol_gap_rel=1e-10)``,
+            ``SCS(eps_abs=1e-12, eps_rel=1e-12)``).
+    """
+
+    #: Name used in diagnostics and accepted by ``solver="..."`` (case-insensitive).
+    name: ClassVar[str]
+    #: Module to import and the pip requirement that provides it.
+    module: ClassVar[str]
+    requirement: ClassVar[str]
+    #: Cone classes this backend can handle.
+    supported_cones: ClassVar[tuple[type[Cone], ...]]
+    #: Default settings; chosen so that solve + polish + derivative is fast and accurate.
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    #: Whether the backend releases the GIL while solving (then batches use threads).
+    releases_gil: ClassVar[bool] = True
+    #: Vector layout of the backend (see ``Cone.permutation``); ``"canonical"`` needs no change.
+    convention: ClassVar[str] = "canonical"
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings: dict[str, Any] = {**self.defaults, **settings}
+
+    def with_settings(self, settings: Mapping[str, Any] | None) -> Solver:
+        """A copy of this solver with ``settings`` overriding the current ones."""
+        if not settings:
+            return self
+        return type(self)(**{**self.settings, **settings})
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.settings.items() if self.defaults.get(k) != v}
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"{type(self).__name__}({args})"
+
+    def _import(self) -> ModuleType:
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as exc:
+            raise SolverNotInstalledError(
+                f"solver {self.name} needs the package '{self.requirement}': "
+                f"pip install {self.requirement}"
+            ) from exc
+
+    def check_cones(self, cones: Sequence[Cone]) -> None:
+        """Raise :class:`UnsupportedProblemError` if a cone is not supported."""
+        for cone in cones:
+            if not isinstance(cone, self.supported_cones):
+                names = ", ".join(c.__name__ for c in self.supported_cones)
+                raise UnsupportedProblemError(
+                    f"solver {self.name} does not support {type(cone).__name__} "
+                    f"(it supports {names}); choose another solver, e.g. solver='CLARABEL'"
+                )
+
+    def solve(self, data: ConeData, cones: Sequence[Cone]) -> RawSolution:
+        """Solve the canonical program and return the solver's point and status."""
+        self.check_cones(cones)
+        module = self._import()
+        perm = self._row_permutation(cones)
+        if perm is not None:
+            data = ConeData(P=data.P, A=data.A[perm, :].tocsc(), b=data.b[perm], c=data.c)
+        start = time.perf_counter()
+        raw = self._solve(module, data, cones)
+        if raw.solve_time <= 0.0:
+            raw.solve_time = time.perf_counter() - start
+        if perm is not None:
+            inverse = np.empty_like(perm)
+            inverse[perm] = np.arange(perm.size)
+            raw.y = None if raw.y is None else raw.y[inverse]
+            raw.s = None if raw.s is None else raw.s[inverse]
+        return raw
+
+    def _row_permutation(self, cones: Sequence[Cone]) -> NDArray[np.int64] | None:
+        """Row order of the backend's layout (``None`` when it is the canonical one)."""
+        if self.convention == "canonical":
+            return None
+        parts, start = [], 0
+        for cone in cones:
+            parts.append(start + cone.permutation(self.convention))
+            start += cone.dim
+        perm = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return None if np.array_equal(perm, np.arange(perm.size)) else perm
+
+    @abstractmethod
+    def _solve(self, module: ModuleType, data: ConeData, cones: Sequence[Cone]) -> RawSolution:
+        """Backend-specific solve; ``module`` is the imported backend package."""

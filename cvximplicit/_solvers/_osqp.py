@@ -1,0 +1,72 @@
+"""OSQP (operator splitting for QPs: zero and nonnegative cones only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._cones import Cone, NonnegativeCone, ZeroCone
+from ._base import ConeData, RawSolution, Solver, SolverStatus
+
+__all__ = ["OSQP"]
+
+_STATUS = {
+    1: SolverStatus.SOLVED,
+    2: SolverStatus.INACCURATE,
+    -3: SolverStatus.INFEASIBLE,
+    3: SolverStatus.INFEASIBLE,
+    -4: SolverStatus.UNBOUNDED,
+    4: SolverStatus.UNBOUNDED,
+    -2: SolverStatus.INCOMPLETE,
+    -6: SolverStatus.INCOMPLETE,
+}
+
+
+class OSQP(Solver):
+    """The OSQP solver (``pip install osqp``), for programs with only zero and nonnegative cones.
+
+    The program ``Ax + s = b`` is given to OSQP as ``l <= Ax <= u`` with ``l = u = b`` on
+    equality rows and ``l = -inf, u = b`` on inequality rows, so OSQP's multipliers are the
+    canonical duals ``y``.  Defaults: ``eps_abs = eps_rel = 1e-7``, OSQP's own polishing on.
+    """
+
+    name = "OSQP"
+    module = "osqp"
+    requirement = "osqp"
+    supported_cones: ClassVar[tuple[type[Cone], ...]] = (ZeroCone, NonnegativeCone)
+    defaults: ClassVar[dict[str, Any]] = {
+        "verbose": False,
+        "eps_abs": 1e-7,
+        "eps_rel": 1e-7,
+        "polishing": True,
+    }
+
+    def _solve(self, module: ModuleType, data: ConeData, cones: Sequence[Cone]) -> RawSolution:
+        lower = np.empty(data.m)
+        start = 0
+        for cone in cones:
+            stop = start + cone.dim
+            lower[start:stop] = -np.inf if isinstance(cone, NonnegativeCone) else data.b[start:stop]
+            start = stop
+        model = module.OSQP()
+        model.setup(
+            P=data.P_upper, q=data.c, A=data.A, l=lower, u=data.b, **self.settings
+        )
+        result = model.solve()
+        info = result.info
+        x = None if result.x is None else np.asarray(result.x, dtype=np.float64)
+        y = None if result.y is None else np.asarray(result.y, dtype=np.float64)
+        s = None if x is None else data.b - data.A @ x
+        return RawSolution(
+            x=x,
+            y=y,
+            s=s,
+            status=_STATUS.get(int(info.status_val), SolverStatus.FAILED),
+            raw_status=str(info.status),
+            iterations=int(info.iter),
+            solve_time=float(info.run_time),
+            solver=self.name,
+        )
