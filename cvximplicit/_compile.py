@@ -20,17 +20,16 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
+from cvxpy import settings as cvxpy_settings
 from cvxpy.constraints.constraint import Constraint
-from cvxpy.error import DPPError
-from numpy.typing import NDArray
+from cvxpy.error import DCPError, DPPError
 
 from ._cones import Cone, NonnegativeCone, SecondOrderCone, ZeroCone
 from ._errors import NonDPPError, ParameterError, UnsupportedProblemError
 
 __all__ = ["Compiled", "OutputMap", "ParameterSpec", "canonicalize"]
 
-IntArray = NDArray[np.int64]
-FloatArray = NDArray[np.float64]
+from ._typing import FloatArray, IntArray, shape2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +269,7 @@ def _theta_map(
     )
 
 
-def _data_map(param_prob: Any, n: int, m: int) -> tuple[sp.csr_array, tuple[IntArray, ...]]:
+def _data_map(param_prob: Any, n: int, m: int) -> tuple[Any, tuple[IntArray, ...]]:
     """``M`` with ``[P-values; A-values; b; c] = M[:, :-1] theta + M[:, -1]``, and patterns."""
     param_prob.reduced_A.cache()
     ncol = param_prob.total_param_size + 1
@@ -324,8 +323,11 @@ def _probe_outputs(
     t1x, t1z = np.arange(1.0, n + 1), np.arange(1.0, m + 1)
     r_x, r_z = rng.uniform(1.0, 2.0, n), rng.uniform(1.0, 2.0, m)
     probes = {
-        sign: [invert(sign * t1x, sign * t1z), invert(sign * t1x**2, sign * t1z**2),
-               invert(sign * r_x, sign * r_z)]
+        sign: [
+            invert(sign * t1x, sign * t1z),
+            invert(sign * t1x**2, sign * t1z**2),
+            invert(sign * r_x, sign * r_z),
+        ]
         for sign in (1.0, -1.0)
     }
     maps = []
@@ -386,7 +388,9 @@ def canonicalize(
             "mixed-integer problem is piecewise constant and has no useful derivative"
         )
     specs = _parameter_specs(problem, parameters)
-    outputs = list(variables) if not isinstance(variables, (cp.Variable, Constraint)) else [variables]
+    outputs = (
+        list(variables) if not isinstance(variables, (cp.Variable, Constraint)) else [variables]
+    )
     if not outputs:
         raise ValueError("`variables` is empty: list the variables (or constraints) to return")
     var_ids = {v.id for v in problem.variables()}
@@ -414,19 +418,18 @@ def canonicalize(
             "the problem is not DPP (disciplined parametrized programming), so its data is not "
             "an affine function of the parameters. Rewrite products of parameters as a new "
             "parameter, keep parameters out of nonlinear atoms' curvature-defining arguments, "
-            "and see https://www.cvxpy.org/tutorial/dpp/ . CVXPY said: "
-            + str(exc).splitlines()[0]
+            "and see https://www.cvxpy.org/tutorial/dpp/ . CVXPY said: " + str(exc).splitlines()[0]
         ) from exc
-    except cp.error.DCPError as exc:
+    except DCPError as exc:
         raise NonDPPError(f"the problem is not DCP: {exc}") from exc
-    param_prob = data[cp.settings.PARAM_PROB]
+    param_prob = data[cvxpy_settings.PARAM_PROB]
     m, n = (int(d) for d in data["A"].shape)
     cones = _cones_from_dims(data["dims"])
     params = list(parameters) if not isinstance(parameters, cp.Parameter) else [parameters]
     R = _theta_map(params, specs, chain, param_prob)
     M, (p_ind, p_ptr, a_ind, a_ptr) = _data_map(param_prob, n, m)
     const_col = param_prob.param_id_to_col.get(-1, param_prob.total_param_size)
-    linear = M[:, :const_col] if const_col == M.shape[1] - 1 else None
+    linear = M[:, :const_col] if const_col == shape2(M)[1] - 1 else None
     if linear is None:  # pragma: no cover - CVXPY always puts the constant last
         raise UnsupportedProblemError("unexpected CVXPY parameter layout")
     G = sp.csr_array(linear @ R)

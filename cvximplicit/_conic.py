@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import warnings
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from numpy.typing import NDArray
 
 from ._cones import Cone, KinkPolicy
 from ._diagnostics import Diagnostics
@@ -47,7 +48,7 @@ from ._solvers import ConeData, RawSolution, Solver, SolverStatus
 
 __all__ = ["ConeSet", "ConicSolution", "DataTangent", "LinearSystem", "solve_conic"]
 
-FloatArray = NDArray[np.float64]
+from ._typing import FloatArray, IntArray, Sparse, shape2
 
 #: Pivot ratio ``min |U_ii| / max |U_ii|`` of the LU factors below which ``B`` is treated as
 #: numerically singular.
@@ -62,7 +63,7 @@ class ConeSet:
     def __init__(self, cones: Sequence[Cone]) -> None:
         self.cones = tuple(c for c in cones if c.dim > 0)
         bounds = np.cumsum([0] + [c.dim for c in self.cones])
-        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         self.dim = int(bounds[-1])
 
     def project_dual(self, v: FloatArray) -> FloatArray:
@@ -71,7 +72,7 @@ class ConeSet:
             out[sl] = cone.project_dual(v[sl])
         return out
 
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> sp.csc_array:
+    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
         blocks = [cone.dual_jacobian(v[sl], kink, tol) for cone, sl in zip(self.cones, self.slices)]
         if not blocks:
             return sp.csc_array((0, 0))
@@ -98,9 +99,9 @@ class DataTangent:
     c: FloatArray
 
 
-def _pattern(M: sp.csc_array) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _pattern(M: sp.csc_array) -> tuple[IntArray, IntArray]:
     rows = M.indices.astype(np.int64)
-    cols = np.repeat(np.arange(M.shape[1], dtype=np.int64), np.diff(M.indptr))
+    cols = np.repeat(np.arange(shape2(M)[1], dtype=np.int64), np.diff(M.indptr))
     return rows, cols
 
 
@@ -110,12 +111,10 @@ def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> Fl
     return np.concatenate([data.P @ x + data.A.T @ y + data.c, data.A @ x + y - v - data.b])
 
 
-def newton_matrix(data: ConeData, D: sp.csc_array) -> sp.csc_array:
+def newton_matrix(data: ConeData, D: Sparse) -> Sparse:
     """``B = [[P, A'D], [A, D - I]]`` in CSC format."""
     eye = sp.eye_array(data.m, format="csc")
-    return sp.block_array(
-        [[data.P, data.A.T @ D], [data.A, D - eye]], format="csc"
-    )
+    return sp.block_array([[data.P, data.A.T @ D], [data.A, D - eye]], format="csc")
 
 
 class LinearSystem:
@@ -128,9 +127,9 @@ class LinearSystem:
     are returned (dense SVD for ``n + m <= 3000``, LSMR beyond).
     """
 
-    def __init__(self, B: sp.csc_array, *, strict: bool = False, warn: bool = True) -> None:
+    def __init__(self, B: Sparse, *, strict: bool = False, warn: bool = True) -> None:
         self.B = B
-        self.size = int(B.shape[0])
+        self.size = shape2(B)[0]
         self.degenerate = False
         self._lu: spla.SuperLU | None = None
         self._svd: tuple[FloatArray, FloatArray, FloatArray] | None = None
@@ -197,18 +196,29 @@ class LinearSystem:
             elif self.degenerate:
                 self._condition = float("inf")
             else:
-                inv = spla.LinearOperator(
-                    self.B.shape,
-                    matvec=lambda r: self.solve(np.asarray(r).ravel()),
-                    rmatvec=lambda r: self.solve(np.asarray(r).ravel(), transpose=True),
-                    dtype=np.float64,
-                )
-                norm_b = float(abs(self.B).sum(axis=0).max())
-                self._condition = norm_b * float(spla.onenormest(inv))
+                norm_b = float(np.max(np.asarray(abs(self.B).sum(axis=0))))
+                norm_inv = cast(float, spla.onenormest(_Inverse(self)))
+                self._condition = norm_b * float(norm_inv)
         return self._condition
 
 
-def _status_error(raw: RawSolution, cls: type[SolverFailedError | InfeasibleError | UnboundedError], what: str):
+class _Inverse(spla.LinearOperator):
+    """``B^{-1}`` as an operator, for the condition estimate."""
+
+    def __init__(self, system: LinearSystem) -> None:
+        super().__init__(dtype=np.float64, shape=(system.size, system.size))
+        self.system = system
+
+    def _matvec(self, x: FloatArray) -> FloatArray:
+        return self.system.solve(np.ravel(x))
+
+    def _rmatvec(self, x: FloatArray) -> FloatArray:
+        return self.system.solve(np.ravel(x), transpose=True)
+
+
+def _status_error(
+    raw: RawSolution, cls: type[SolverFailedError | InfeasibleError | UnboundedError], what: str
+):
     return cls(
         f"the {raw.solver} solve {what} (solver status '{raw.raw_status}')",
         status=raw.status,
@@ -237,7 +247,7 @@ class ConicSolution:
         kink_tol: float,
         strict: bool,
         system: LinearSystem | None = None,
-        D: sp.csc_array | None = None,
+        D: Sparse | None = None,
     ) -> None:
         self.data = data
         self.cones = cones
@@ -259,7 +269,7 @@ class ConicSolution:
         return state
 
     @property
-    def D(self) -> sp.csc_array:
+    def D(self) -> Sparse:
         """The chosen element of the conservative Jacobian of ``Pi_{K*}`` at ``v``."""
         if self._D is None:
             self._D = self.cones.dual_jacobian(self.v, self.kink, self.kink_tol)
@@ -275,7 +285,7 @@ class ConicSolution:
         return self._system
 
     @functools.cached_property
-    def _patterns(self) -> tuple[tuple[NDArray[np.int64], NDArray[np.int64]], ...]:
+    def _patterns(self) -> tuple[tuple[IntArray, IntArray], ...]:
         return _pattern(self.data.P), _pattern(self.data.A)
 
     def vjp(
@@ -316,9 +326,7 @@ class ConicSolution:
         P, A = self.data.P, self.data.A
         dP = sp.csc_array((tangent.P, P.indices, P.indptr), shape=P.shape)
         dA = sp.csc_array((tangent.A, A.indices, A.indptr), shape=A.shape)
-        rhs = -np.concatenate(
-            [dP @ self.x + dA.T @ self.y + tangent.c, dA @ self.x - tangent.b]
-        )
+        rhs = -np.concatenate([dP @ self.x + dA.T @ self.y + tangent.c, dA @ self.x - tangent.b])
         dz = self.system.solve(rhs)
         dx, dv = dz[:n], dz[n:]
         dy = self.D @ dv
@@ -332,7 +340,7 @@ class _Polished:
     residual: float
     steps: int
     outcome: str
-    D: sp.csc_array | None
+    D: Sparse | None
     system: LinearSystem | None
 
 
@@ -424,8 +432,15 @@ def solve_conic(
     res0 = float(np.linalg.norm(residual(data, cones, x, v)))
     if polish:
         p = _polish(
-            data, cones, x, v, kink=kink, kink_tol=kink_tol, max_iter=polish_max_iter,
-            target=1e-13 * scale, floor=1e-9 * scale,
+            data,
+            cones,
+            x,
+            v,
+            kink=kink,
+            kink_tol=kink_tol,
+            max_iter=polish_max_iter,
+            target=1e-13 * scale,
+            floor=1e-9 * scale,
         )
     else:
         p = _Polished(x, v, res0, 0, "off", None, None)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -13,8 +14,8 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from ._compile import Compiled, canonicalize
-from ._conic import ConeSet, ConicSolution, DataTangent, solve_conic
 from ._cones import KinkPolicy, as_kink_policy
+from ._conic import ConeSet, ConicSolution, DataTangent, solve_conic
 from ._diagnostics import Diagnostics
 from ._errors import ParameterError, SolverError
 from ._solvers import ConeData, Solver, SolverLike, get_solver
@@ -95,31 +96,15 @@ class Program:
         return np.concatenate([s.flatten(a, False) for s, a in zip(specs, arrays)])
 
     def _data_from_stacked(self, u: FloatArray) -> ConeData:
-        c = self._compiled
-        d = c.G @ u + c.g0
-        P, A, b, q = c.split_data(d)
-        n = c.n
-        return ConeData(
-            P=sp.csc_array((P, c.P_indices, c.P_indptr), shape=(n, n)),
-            A=sp.csc_array((A, c.A_indices, c.A_indptr), shape=(c.m, n)),
-            b=b.copy(),
-            c=q.copy(),
-        )
+        return _data_from_stacked(self._compiled, u)
 
     def canonical_data(self, *values: ArrayLike) -> ConeData:
         """The canonical data ``(P, A, b, c)`` for these parameter values."""
         return self._data_from_stacked(self._stack(self._check(values)))
 
     # ----------------------------------------------------------------- solve
-    def _conic(self, u: FloatArray, solver: Solver) -> ConicSolution:
-        return solve_conic(
-            self._data_from_stacked(u),
-            self._cones,
-            solver,
-            kink=self.kink,
-            polish=self.polish,
-            strict=self.strict,
-        )
+    def _task(self, index: int, u: FloatArray, solver: Solver) -> _Task:
+        return _Task(self._compiled, index, u, solver, self.kink, self.polish, self.strict)
 
     def solve(
         self,
@@ -141,7 +126,7 @@ class Program:
         """
         arrays = self._check(values)
         chosen = self._resolve_solver(solver, solver_args)
-        return Solution(self._compiled, self._conic(self._stack(arrays), chosen))
+        return Solution(self._compiled, self._task(-1, self._stack(arrays), chosen).run())
 
     def _resolve_solver(self, solver: SolverLike, solver_args: dict[str, Any] | None) -> Solver:
         chosen = self.solver if solver is None else get_solver(solver)
@@ -188,42 +173,73 @@ class Program:
             raise ParameterError(f"batched parameters disagree on the batch size: {sorted(sizes)}")
         size = sizes.pop() if sizes else 1
         arrays = [
-            spec.check(v, size if is_b else None)
-            for spec, v, is_b in zip(specs, values, batched)
+            spec.check(v, size if is_b else None) for spec, v, is_b in zip(specs, values, batched)
         ]
         flat = [s.flatten(a, b) for s, a, b in zip(specs, arrays, batched)]
         stacked = np.zeros((size, sum(s.size for s in specs)))
-        for spec, f, is_b in zip(specs, flat, batched):
+        for spec, f in zip(specs, flat):
             stacked[:, spec.offset : spec.offset + spec.size] = f
         chosen = self._resolve_solver(solver, solver_args)
-        tasks = [(self, i, stacked[i], chosen) for i in range(size)]
+        tasks = [self._task(i, stacked[i], chosen) for i in range(size)]
         conics = list(_run(tasks, executor, chosen))
         return BatchSolution(
             [Solution(self._compiled, c) for c in conics], tuple(batched), self._compiled
         )
 
 
-def _solve_task(task: tuple[Program, int, FloatArray, Solver]) -> ConicSolution:
-    program, index, u, solver = task
-    try:
-        return program._conic(u, solver)
-    except SolverError as exc:
-        raise exc.with_batch_index(index) from exc
+def _data_from_stacked(compiled: Compiled, u: FloatArray) -> ConeData:
+    """The canonical data ``(P, A, b, c) = G u + g0`` on the fixed sparsity patterns."""
+    d = compiled.G @ u + compiled.g0
+    P, A, b, c = compiled.split_data(d)
+    n = compiled.n
+    return ConeData(
+        P=sp.csc_array((P, compiled.P_indices, compiled.P_indptr), shape=(n, n)),
+        A=sp.csc_array((A, compiled.A_indices, compiled.A_indptr), shape=(compiled.m, n)),
+        b=b.copy(),
+        c=c.copy(),
+    )
 
 
-def _run(
-    tasks: list[tuple[Program, int, FloatArray, Solver]],
-    executor: Executor | None,
-    solver: Solver,
-) -> Iterator[ConicSolution]:
-    fn: Callable[[tuple[Program, int, FloatArray, Solver]], ConicSolution] = _solve_task
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    """One solve, free of CVXPY objects so that process pools and Dask pickle it cheaply."""
+
+    compiled: Compiled
+    index: int
+    u: FloatArray
+    solver: Solver
+    kink: KinkPolicy
+    polish: bool
+    strict: bool
+
+    def run(self) -> ConicSolution:
+        try:
+            return solve_conic(
+                _data_from_stacked(self.compiled, self.u),
+                ConeSet(self.compiled.cones),
+                self.solver,
+                kink=self.kink,
+                polish=self.polish,
+                strict=self.strict,
+            )
+        except SolverError as exc:
+            if self.index < 0:
+                raise
+            raise exc.with_batch_index(self.index) from exc
+
+
+def _run_task(task: _Task) -> ConicSolution:
+    return task.run()
+
+
+def _run(tasks: list[_Task], executor: Executor | None, solver: Solver) -> Iterator[ConicSolution]:
     if executor is not None:
-        return executor.map(fn, tasks)
+        return executor.map(_run_task, tasks)
     workers = min(len(tasks), os.cpu_count() or 1)
     if workers <= 1 or not solver.releases_gil:
-        return map(fn, tasks)
+        return map(_run_task, tasks)
     with ThreadPoolExecutor(workers) as pool:
-        return iter(list(pool.map(fn, tasks)))
+        return iter(list(pool.map(_run_task, tasks)))
 
 
 class Solution:
@@ -274,7 +290,9 @@ class Solution:
                 continue
             arr = np.asarray(g, dtype=np.float64)
             if arr.shape != out.shape:
-                raise ValueError(f"cotangent for {out.name}: expected shape {out.shape}, got {arr.shape}")
+                raise ValueError(
+                    f"cotangent for {out.name}: expected shape {out.shape}, got {arr.shape}"
+                )
             out.add_cotangent(arr, gx, gy)
         return gx, gy
 
@@ -308,14 +326,18 @@ class Solution:
         """
         specs = self._compiled.parameters
         if len(tangents) != len(specs):
-            raise ValueError(f"expected {len(specs)} tangents (one per parameter), got {len(tangents)}")
+            raise ValueError(
+                f"expected {len(specs)} tangents (one per parameter), got {len(tangents)}"
+            )
         du = np.zeros(sum(s.size for s in specs))
         for spec, t in zip(specs, tangents):
             if t is None:
                 continue
             arr = np.asarray(t, dtype=np.float64)
             if arr.shape != spec.shape:
-                raise ValueError(f"tangent for {spec.name}: expected shape {spec.shape}, got {arr.shape}")
+                raise ValueError(
+                    f"tangent for {spec.name}: expected shape {spec.shape}, got {arr.shape}"
+                )
             du[spec.offset : spec.offset + spec.size] = arr.ravel(order="F")
         dd = self._compiled.G @ du
         P, A, b, c = self._compiled.split_data(dd)
@@ -380,7 +402,7 @@ class BatchSolution:
         return tuple(np.stack([p[k] for p in per]) for k in range(len(self._compiled.outputs)))
 
 
-def compile(  # noqa: A001 - the natural name, as in cvxpylayers' vocabulary
+def compile(
     problem: cp.Problem,
     parameters: Sequence[cp.Parameter],
     variables: Sequence[Any],

@@ -32,7 +32,9 @@ def nnls(rng: np.random.Generator, m: int = 12, n: int = 8) -> Family:
     A, b = cp.Parameter((m, n)), cp.Parameter(m)
     con = x >= 0
     prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(A @ x - b)), [con])
-    return Family("nnls", prob, [A, b], [x, con], [rng.standard_normal((m, n)), rng.standard_normal(m)])
+    return Family(
+        "nnls", prob, [A, b], [x, con], [rng.standard_normal((m, n)), rng.standard_normal(m)]
+    )
 
 
 def lasso(rng: np.random.Generator, m: int = 15, n: int = 10) -> Family:
@@ -54,7 +56,12 @@ def qp(rng: np.random.Generator, n: int = 10, p: int = 6, q: int = 2) -> Family:
     prob = cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, Q) + c @ x), [ineq, eq])
     L = rng.standard_normal((n, n))
     x0 = rng.standard_normal(n)
-    vals = [L @ L.T / n + 0.5 * np.eye(n), rng.standard_normal(n), G @ x0 + rng.uniform(0, 1, p), F @ x0]
+    vals = [
+        L @ L.T / n + 0.5 * np.eye(n),
+        rng.standard_normal(n),
+        G @ x0 + rng.uniform(0, 1, p),
+        F @ x0,
+    ]
     return Family("qp", prob, [Q, c, h, g], [x, ineq, eq], vals)
 
 

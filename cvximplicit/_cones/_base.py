@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 __all__ = ["Cone", "KinkPolicy", "as_kink_policy"]
 
-FloatArray = NDArray[np.float64]
+from .._typing import FloatArray, Sparse
 
 
 class KinkPolicy(enum.Enum):
@@ -96,7 +96,7 @@ class Cone(ABC):
         return v + self.project(-v)
 
     @abstractmethod
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> sp.csr_array:
+    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
         """An element ``D`` of the conservative Jacobian of ``Pi_{K*}`` at ``v`` (``dim x dim``).
 
         Within ``tol`` of a kink the element is chosen by ``kink`` (see :class:`KinkPolicy`).
@@ -151,7 +151,7 @@ class BlockLayout:
     def put(self, out: FloatArray, d: int, values: FloatArray) -> None:
         out[self._index(d)] = values
 
-    def block_diagonal(self, blocks: dict[int, FloatArray]) -> sp.csr_array:
+    def block_diagonal(self, blocks: dict[int, FloatArray]) -> Sparse:
         rows, cols, vals = [], [], []
         for d, block in blocks.items():
             idx = self._index(d)

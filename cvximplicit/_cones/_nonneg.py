@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .._typing import Sparse
 from ._base import Cone, FloatArray, KinkPolicy
 
 __all__ = ["NonnegativeCone"]
@@ -31,7 +32,7 @@ class NonnegativeCone(Cone):
     def project(self, v: FloatArray) -> FloatArray:
         return np.maximum(v, 0.0)
 
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> sp.csr_array:
+    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
         at_kink = np.abs(v) <= tol
         d = (v > 0).astype(np.float64)
         d[at_kink] = 1.0 if kink is KinkPolicy.ACTIVE else 0.0

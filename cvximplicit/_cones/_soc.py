@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
+from .._typing import Sparse
 from ._base import BlockLayout, Cone, FloatArray, KinkPolicy
 
 __all__ = ["SecondOrderCone"]
@@ -82,7 +82,7 @@ class SecondOrderCone(Cone):
         origin = (np.abs(t) <= tol) & (r <= tol)
         return on_k, on_polar, origin
 
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> sp.csr_array:
+    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
         blocks = {}
         for d in self._layout.groups:
             block = self._layout.take(v, d)
@@ -96,9 +96,7 @@ class SecondOrderCone(Cone):
             active = kink is KinkPolicy.ACTIVE
             # Pieces chosen at kinks: identity, zero or the boundary formula.
             use_identity = np.where(origin, active, np.where(on_k, active, inside & ~on_polar))
-            use_zero = np.where(
-                origin, not active, np.where(on_polar, not active, polar & ~on_k)
-            )
+            use_zero = np.where(origin, not active, np.where(on_polar, not active, polar & ~on_k))
             use_formula = ~use_identity & ~use_zero
             jac[use_identity] = eye
             if np.any(use_formula):

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from .._cones import Cone
 from .._errors import SolverNotInstalledError, UnsupportedProblemError
+from .._typing import Sparse
 
 __all__ = ["ConeData", "RawSolution", "Solver", "SolverStatus"]
 
@@ -65,14 +66,14 @@ class ConeData:
 
     @property
     def n(self) -> int:
-        return int(self.A.shape[1])
+        return int(self.c.size)
 
     @property
     def m(self) -> int:
-        return int(self.A.shape[0])
+        return int(self.b.size)
 
     @property
-    def P_upper(self) -> sp.csc_array:
+    def P_upper(self) -> Sparse:
         """The upper triangle of ``P`` (what Clarabel, SCS and OSQP take)."""
         return sp.triu(self.P, format="csc")
 
@@ -92,9 +93,7 @@ class RawSolution:
 
     @property
     def has_point(self) -> bool:
-        return all(
-            a is not None and bool(np.all(np.isfinite(a))) for a in (self.x, self.y, self.s)
-        )
+        return all(a is not None and bool(np.all(np.isfinite(a))) for a in (self.x, self.y, self.s))
 
 
 class Solver(ABC):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -45,7 +45,7 @@ class Clarabel(Solver):
         NonnegativeCone,
         SecondOrderCone,
     )
-    defaults: ClassVar[dict[str, Any]] = {"verbose": False, "direct_solve_method": "qdldl"}
+    defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "direct_solve_method": "qdldl"}
 
     def _cone_objects(self, clarabel: Any, cone: Cone) -> list[Any]:
         makers = {
@@ -77,4 +77,3 @@ class Clarabel(Solver):
             solve_time=float(result.solve_time),
             solver=self.name,
         )
-

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from .._cones import Cone, NonnegativeCone, ZeroCone
 from ._base import ConeData, RawSolution, Solver, SolverStatus
@@ -37,7 +38,7 @@ class OSQP(Solver):
     module = "osqp"
     requirement = "osqp"
     supported_cones: ClassVar[tuple[type[Cone], ...]] = (ZeroCone, NonnegativeCone)
-    defaults: ClassVar[dict[str, Any]] = {
+    defaults: ClassVar[Mapping[str, Any]] = {
         "verbose": False,
         "eps_abs": 1e-7,
         "eps_rel": 1e-7,
@@ -53,9 +54,9 @@ class OSQP(Solver):
             start = stop
         model = module.OSQP()
         model.setup(
-            P=data.P_upper, q=data.c, A=data.A, l=lower, u=data.b, **self.settings
+            P=_csc32(data.P_upper), q=data.c, A=_csc32(data.A), l=lower, u=data.b, **self.settings
         )
-        result = model.solve()
+        result = model.solve(raise_error=False)
         info = result.info
         x = None if result.x is None else np.asarray(result.x, dtype=np.float64)
         y = None if result.y is None else np.asarray(result.y, dtype=np.float64)
@@ -70,3 +71,11 @@ class OSQP(Solver):
             solve_time=float(info.run_time),
             solver=self.name,
         )
+
+
+def _csc32(M: sp.sparray) -> sp.csc_matrix:
+    """OSQP's extension wants a ``csc_matrix`` with 32-bit indices."""
+    out = sp.csc_matrix(M)
+    out.indices = out.indices.astype(np.int32)
+    out.indptr = out.indptr.astype(np.int32)
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -45,7 +45,7 @@ class SCS(Solver):
         NonnegativeCone,
         SecondOrderCone,
     )
-    defaults: ClassVar[dict[str, Any]] = {"verbose": False, "eps_abs": 1e-7, "eps_rel": 1e-7}
+    defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "eps_abs": 1e-7, "eps_rel": 1e-7}
 
     def _cone_dict(self, cones: Sequence[Cone]) -> dict[str, Any]:
         fields: dict[str, Any] = {}

@@ -1,0 +1,200 @@
+"""Derivatives against finite differences of tight re-solves, the adjoint identity, diffcp's
+dense mode and closed forms, on random instances of every family and with every solver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from helpers import FAMILIES, REFERENCE, fd_jvp, flat, random_tangents, rel_error
+
+import cvximplicit as ci
+
+SEEDS = [0, 1, 2]
+
+
+def _check_family(family, solver, seed, rtol=1e-5):
+    rng = np.random.default_rng(1000 + seed)
+    program = ci.compile(family.problem, family.parameters, family.variables, solver=solver)
+    reference = ci.compile(
+        family.problem, family.parameters, family.variables, solver=REFERENCE, polish=False
+    )
+    sol = program.solve(*family.values)
+    assert sol.info.total_kinks == 0, "random instances must be at smooth points"
+    assert sol.info.polish == "converged"
+    # Forward values agree with the tight reference solve.
+    ref = reference.solve(*family.values)
+    for a, b in zip(sol.values, ref.values):
+        assert rel_error(a, b, 1e-3) < 1e-7
+    for k in range(len(family.parameters)):
+        tangents = random_tangents(rng, family, only=k)
+        jvp = sol.jvp(*tangents)
+        fd5 = fd_jvp(reference, family.values, tangents, 1e-5)
+        fd6 = fd_jvp(reference, family.values, tangents, 1e-6)
+        # Both steps agree: the point is smooth at this scale (math.md section 6).
+        assert rel_error(flat(fd5), flat(fd6), 1e-3) < 1e-4
+        assert rel_error(flat(jvp), flat(fd5), 1e-3) < rtol, family.parameters[k].name()
+        # Adjoint identity <g, J t> = <J' g, t>.
+        cot = [rng.standard_normal(np.shape(v)) for v in sol.values]
+        vjp = sol.vjp(*cot)
+        lhs, rhs = np.dot(flat(cot), flat(jvp)), np.dot(flat(vjp), flat(tangents))
+        assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_family_against_finite_differences(name, seed):
+    family = FAMILIES[name](np.random.default_rng(seed))
+    _check_family(family, None, seed)
+
+
+@pytest.mark.parametrize(
+    "solver,name",
+    [("SCS", n) for n in FAMILIES] + [("OSQP", n) for n in ("nnls", "lasso", "qp", "lp_box")],
+)
+def test_every_solver_gives_the_same_exact_derivatives(solver, name):
+    family = FAMILIES[name](np.random.default_rng(7))
+    _check_family(family, solver, 7)
+
+
+def test_vjp_reuses_one_factorization(monkeypatch):
+    import cvximplicit._conic as conic
+
+    family = FAMILIES["socp"](np.random.default_rng(3))
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    sol = program.solve(*family.values)
+    calls = []
+    original = conic.LinearSystem.__init__
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(conic.LinearSystem, "__init__", counting)
+    for _ in range(5):
+        sol.vjp(*[np.ones_like(v) for v in sol.values])
+        sol.jvp(*[np.ones_like(v) for v in family.values])
+    assert len(calls) <= 1
+
+
+def test_polished_lp_needs_no_second_factorization(monkeypatch):
+    """For polyhedral cones the polishing factorization is the derivative's."""
+    import cvximplicit._conic as conic
+
+    family = FAMILIES["lp_box"](np.random.default_rng(4))
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    sol = program.solve(*family.values)
+    monkeypatch.setattr(conic.LinearSystem, "__init__", lambda *a, **k: pytest.fail("refactorized"))
+    sol.vjp(*[np.ones_like(v) for v in sol.values])
+
+
+@pytest.mark.parametrize("name", ["lp_box", "socp_ball"])
+def test_agrees_with_diffcp_dense_mode(name):
+    diffcp = pytest.importorskip("diffcp")
+    family = FAMILIES[name](np.random.default_rng(11))
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    data = program.canonical_data(*family.values)
+    sol = program.solve(*family.values).conic
+    cone_dict: dict = {}
+    for cone in program.cones:
+        if isinstance(cone, ci.ZeroCone):
+            cone_dict["z"] = cone.dim
+        elif isinstance(cone, ci.NonnegativeCone):
+            cone_dict["l"] = cone.dim
+        elif isinstance(cone, ci.SecondOrderCone):
+            cone_dict["q"] = list(cone.sizes)
+    A = sp.csc_matrix(data.A)
+    _, _, _, _, adjoint = diffcp.solve_and_derivative(
+        A, data.b, data.c, cone_dict, mode="dense", solve_method="SCS", eps=1e-12, max_iters=100000
+    )
+    rng = np.random.default_rng(0)
+    dx, dy, ds = (
+        rng.standard_normal(data.n),
+        rng.standard_normal(data.m),
+        rng.standard_normal(data.m),
+    )
+    dA_ref, db_ref, dc_ref = adjoint(dx, dy, ds)
+    ours = sol.vjp(dx, dy, ds)
+    dA = sp.csc_array((ours.A, data.A.indices, data.A.indptr), shape=data.A.shape).toarray()
+    assert rel_error(ours.c, dc_ref) < 1e-5
+    assert rel_error(ours.b, db_ref) < 1e-5
+    mask = data.A.toarray() != 0
+    assert rel_error(dA[mask], np.asarray(dA_ref.toarray())[mask]) < 1e-5
+
+
+def test_unconstrained_least_squares_closed_form(rng):
+    import cvxpy as cp
+
+    m, n = 9, 4
+    x = cp.Variable(n)
+    A, b = cp.Parameter((m, n)), cp.Parameter(m)
+    program = ci.compile(cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b))), [A, b], [x])
+    Av, bv = rng.standard_normal((m, n)), rng.standard_normal(m)
+    sol = program.solve(Av, bv)
+    np.testing.assert_allclose(sol.values[0], np.linalg.lstsq(Av, bv, rcond=None)[0], atol=1e-10)
+    # d x / d b = (A'A)^{-1} A'
+    jac_b = np.column_stack([sol.jvp(None, e)[0] for e in np.eye(m)])
+    np.testing.assert_allclose(jac_b, np.linalg.solve(Av.T @ Av, Av.T), atol=1e-10)
+    # gradient of <g, x> in A: (A'A)^{-1} g r' - A (A'A)^{-1} g x'  ... written as below
+    g = rng.standard_normal(n)
+    gA, gb = sol.vjp(g)
+    w = np.linalg.solve(Av.T @ Av, g)
+    r = bv - Av @ sol.values[0]
+    np.testing.assert_allclose(gA, np.outer(r, w) - np.outer(Av @ w, sol.values[0]), atol=1e-10)
+    np.testing.assert_allclose(gb, Av @ w, atol=1e-10)
+
+
+def test_simplex_projection_closed_form():
+    import cvxpy as cp
+
+    n = 6
+    x, z = cp.Variable(n), cp.Parameter(n)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - z)), [x >= 0, cp.sum(x) == 1])
+    program = ci.compile(prob, [z], [x])
+    zv = np.array([0.9, 0.35, 0.1, -0.4, 0.3, -1.0])
+    sol = program.solve(zv)
+    support = sol.values[0] > 1e-9
+    jac = np.column_stack([sol.jvp(e)[0] for e in np.eye(n)])
+    k = support.sum()
+    expected = np.zeros((n, n))
+    expected[np.ix_(support, support)] = np.eye(k) - 1.0 / k
+    np.testing.assert_allclose(jac, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("kink", ["active", "inactive"])
+def test_kink_returns_a_one_sided_limit(kink):
+    """Projection onto the orthant at a point with z_1 = 0 exactly (y_1 = s_1 = 0)."""
+    import cvxpy as cp
+
+    x, z = cp.Variable(3), cp.Parameter(3)
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - z)), [x >= 0])
+    program = ci.compile(prob, [z], [x], kink=kink)
+    zv = np.array([1.0, 0.0, -1.0])
+    sol = program.solve(zv)
+    assert sol.info.kinks["nonnegative"] == 1
+    jac = np.column_stack([sol.jvp(e)[0] for e in np.eye(3)])
+    h = 1e-6
+    e1 = np.eye(3)[1]
+    right = (program.solve(zv + h * e1).values[0] - sol.values[0]) / h
+    left = (sol.values[0] - program.solve(zv - h * e1).values[0]) / h
+    np.testing.assert_allclose(jac[:, 1], left if kink == "active" else right, atol=1e-8)
+    assert not np.allclose(left, right)
+
+
+def test_strict_and_degenerate_derivatives():
+    """An LP whose solution is not unique: B is singular."""
+    import cvxpy as cp
+
+    x, c = cp.Variable(2), cp.Parameter(2)
+    prob = cp.Problem(cp.Minimize(c @ x), [x >= 0, x <= 1])
+    values = np.array([1.0, 0.0])  # x_2 is free in [0, 1]
+    program = ci.compile(prob, [c], [x])
+    sol = program.solve(values)
+    with pytest.warns(ci.DegenerateDerivativeWarning, match="implicit function theorem"):
+        grads = sol.vjp(np.ones(2))
+    assert np.all(np.isfinite(grads[0]))
+    assert sol.diagnostics.degenerate
+    assert sol.diagnostics.condition == float("inf")
+    strict = ci.compile(prob, [c], [x], strict=True)
+    with pytest.raises(ci.DegenerateDerivativeError):
+        strict.solve(values).vjp(np.ones(2))
