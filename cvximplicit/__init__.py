@@ -13,6 +13,7 @@ Example:
     >>> (gb,) = sol.vjp(np.ones(2))
 """
 
+from . import problems as problems
 from ._cones import Cone as Cone
 from ._cones import KinkPolicy as KinkPolicy
 from ._cones import NonnegativeCone as NonnegativeCone

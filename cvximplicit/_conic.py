@@ -22,12 +22,13 @@ implicit function theorem: one factorization of ``B`` serves every VJP and JVP.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import itertools
 import warnings
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import scipy.linalg
@@ -73,10 +74,13 @@ class ConeSet:
         return out
 
     def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
-        blocks = [cone.dual_jacobian(v[sl], kink, tol) for cone, sl in zip(self.cones, self.slices)]
-        if not blocks:
-            return sp.csc_array((0, 0))
-        return sp.block_diag(blocks, format="csc")
+        rows, cols, vals = [], [], []
+        for cone, sl in zip(self.cones, self.slices):
+            block = cone.dual_jacobian(v[sl], kink, tol).tocoo()
+            rows.append(block.row + sl.start)
+            cols.append(block.col + sl.start)
+            vals.append(block.data)
+        return _assemble(rows, cols, vals, (self.dim, self.dim))
 
     def kinks(self, v: FloatArray, tol: float) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -111,10 +115,54 @@ def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> Fl
     return np.concatenate([data.P @ x + data.A.T @ y + data.c, data.A @ x + y - v - data.b])
 
 
+def _assemble(rows: list[Any], cols: list[Any], vals: list[Any], shape: tuple[int, int]) -> Sparse:
+    """One CSC matrix from lists of COO triplets (duplicates are summed)."""
+    if not rows:
+        return sp.csc_array(shape)
+    return sp.csc_array(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
+    )
+
+
 def newton_matrix(data: ConeData, D: Sparse) -> Sparse:
     """``B = [[P, A'D], [A, D - I]]`` in CSC format."""
-    eye = sp.eye_array(data.m, format="csc")
-    return sp.block_array([[data.P, data.A.T @ D], [data.A, D - eye]], format="csc")
+    n, m = data.n, data.m
+    P, A = data.P.tocoo(), data.A.tocoo()
+    AtD = (data.A.T @ D).tocoo()
+    Dc = D.tocoo()
+    diag = np.arange(m)
+    B = _assemble(
+        [P.row, AtD.row, A.row + n, Dc.row + n, diag + n],
+        [P.col, AtD.col + n, A.col, Dc.col + n, diag + n],
+        [P.data, AtD.data, A.data, Dc.data, -np.ones(m)],
+        (n + m, n + m),
+    )
+    B.eliminate_zeros()  # (D - I) cancels on active rows; explicit zeros would add fill-in
+    return B
+
+
+class NewtonOperator:
+    """``B`` as products only (``B z`` and ``B' z``), without assembling it."""
+
+    def __init__(self, data: ConeData, D: Sparse) -> None:
+        self.data = data
+        self.D = D
+
+    def matvec(self, z: FloatArray) -> FloatArray:
+        n = self.data.n
+        x, v = z[:n], z[n:]
+        Dv = self.D @ v
+        return np.concatenate([self.data.P @ x + self.data.A.T @ Dv, self.data.A @ x + Dv - v])
+
+    def rmatvec(self, w: FloatArray) -> FloatArray:
+        n = self.data.n
+        w1, w2 = w[:n], w[n:]
+        return np.concatenate(
+            [self.data.P @ w1 + self.data.A.T @ w2, self.D.T @ (self.data.A @ w1 + w2) - w2]
+        )
+
+    def matrix(self) -> Sparse:
+        return newton_matrix(self.data, self.D)
 
 
 class LinearSystem:
@@ -131,9 +179,13 @@ class LinearSystem:
         self.B = B
         self.size = shape2(B)[0]
         self.degenerate = False
+        self.strict = strict
         self._lu: spla.SuperLU | None = None
         self._svd: tuple[FloatArray, FloatArray, FloatArray] | None = None
         self._condition: float | None = None
+        # Set by ``near``: the LU is of a nearby matrix and solves are refined against ``B``.
+        self._refine = False
+        self._operator: NewtonOperator | None = None
         reason = ""
         if self.size == 0:
             self.method = "empty"
@@ -175,11 +227,60 @@ class LinearSystem:
         else:
             self.method = "least squares (LSMR)"
 
+    def near(self, operator: NewtonOperator) -> LinearSystem:
+        """A system for ``operator``'s ``B`` that reuses this factorization of a nearby matrix.
+
+        Solves are refined iteratively against the exact ``B`` (applied as products, never
+        assembled), so they are exact to rounding; if the refinement does not converge
+        quickly, ``B`` is assembled and factorized after all.
+        """
+        if self._lu is None:
+            return LinearSystem(operator.matrix(), strict=self.strict, warn=False)
+        other = copy.copy(self)
+        other._B = None
+        other._operator = operator
+        other._condition = None
+        other._refine = True
+        other.method = "sparse LU (reused with iterative refinement)"
+        return other
+
+    @property
+    def B(self) -> Sparse:
+        """The matrix ``B`` (assembled on demand for a system made by ``near``)."""
+        if self._B is None:
+            assert self._operator is not None
+            self._B = self._operator.matrix()
+        return self._B
+
+    @B.setter
+    def B(self, value: Sparse) -> None:
+        self._B = value
+
+    def _lu_solve(self, rhs: FloatArray, transpose: bool) -> FloatArray:
+        assert self._lu is not None
+        trans = "T" if transpose else "N"
+        z = self._lu.solve(rhs, trans=trans)
+        if not self._refine:
+            return z
+        op = self._operator
+        assert op is not None
+        apply = op.rmatvec if transpose else op.matvec
+        for _ in range(6):
+            dz = self._lu.solve(rhs - apply(z), trans=trans)
+            z = z + dz
+            if np.linalg.norm(dz) <= 1e-15 * max(float(np.linalg.norm(z)), 1e-300):
+                return z
+        # Too far from the factorized matrix: factorize B itself.
+        fresh = LinearSystem(op.matrix(), strict=self.strict, warn=True)
+        self.__dict__.update(fresh.__dict__)
+        return self.solve(rhs, transpose)
+
     def solve(self, rhs: FloatArray, transpose: bool = False) -> FloatArray:
+        """``B^{-1} rhs`` (or ``B^{-T} rhs``); least-squares solutions when ``B`` is singular."""
         if self.size == 0:
             return np.zeros(0)
         if self._lu is not None:
-            return self._lu.solve(rhs, trans="T" if transpose else "N")
+            return self._lu_solve(rhs, transpose)
         if self._svd is not None:
             u, sv, vt = self._svd
             if transpose:
@@ -380,10 +481,15 @@ def _polish(
             if system.degenerate:
                 return _Polished(x, v, res, steps, "singular", D, None)
         dz = system.solve(-F)
-        x_new, v_new = x + dz[: data.n], v + dz[data.n :]
-        F_new = residual(data, cones, x_new, v_new)
-        res_new = float(np.linalg.norm(F_new))
-        if not res_new < res:
+        # Backtracking on ||F||: full steps near the solution, shorter ones while the active
+        # set is still being identified.
+        for alpha in (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125):
+            x_new, v_new = x + alpha * dz[: data.n], v + alpha * dz[data.n :]
+            F_new = residual(data, cones, x_new, v_new)
+            res_new = float(np.linalg.norm(F_new))
+            if res_new < (1.0 - 1e-4 * alpha) * res:
+                break
+        else:
             # Keep the current point (``system`` is B there).  A residual already at the
             # floating-point floor counts as converged.
             outcome = "converged" if res <= floor else "stalled"
@@ -391,9 +497,11 @@ def _polish(
         steps += 1
         x, v, F, res = x_new, v_new, F_new, res_new
         D_new = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, res, v))
-        diff = abs(D_new - D)
-        if diff.nnz and diff.max() > 1e-12:
+        change = float(abs(D_new - D).max()) if D.shape[0] else 0.0
+        if change > 1e-3:  # the active set moved: refactorize
             system = None
+        elif change > 1e-14 and system is not None:  # a curved cone moved a little: reuse
+            system = system.near(NewtonOperator(data, D_new))
         D = D_new
     outcome = "converged" if res <= target else "max_iter"
     return _Polished(x, v, res, steps, outcome, D, system)
@@ -406,7 +514,7 @@ def solve_conic(
     *,
     kink: KinkPolicy = KinkPolicy.ACTIVE,
     polish: bool = True,
-    polish_max_iter: int = 5,
+    polish_max_iter: int = 10,
     kink_tol: float = 1e-9,
     strict: bool = False,
 ) -> ConicSolution:
@@ -463,12 +571,14 @@ def solve_conic(
         kink_policy=kink.value,
         kinks=cones.kinks(p.v, tol),
     )
-    if status is SolverStatus.INACCURATE and p.outcome != "converged":
+    if p.outcome != "converged" and (
+        status is SolverStatus.INACCURATE or (polish and p.residual > 1e-6 * scale)
+    ):
         warnings.warn(
-            f"{raw.solver} returned an inaccurate solution (status '{raw.raw_status}'); "
-            f"its KKT residual is {p.residual:.2e} after polishing ({p.outcome}). Derivatives "
-            "at this point are approximate: tighten the solver settings or check the "
-            "problem's scaling.",
+            f"{raw.solver} returned a solution (status '{raw.raw_status}') whose KKT residual "
+            f"is {p.residual:.2e} after polishing ({p.outcome}, {p.steps} steps). Values and "
+            "derivatives at this point are approximate: tighten the solver settings or check "
+            "the problem's scaling.",
             InaccurateSolutionWarning,
             stacklevel=3,
         )

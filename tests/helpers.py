@@ -2,111 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import cvxpy as cp
 import numpy as np
 
 import cvximplicit as ci
+from cvximplicit import problems
+from cvximplicit.problems import Family
 
 #: Solver used for finite-difference references (math.md section 6: SCS at 1e-12).
 REFERENCE = ci.SCS(eps_abs=1e-12, eps_rel=1e-12, max_iters=200_000)
 
 
-@dataclasses.dataclass
-class Family:
-    """A random instance of a problem family: problem, parameters, outputs and values."""
-
-    name: str
-    problem: cp.Problem
-    parameters: list[cp.Parameter]
-    variables: list[Any]
-    values: list[np.ndarray]
-    has_quadratic: bool = True
-
-
-def nnls(rng: np.random.Generator, m: int = 12, n: int = 8) -> Family:
-    x = cp.Variable(n)
-    A, b = cp.Parameter((m, n)), cp.Parameter(m)
-    con = x >= 0
-    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(A @ x - b)), [con])
-    return Family(
-        "nnls", prob, [A, b], [x, con], [rng.standard_normal((m, n)), rng.standard_normal(m)]
-    )
-
-
-def lasso(rng: np.random.Generator, m: int = 15, n: int = 10) -> Family:
-    x = cp.Variable(n)
-    A, b = cp.Parameter((m, n)), cp.Parameter(m)
-    lam = cp.Parameter(nonneg=True)
-    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(A @ x - b) + lam * cp.norm1(x)))
-    vals = [rng.standard_normal((m, n)), rng.standard_normal(m), np.array(0.5)]
-    return Family("lasso", prob, [A, b, lam], [x], vals)
-
-
-def qp(rng: np.random.Generator, n: int = 10, p: int = 6, q: int = 2) -> Family:
-    x = cp.Variable(n)
-    Q = cp.Parameter((n, n), PSD=True)
-    c, h, g = cp.Parameter(n), cp.Parameter(p), cp.Parameter(q)
-    G = rng.standard_normal((p, n))
-    F = rng.standard_normal((q, n))
-    ineq, eq = G @ x <= h, F @ x == g
-    prob = cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, Q) + c @ x), [ineq, eq])
-    L = rng.standard_normal((n, n))
-    x0 = rng.standard_normal(n)
-    vals = [
-        L @ L.T / n + 0.5 * np.eye(n),
-        rng.standard_normal(n),
-        G @ x0 + rng.uniform(0, 1, p),
-        F @ x0,
-    ]
-    return Family("qp", prob, [Q, c, h, g], [x, ineq, eq], vals)
-
-
-def lp_box(rng: np.random.Generator, n: int = 8, p: int = 3) -> Family:
-    x = cp.Variable(n)
-    c, b = cp.Parameter(n), cp.Parameter(p)
-    A = rng.standard_normal((p, n))
-    eq = A @ x == b
-    box = [x >= -1, x <= 1]
-    prob = cp.Problem(cp.Minimize(c @ x), [eq, *box])
-    vals = [rng.standard_normal(n), A @ rng.uniform(-0.5, 0.5, n)]
-    return Family("lp_box", prob, [c, b], [x, eq], vals, has_quadratic=False)
-
-
-def socp(rng: np.random.Generator, m: int = 10, n: int = 6) -> Family:
-    """Robust least squares: min ||Ax - b||_2 + mu ||x||_2 + 0.1 ||x||^2 s.t. sum(x) == 1."""
-    x = cp.Variable(n)
-    A, b = cp.Parameter((m, n)), cp.Parameter(m)
-    mu = cp.Parameter(nonneg=True)
-    eq = cp.sum(x) == 1
-    prob = cp.Problem(
-        cp.Minimize(cp.norm2(A @ x - b) + mu * cp.norm2(x) + 0.1 * cp.sum_squares(x)), [eq]
-    )
-    vals = [rng.standard_normal((m, n)), rng.standard_normal(m), np.array(0.3)]
-    return Family("socp", prob, [A, b, mu], [x, eq], vals)
-
-
-def socp_constrained(rng: np.random.Generator, n: int = 6) -> Family:
-    """Linear objective over a ball intersected with a halfspace (SOC constraint active)."""
-    x = cp.Variable(n)
-    c, r = cp.Parameter(n), cp.Parameter(nonneg=True)
-    ball = cp.norm2(x) <= r
-    half = cp.sum(x) <= 0.5
-    prob = cp.Problem(cp.Minimize(c @ x), [ball, half])
-    vals = [rng.standard_normal(n), np.array(1.5)]
-    return Family("socp_ball", prob, [c, r], [x, ball], vals, has_quadratic=False)
-
-
 FAMILIES: dict[str, Callable[[np.random.Generator], Family]] = {
-    "nnls": nnls,
-    "lasso": lasso,
-    "qp": qp,
-    "lp_box": lp_box,
-    "socp": socp,
-    "socp_ball": socp_constrained,
+    name: (lambda rng, make=make: make(seed=rng)) for name, make in problems.FAMILIES.items()
 }
 
 

@@ -198,3 +198,21 @@ def test_strict_and_degenerate_derivatives():
     strict = ci.compile(prob, [c], [x], strict=True)
     with pytest.raises(ci.DegenerateDerivativeError):
         strict.solve(values).vjp(np.ones(2))
+
+
+def test_refined_reuse_matches_fresh_factorization():
+    """Curved cones: polishing reuses a nearby LU with refinement; B is still exact."""
+    from cvximplicit._conic import LinearSystem, newton_matrix
+
+    family = FAMILIES["socp"](np.random.default_rng(8))
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    sol = program.solve(*family.values).conic
+    system = sol.system
+    assert "refinement" in system.method
+    fresh = LinearSystem(newton_matrix(sol.data, sol.D))
+    np.testing.assert_allclose(system.B.toarray(), fresh.B.toarray())
+    rhs = np.random.default_rng(0).standard_normal(fresh.size)
+    for transpose in (False, True):
+        np.testing.assert_allclose(
+            system.solve(rhs, transpose), fresh.solve(rhs, transpose), rtol=1e-10, atol=1e-12
+        )

@@ -189,3 +189,17 @@ def test_inputs_are_never_mutated(name):
     # Returned values are fresh arrays: changing them does not change the solution.
     sol.values[0][...] = 123.0
     assert not np.allclose(program.solve(*family.values).values[0], 123.0)
+
+
+@pytest.mark.parametrize("solver", ["CLARABEL", "SCS", "OSQP"])
+def test_every_solver_maps_infeasible_and_unbounded(solver):
+    x, b, c = cp.Variable(2), cp.Parameter(2), cp.Parameter(2)
+    infeasible = ci.compile(
+        cp.Problem(cp.Minimize(cp.sum(x)), [x >= b, x <= b - 1]), [b], [x], solver=solver
+    )
+    with pytest.raises(ci.InfeasibleError) as info:
+        infeasible.solve(np.zeros(2))
+    assert info.value.solver == solver
+    unbounded = ci.compile(cp.Problem(cp.Minimize(c @ x), [x >= 0]), [c], [x], solver=solver)
+    with pytest.raises(ci.UnboundedError):
+        unbounded.solve(np.array([-1.0, 1.0]))

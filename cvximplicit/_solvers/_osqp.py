@@ -14,15 +14,16 @@ from ._base import ConeData, RawSolution, Solver, SolverStatus
 
 __all__ = ["OSQP"]
 
+# OSQP's status strings (stable across 0.6 and 1.x, unlike its integer codes).
 _STATUS = {
-    1: SolverStatus.SOLVED,
-    2: SolverStatus.INACCURATE,
-    -3: SolverStatus.INFEASIBLE,
-    3: SolverStatus.INFEASIBLE,
-    -4: SolverStatus.UNBOUNDED,
-    4: SolverStatus.UNBOUNDED,
-    -2: SolverStatus.INCOMPLETE,
-    -6: SolverStatus.INCOMPLETE,
+    "solved": SolverStatus.SOLVED,
+    "solved inaccurate": SolverStatus.INACCURATE,
+    "primal infeasible": SolverStatus.INFEASIBLE,
+    "primal infeasible inaccurate": SolverStatus.INFEASIBLE,
+    "dual infeasible": SolverStatus.UNBOUNDED,
+    "dual infeasible inaccurate": SolverStatus.UNBOUNDED,
+    "maximum iterations reached": SolverStatus.INCOMPLETE,
+    "run time limit reached": SolverStatus.INCOMPLETE,
 }
 
 
@@ -65,7 +66,7 @@ class OSQP(Solver):
             x=x,
             y=y,
             s=s,
-            status=_STATUS.get(int(info.status_val), SolverStatus.FAILED),
+            status=_STATUS.get(str(info.status).lower(), SolverStatus.FAILED),
             raw_status=str(info.status),
             iterations=int(info.iter),
             solve_time=float(info.run_time),

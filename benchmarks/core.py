@@ -1,0 +1,147 @@
+"""Core timings: solve + polish and one VJP per family, for several solver settings.
+
+Run with ``make bench`` (or ``python benchmarks/core.py --quick`` for a fast smoke run).
+Configurations are alternated within each repetition and medians are reported, with the
+gradient's relative error against central finite differences of tight SCS re-solves (the
+same reference for every configuration).  Writes ``benchmarks/results/core.md`` and
+``core.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import cvximplicit as ci
+from cvximplicit import problems
+
+RESULTS = Path(__file__).parent / "results"
+
+SIZES = {
+    "nnls": dict(m=150, n=100),
+    "lasso": dict(m=100, n=200),
+    "qp": dict(n=50, p=30, q=1),
+    "lp_box": dict(n=100, p=30),
+    "socp": dict(m=100, n=50),
+}
+QUICK = {
+    "nnls": dict(m=30, n=20),
+    "lasso": dict(m=20, n=40),
+    "qp": dict(n=15, p=8, q=1),
+    "lp_box": dict(n=20, p=6),
+    "socp": dict(m=20, n=10),
+}
+
+CONFIGS = {
+    "clarabel-qdldl (default)": dict(solver=ci.Clarabel()),
+    "clarabel-faer": dict(solver=ci.Clarabel(direct_solve_method="faer")),
+    "clarabel-qdldl tol1e-6": dict(
+        solver=ci.Clarabel(tol_gap_abs=1e-6, tol_gap_rel=1e-6, tol_feas=1e-6)
+    ),
+    "clarabel-qdldl no polish": dict(solver=ci.Clarabel(), polish=False),
+    "scs 1e-7": dict(solver=ci.SCS()),
+    "scs 1e-4": dict(solver=ci.SCS(eps_abs=1e-4, eps_rel=1e-4)),
+    "osqp": dict(solver=ci.OSQP()),
+}
+
+
+def gradient_error(program, reference, fam, rng) -> float:
+    sol = program.solve(*fam.values)
+    tangents = [rng.standard_normal(np.shape(v)) for v in fam.values]
+    for p, t in zip(fam.parameters, tangents):
+        if p.attributes["PSD"]:
+            t[...] = 0.5 * (t + t.T)
+    jvp = np.concatenate([np.ravel(j) for j in sol.jvp(*tangents)])
+    h = 1e-5
+    plus = reference.solve(*[v + h * t for v, t in zip(fam.values, tangents)]).values
+    minus = reference.solve(*[v - h * t for v, t in zip(fam.values, tangents)]).values
+    fd = np.concatenate([np.ravel(a - b) / (2 * h) for a, b in zip(plus, minus)])
+    return float(np.linalg.norm(jvp - fd) / max(np.linalg.norm(fd), 1e-8))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else SIZES
+    repeats = 2 if args.quick else args.repeats
+    reference_solver = ci.SCS(eps_abs=1e-12, eps_rel=1e-12, max_iters=500_000)
+    rows = []
+    for name, size in sizes.items():
+        fam = problems.FAMILIES[name](**size, seed=0)
+        programs = {}
+        for label, cfg in CONFIGS.items():
+            try:
+                programs[label] = ci.compile(fam.problem, fam.parameters, fam.variables, **cfg)
+            except ci.UnsupportedProblemError:
+                continue
+        reference = ci.compile(
+            fam.problem, fam.parameters, fam.variables, solver=reference_solver, polish=False
+        )
+        times: dict[str, dict[str, list[float]]] = {k: {"fwd": [], "vjp": []} for k in programs}
+        for _ in range(repeats):
+            for label, program in programs.items():
+                t0 = time.perf_counter()
+                sol = program.solve(*fam.values)
+                t1 = time.perf_counter()
+                sol.vjp(*[np.ones_like(v) for v in sol.values])
+                t2 = time.perf_counter()
+                times[label]["fwd"].append(t1 - t0)
+                times[label]["vjp"].append(t2 - t1)
+        for label, program in programs.items():
+            err = gradient_error(program, reference, fam, np.random.default_rng(1))
+            fwd = statistics.median(times[label]["fwd"])
+            vjp = statistics.median(times[label]["vjp"])
+            rows.append(
+                dict(
+                    family=name,
+                    config=label,
+                    n=program.n,
+                    m=program.m,
+                    forward_ms=1e3 * fwd,
+                    vjp_ms=1e3 * vjp,
+                    grad_rel_error=err,
+                )
+            )
+            print(
+                f"{name:7s} {label:26s} fwd {1e3 * fwd:8.2f} ms  vjp {1e3 * vjp:7.2f} ms  "
+                f"err {err:.1e}",
+                flush=True,
+            )
+    machine = (
+        f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {sys.version.split()[0]}"
+    )
+    lines = [
+        "# Core timings (batch 1)",
+        "",
+        f"Machine: {machine}; repeats: {repeats}; medians. Forward = solve + polish; "
+        "VJP = one reverse-mode product (reusing the factorization when polishing left one). "
+        "Error = relative error of a JVP against central differences of SCS re-solves at 1e-12.",
+        "",
+        "| family | n, m | configuration | forward ms | VJP ms | VJP/forward | gradient error |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['family']} | {r['n']}, {r['m']} | {r['config']} | {r['forward_ms']:.2f} | "
+            f"{r['vjp_ms']:.2f} | {r['vjp_ms'] / r['forward_ms']:.2f} | {r['grad_rel_error']:.1e} |"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    (RESULTS / f"core{suffix}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"core{suffix}.json").write_text(
+        json.dumps(dict(machine=machine, rows=rows), indent=1)
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

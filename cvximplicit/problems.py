@@ -1,0 +1,140 @@
+"""Random instances of standard parametrized problem families.
+
+Used by the tests, the examples and the benchmarks, and handy for trying a solver or a
+derivative setting on something realistic.  Each function returns a :class:`Family`: a
+CVXPY problem, its parameters, the outputs to differentiate and random parameter values.
+
+Example:
+    >>> import cvximplicit as ci
+    >>> fam = ci.problems.nnls(m=20, n=10, seed=0)
+    >>> program = ci.compile(fam.problem, fam.parameters, fam.variables)
+    >>> x, dual = program.solve(*fam.values).values
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import cvxpy as cp
+import numpy as np
+
+__all__ = ["FAMILIES", "Family", "lasso", "lp_box", "nnls", "qp", "socp", "socp_ball"]
+
+
+@dataclasses.dataclass
+class Family:
+    """A problem instance: ``problem`` with ``parameters`` set to ``values``; ``variables``
+    are the outputs (variables, or constraints for their duals)."""
+
+    name: str
+    problem: cp.Problem
+    parameters: list[cp.Parameter]
+    variables: list[Any]
+    values: list[np.ndarray]
+    has_quadratic: bool = True
+
+
+def _rng(seed: int | np.random.Generator) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def nnls(m: int = 12, n: int = 8, seed: int | np.random.Generator = 0) -> Family:
+    """Nonnegative least squares ``min 1/2 ||Ax - b||^2 s.t. x >= 0``; parameters ``A, b``;
+    outputs ``x`` and the dual of ``x >= 0``."""
+    rng = _rng(seed)
+    x = cp.Variable(n)
+    A, b = cp.Parameter((m, n)), cp.Parameter(m)
+    con = x >= 0
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(A @ x - b)), [con])
+    values = [rng.standard_normal((m, n)), rng.standard_normal(m)]
+    return Family("nnls", prob, [A, b], [x, con], values)
+
+
+def lasso(m: int = 15, n: int = 10, seed: int | np.random.Generator = 0) -> Family:
+    """LASSO ``min 1/2 ||Ax - b||^2 + lam ||x||_1``; parameters ``A, b, lam``; output ``x``."""
+    rng = _rng(seed)
+    x = cp.Variable(n)
+    A, b = cp.Parameter((m, n)), cp.Parameter(m)
+    lam = cp.Parameter(nonneg=True)
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(A @ x - b) + lam * cp.norm1(x)))
+    Av = rng.standard_normal((m, n))
+    bv = rng.standard_normal(m)
+    lam_max = float(np.abs(Av.T @ bv).max())
+    return Family("lasso", prob, [A, b, lam], [x], [Av, bv, np.array(0.2 * lam_max)])
+
+
+def qp(n: int = 10, p: int = 6, q: int = 2, seed: int | np.random.Generator = 0) -> Family:
+    """QP ``min 1/2 x'Qx + c'x s.t. Gx <= h, Fx = g`` with ``Q`` a PSD parameter
+    (``quad_form``); parameters ``Q, c, h, g``; outputs ``x`` and both duals."""
+    rng = _rng(seed)
+    x = cp.Variable(n)
+    Q = cp.Parameter((n, n), PSD=True)
+    c, h, g = cp.Parameter(n), cp.Parameter(p), cp.Parameter(q)
+    G = rng.standard_normal((p, n))
+    F = rng.standard_normal((q, n))
+    ineq, eq = G @ x <= h, F @ x == g
+    prob = cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, Q) + c @ x), [ineq, eq])
+    L = rng.standard_normal((n, n))
+    x0 = rng.standard_normal(n)
+    values = [
+        L @ L.T / n + 0.5 * np.eye(n),
+        rng.standard_normal(n),
+        G @ x0 + rng.uniform(0, 1, p),
+        F @ x0,
+    ]
+    return Family("qp", prob, [Q, c, h, g], [x, ineq, eq], values)
+
+
+def lp_box(n: int = 8, p: int = 3, seed: int | np.random.Generator = 0) -> Family:
+    """LP with box constraints ``min c'x s.t. Ax = b, -1 <= x <= 1``; parameters ``c, b``;
+    outputs ``x`` and the equality dual."""
+    rng = _rng(seed)
+    x = cp.Variable(n)
+    c, b = cp.Parameter(n), cp.Parameter(p)
+    A = rng.standard_normal((p, n))
+    eq = A @ x == b
+    constraints: list[Any] = [eq, x >= -1, x <= 1]
+    prob = cp.Problem(cp.Minimize(c @ x), constraints)
+    values = [rng.standard_normal(n), A @ rng.uniform(-0.5, 0.5, n)]
+    return Family("lp_box", prob, [c, b], [x, eq], values, has_quadratic=False)
+
+
+def socp(m: int = 10, n: int = 6, seed: int | np.random.Generator = 0) -> Family:
+    """Robust least squares ``min ||Ax - b||_2 + mu ||x||_2 + 0.1 ||x||^2 s.t. sum(x) = 1``;
+    parameters ``A, b, mu``; outputs ``x`` and the equality dual."""
+    rng = _rng(seed)
+    x = cp.Variable(n)
+    A, b = cp.Parameter((m, n)), cp.Parameter(m)
+    mu = cp.Parameter(nonneg=True)
+    eq = cp.sum(x) == 1
+    objective = cp.norm2(A @ x - b) + mu * cp.norm2(x) + 0.1 * cp.sum_squares(x)
+    constraints: list[Any] = [eq]
+    prob = cp.Problem(cp.Minimize(objective), constraints)
+    values = [rng.standard_normal((m, n)), rng.standard_normal(m), np.array(0.3)]
+    return Family("socp", prob, [A, b, mu], [x, eq], values)
+
+
+def socp_ball(n: int = 6, seed: int | np.random.Generator = 0) -> Family:
+    """Linear objective over a ball cut by a halfspace (the SOC constraint is active);
+    parameters ``c, r``; outputs ``x`` and the ball constraint's dual."""
+    rng = _rng(seed)
+    x = cp.Variable(n)
+    c, r = cp.Parameter(n), cp.Parameter(nonneg=True)
+    ball = cp.norm2(x) <= r
+    constraints: list[Any] = [ball, cp.sum(x) <= 0.5]
+    prob = cp.Problem(cp.Minimize(c @ x), constraints)
+    values = [rng.standard_normal(n), np.array(1.5)]
+    return Family("socp_ball", prob, [c, r], [x, ball], values, has_quadratic=False)
+
+
+#: Every family by name, each a function of ``seed`` (and sizes).
+FAMILIES: dict[str, Callable[..., Family]] = {
+    "nnls": nnls,
+    "lasso": lasso,
+    "qp": qp,
+    "lp_box": lp_box,
+    "socp": socp,
+    "socp_ball": socp_ball,
+}
