@@ -1,0 +1,22 @@
+"""The README's code runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_code():
+    assert python_blocks()
+
+
+def test_readme_code_runs(capsys):
+    for block in python_blocks():
+        exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
+    assert "status" in capsys.readouterr().out
