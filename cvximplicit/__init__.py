@@ -15,8 +15,11 @@ Example:
 
 from . import problems as problems
 from ._cones import Cone as Cone
+from ._cones import ExponentialCone as ExponentialCone
 from ._cones import KinkPolicy as KinkPolicy
 from ._cones import NonnegativeCone as NonnegativeCone
+from ._cones import PowerCone as PowerCone
+from ._cones import PSDCone as PSDCone
 from ._cones import SecondOrderCone as SecondOrderCone
 from ._cones import ZeroCone as ZeroCone
 from ._conic import ConicSolution as ConicSolution

@@ -24,7 +24,15 @@ from cvxpy import settings as cvxpy_settings
 from cvxpy.constraints.constraint import Constraint
 from cvxpy.error import DCPError, DPPError
 
-from ._cones import Cone, NonnegativeCone, SecondOrderCone, ZeroCone
+from ._cones import (
+    Cone,
+    ExponentialCone,
+    NonnegativeCone,
+    PowerCone,
+    PSDCone,
+    SecondOrderCone,
+    ZeroCone,
+)
 from ._errors import NonDPPError, ParameterError, UnsupportedProblemError
 
 __all__ = ["Compiled", "OutputMap", "ParameterSpec", "canonicalize"]
@@ -154,20 +162,20 @@ class Compiled:
 
 
 def _cones_from_dims(dims: Any) -> list[Cone]:
-    unsupported = []
-    if dims.psd:
-        unsupported.append("PSD")
-    if dims.exp:
-        unsupported.append("exponential")
-    if dims.p3d or getattr(dims, "pnd", None):
-        unsupported.append("power")
-    if unsupported:
+    """CVXPY's cone dimensions, in CVXPY's row order, as cone objects."""
+    if getattr(dims, "pnd", None):
         raise UnsupportedProblemError(
-            f"the problem needs {', '.join(unsupported)} cones, which this version of "
-            "cvximplicit cannot differentiate yet (zero, nonnegative and second-order cones "
-            "are supported)"
+            "the problem needs n-dimensional power cones (PowConeND), which cvximplicit does "
+            "not support; express the constraint with 3-dimensional power cones (PowCone3D)"
         )
-    return [ZeroCone(dims.zero), NonnegativeCone(dims.nonneg), SecondOrderCone(dims.soc)]
+    return [
+        ZeroCone(dims.zero),
+        NonnegativeCone(dims.nonneg),
+        SecondOrderCone(dims.soc),
+        PSDCone(dims.psd),
+        ExponentialCone(dims.exp),
+        PowerCone(dims.p3d),
+    ]
 
 
 def _parameter_specs(

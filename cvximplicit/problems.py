@@ -20,7 +20,22 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
-__all__ = ["FAMILIES", "Family", "lasso", "lp_box", "nnls", "qp", "socp", "socp_ball"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "entropy_simplex",
+    "geometric_program",
+    "lasso",
+    "logistic",
+    "lp_box",
+    "max_eigenvalue",
+    "nearest_correlation",
+    "nnls",
+    "pnorm_regression",
+    "qp",
+    "socp",
+    "socp_ball",
+]
 
 
 @dataclasses.dataclass
@@ -129,6 +144,105 @@ def socp_ball(n: int = 6, seed: int | np.random.Generator = 0) -> Family:
     return Family("socp_ball", prob, [c, r], [x, ball], values, has_quadratic=False)
 
 
+def nearest_correlation(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
+    """Nearest correlation matrix ``min ||X - C||_F^2 s.t. X >= 0 (PSD), diag(X) = 1``;
+    parameter ``C`` (symmetric); outputs ``X`` and the PSD constraint's dual."""
+    rng = _rng(seed)
+    X = cp.Variable((k, k), symmetric=True)
+    C = cp.Parameter((k, k), symmetric=True)
+    psd = X >> 0
+    constraints: list[Any] = [psd, cp.diag(X) == 1]
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(X - C)), constraints)
+    G = rng.standard_normal((k, 2 * k))
+    corr = np.corrcoef(G)
+    noise = 0.3 * rng.standard_normal((k, k))
+    return Family("nearest_correlation", prob, [C], [X, psd], [corr + 0.5 * (noise + noise.T)])
+
+
+def max_eigenvalue(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
+    """Smallest ``t`` with ``t I - (A0 + sum_i w_i A_i) >= 0`` plus a ridge on ``w``
+    (a max-eigenvalue minimisation); parameter ``A0`` (symmetric); output ``w``."""
+    rng = _rng(seed)
+    m = 3
+    w, t = cp.Variable(m), cp.Variable()
+    A0 = cp.Parameter((k, k), symmetric=True)
+    basis = []
+    for _ in range(m):
+        B = rng.standard_normal((k, k))
+        basis.append((B + B.T) / 2)
+    M = A0 + sum(w[i] * basis[i] for i in range(m))
+    constraints: list[Any] = [t * np.eye(k) - M >> 0]
+    prob = cp.Problem(cp.Minimize(t + 0.5 * cp.sum_squares(w)), constraints)
+    B0 = rng.standard_normal((k, k))
+    return Family("max_eigenvalue", prob, [A0], [w, t], [(B0 + B0.T) / 2], has_quadratic=True)
+
+
+def entropy_simplex(n: int = 6, seed: int | np.random.Generator = 0) -> Family:
+    """Entropy-regularised projection onto a capped simplex
+    ``min -z'x - sum(entr(x)) s.t. sum(x) = 1, x <= cap`` (a constrained softmax);
+    parameters ``z, cap``; outputs ``x`` and the equality dual."""
+    rng = _rng(seed)
+    x = cp.Variable(n)
+    z, cap = cp.Parameter(n), cp.Parameter(nonneg=True)
+    eq = cp.sum(x) == 1
+    constraints: list[Any] = [eq, x <= cap]
+    prob = cp.Problem(cp.Minimize(-z @ x - cp.sum(cp.entr(x))), constraints)
+    return Family(
+        "entropy_simplex",
+        prob,
+        [z, cap],
+        [x, eq],
+        [rng.standard_normal(n), np.array(0.25)],
+        has_quadratic=False,
+    )
+
+
+def logistic(m: int = 30, n: int = 4, seed: int | np.random.Generator = 0) -> Family:
+    """L2-regularised logistic regression with per-sample weights
+    ``min sum_i w_i log(1 + exp(-y_i a_i'beta)) + lam ||beta||^2``; parameters ``w, lam``
+    (nonnegative); output ``beta``."""
+    rng = _rng(seed)
+    A = rng.standard_normal((m, n))
+    y = np.sign(A @ rng.standard_normal(n) + 0.5 * rng.standard_normal(m))
+    beta = cp.Variable(n)
+    w = cp.Parameter(m, nonneg=True)
+    lam = cp.Parameter(nonneg=True)
+    loss = w @ cp.logistic(-cp.multiply(y, A @ beta))
+    prob = cp.Problem(cp.Minimize(loss + lam * cp.sum_squares(beta)))
+    return Family("logistic", prob, [w, lam], [beta], [rng.uniform(0.5, 1.5, m), np.array(0.1)])
+
+
+def pnorm_regression(
+    m: int = 12, n: int = 5, p: float = 3.0, seed: int | np.random.Generator = 0
+) -> Family:
+    """``min ||Ax - b||_p + 0.1 ||x||^2`` (power cones); parameters ``A, b``; output ``x``."""
+    rng = _rng(seed)
+    x = cp.Variable(n)
+    A, b = cp.Parameter((m, n)), cp.Parameter(m)
+    objective = cp.pnorm(A @ x - b, p, approx=False) + 0.1 * cp.sum_squares(x)
+    prob = cp.Problem(cp.Minimize(objective))
+    return Family("pnorm", prob, [A, b], [x], [rng.standard_normal((m, n)), rng.standard_normal(m)])
+
+
+def geometric_program(seed: int | np.random.Generator = 0) -> Family:
+    """Box design GP: maximise ``h w d`` s.t. wall and floor areas and aspect ratios bounded;
+    parameters ``A_wall, A_flr`` (positive); outputs ``h, w, d``.  Compile with ``gp=True``."""
+    rng = _rng(seed)
+    h, w, d = cp.Variable(pos=True), cp.Variable(pos=True), cp.Variable(pos=True)
+    A_wall, A_flr = cp.Parameter(pos=True), cp.Parameter(pos=True)
+    constraints: list[Any] = [
+        2 * (h * w + h * d) <= A_wall,
+        w * d <= A_flr,
+        h / w <= 2.0,
+        w / h <= 2.0,
+        d / w <= 2.0,
+        w / d <= 2.0,
+    ]
+    prob = cp.Problem(cp.Maximize(h * w * d), constraints)
+    values = [np.array(100.0 * rng.uniform(0.9, 1.1)), np.array(10.0 * rng.uniform(0.9, 1.1))]
+    return Family("gp_box", prob, [A_wall, A_flr], [h, w, d], values, has_quadratic=False)
+
+
 #: Every family by name, each a function of ``seed`` (and sizes).
 FAMILIES: dict[str, Callable[..., Family]] = {
     "nnls": nnls,
@@ -137,4 +251,9 @@ FAMILIES: dict[str, Callable[..., Family]] = {
     "lp_box": lp_box,
     "socp": socp,
     "socp_ball": socp_ball,
+    "nearest_correlation": nearest_correlation,
+    "max_eigenvalue": max_eigenvalue,
+    "entropy_simplex": entropy_simplex,
+    "logistic": logistic,
+    "pnorm": pnorm_regression,
 }

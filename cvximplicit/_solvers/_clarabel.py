@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._cones import Cone, NonnegativeCone, SecondOrderCone, ZeroCone
+from .._cones import (
+    Cone,
+    ExponentialCone,
+    NonnegativeCone,
+    PowerCone,
+    PSDCone,
+    SecondOrderCone,
+    ZeroCone,
+)
 from ._base import ConeData, RawSolution, Solver, SolverStatus
 
 __all__ = ["Clarabel"]
@@ -44,6 +52,9 @@ class Clarabel(Solver):
         ZeroCone,
         NonnegativeCone,
         SecondOrderCone,
+        PSDCone,
+        ExponentialCone,
+        PowerCone,
     )
     defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "direct_solve_method": "qdldl"}
 
@@ -52,6 +63,9 @@ class Clarabel(Solver):
             ZeroCone: lambda c: [clarabel.ZeroConeT(c.dim)],
             NonnegativeCone: lambda c: [clarabel.NonnegativeConeT(c.dim)],
             SecondOrderCone: lambda c: [clarabel.SecondOrderConeT(d) for d in c.sizes],
+            PSDCone: lambda c: [clarabel.PSDTriangleConeT(k) for k in c.orders],
+            ExponentialCone: lambda c: [clarabel.ExponentialConeT() for _ in range(c.count)],
+            PowerCone: lambda c: [clarabel.PowerConeT(a) for a in c.exponents],
         }
         return makers[type(cone)](cone)
 

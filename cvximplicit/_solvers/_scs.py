@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._cones import Cone, NonnegativeCone, SecondOrderCone, ZeroCone
+from .._cones import (
+    Cone,
+    ExponentialCone,
+    NonnegativeCone,
+    PowerCone,
+    PSDCone,
+    SecondOrderCone,
+    ZeroCone,
+)
 from ._base import ConeData, RawSolution, Solver, SolverStatus
 
 __all__ = ["SCS"]
@@ -44,6 +52,9 @@ class SCS(Solver):
         ZeroCone,
         NonnegativeCone,
         SecondOrderCone,
+        PSDCone,
+        ExponentialCone,
+        PowerCone,
     )
     defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "eps_abs": 1e-7, "eps_rel": 1e-7}
 
@@ -53,6 +64,9 @@ class SCS(Solver):
             ZeroCone: lambda c: fields.__setitem__("z", fields.get("z", 0) + c.dim),
             NonnegativeCone: lambda c: fields.__setitem__("l", fields.get("l", 0) + c.dim),
             SecondOrderCone: lambda c: fields.setdefault("q", []).extend(c.sizes),
+            PSDCone: lambda c: fields.setdefault("s", []).extend(c.orders),
+            ExponentialCone: lambda c: fields.__setitem__("ep", fields.get("ep", 0) + c.count),
+            PowerCone: lambda c: fields.setdefault("p", []).extend(c.exponents),
         }
         for cone in cones:
             if cone.dim:

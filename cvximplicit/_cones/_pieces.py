@@ -1,0 +1,113 @@
+"""Shared machinery for 3-dimensional cones with piecewise-smooth projections.
+
+The exponential and power cones have no closed-form projection; each implementation gives,
+for a batch of points ``V`` of shape ``(N, 3)``:
+
+* ``_project3(V)``: the projections ``P`` onto ``K``;
+* ``_region3(V, P)``: an integer label of the smooth piece of ``Pi_K`` each point lies in;
+* ``_margin3(V, P)``: a cheap lower-bound-like distance to the nearest other piece (points
+  with a large margin skip the neighbour test below);
+* ``_jacobian3(V, P, region)``: the Jacobian of ``Pi_K`` on that piece.
+
+This base class turns them into the cone contract.  A point is at a kink when the piece
+labels of its neighbours ``v +/- delta e_k`` differ; there the Jacobian element is taken
+from the neighbouring pieces (one-sided limits), the one with the largest trace of
+``D = dPi_{K*}`` for ``KinkPolicy.ACTIVE`` (the slack moves least) and the smallest for
+``INACTIVE``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import numpy as np
+
+from .._typing import FloatArray, IntArray, Sparse
+from ._base import BlockLayout, Cone, KinkPolicy
+
+__all__ = ["ThreeDimensionalCone"]
+
+_OFFSETS = np.concatenate([np.eye(3), -np.eye(3)])
+
+
+class ThreeDimensionalCone(Cone):
+    """A product of ``count`` three-dimensional cones of one kind."""
+
+    def __init__(self, count: int) -> None:
+        self.count = int(count)
+        self._layout = BlockLayout((3,) * self.count)
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.count
+
+    @abstractmethod
+    def _project3(self, V: FloatArray) -> FloatArray: ...
+
+    @abstractmethod
+    def _region3(self, V: FloatArray, P: FloatArray) -> IntArray: ...
+
+    @abstractmethod
+    def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray: ...
+
+    @abstractmethod
+    def _jacobian3(self, V: FloatArray, P: FloatArray, region: IntArray) -> FloatArray: ...
+
+    def _full_jacobian(self, V: FloatArray) -> FloatArray:
+        P = self._project3(V)
+        return self._jacobian3(V, P, self._region3(V, P))
+
+    def _members(self, v: FloatArray) -> FloatArray:
+        return v.reshape(-1, 3)
+
+    def project(self, v: FloatArray) -> FloatArray:
+        if self.count == 0:
+            return v.copy()
+        return self._project3(self._members(v)).ravel()
+
+    @staticmethod
+    def _delta(V: FloatArray, tol: float) -> FloatArray:
+        scale = np.maximum(1.0, np.abs(V).max(axis=1))
+        return 10.0 * np.maximum(tol, 1e-10 * scale)
+
+    def _neighbours(self, W: FloatArray, tol: float) -> tuple[FloatArray, IntArray]:
+        """Neighbouring points ``(N, 6, 3)`` and their piece labels ``(N, 6)``."""
+        delta = self._delta(W, tol)
+        near = (W[:, None, :] + delta[:, None, None] * _OFFSETS[None, :, :]).reshape(-1, 3)
+        labels = self._region3(near, self._project3(near)).reshape(-1, 6)
+        return near.reshape(-1, 6, 3), labels
+
+    def _at_kink(self, W: FloatArray, P: FloatArray, region: IntArray, tol: float) -> np.ndarray:
+        kinked = np.zeros(W.shape[0], dtype=bool)
+        suspect = self._margin3(W, P) <= 100.0 * self._delta(W, tol)
+        if np.any(suspect):
+            _, labels = self._neighbours(W[suspect], tol)
+            kinked[suspect] = np.any(labels != region[suspect, None], axis=1)
+        return kinked
+
+    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
+        if self.count == 0:
+            return self._layout.block_diagonal({})
+        W = -self._members(v)  # D = I - JPi_K(-v)
+        P = self._project3(W)
+        region = self._region3(W, P)
+        D = np.eye(3)[None] - self._jacobian3(W, P, region)
+        kinked = self._at_kink(W, P, region, tol)
+        if np.any(kinked):
+            near, _ = self._neighbours(W[kinked], tol)
+            candidates = np.eye(3)[None, None] - self._full_jacobian(near.reshape(-1, 3)).reshape(
+                -1, 6, 3, 3
+            )
+            trace = np.trace(candidates, axis1=2, axis2=3)
+            pick = (
+                np.argmax(trace, axis=1) if kink is KinkPolicy.ACTIVE else np.argmin(trace, axis=1)
+            )
+            D[kinked] = candidates[np.arange(pick.size), pick]
+        return self._layout.block_diagonal({3: D})
+
+    def kinks(self, v: FloatArray, tol: float) -> int:
+        if self.count == 0:
+            return 0
+        W = -self._members(v)
+        P = self._project3(W)
+        return int(np.count_nonzero(self._at_kink(W, P, self._region3(W, P), tol)))

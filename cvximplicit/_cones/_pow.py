@@ -1,0 +1,228 @@
+"""Three-dimensional power cones ``{(x, y, z) : x^a y^(1-a) >= |z|, x, y >= 0}``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._typing import FloatArray, IntArray
+from ._pieces import ThreeDimensionalCone
+
+__all__ = ["PowerCone"]
+
+
+def _in_cone(V: FloatArray, a: FloatArray, tol: FloatArray) -> np.ndarray:
+    x, y, z = V[:, 0], V[:, 1], V[:, 2]
+    with np.errstate(all="ignore"):
+        geo = np.where((x > 0) & (y > 0), x**a * y ** (1 - a), 0.0)
+    return (x >= 0) & (y >= 0) & (geo >= np.abs(z) - tol)
+
+
+def _in_polar(V: FloatArray, a: FloatArray, tol: FloatArray) -> np.ndarray:
+    """``V`` in ``-K*``, ``K* = {(u, v, w) : (u/a)^a (v/(1-a))^(1-a) >= |w|, u, v >= 0}``."""
+    u, v, w = -V[:, 0], -V[:, 1], -V[:, 2]
+    with np.errstate(all="ignore"):
+        geo = np.where((u > 0) & (v > 0), (u / a) ** a * (v / (1 - a)) ** (1 - a), 0.0)
+    return (u >= 0) & (v >= 0) & (geo >= np.abs(w) - tol)
+
+
+def _xy_gap(W: FloatArray, a: FloatArray, gap: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The projection's first two coordinates for ``gap = r (|z0| - r)`` (Hien 2015)."""
+    gap = np.maximum(gap, 0.0)
+    return _root_pos(W[:, 0], a * gap), _root_pos(W[:, 1], (1 - a) * gap)
+
+
+def _root_pos(c: FloatArray, q: FloatArray) -> FloatArray:
+    """The positive root ``(c + sqrt(c^2 + 4q))/2`` of ``x^2 - c x - q``, without cancellation
+    when ``c < 0``."""
+    root = np.sqrt(c * c + 4 * q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        neg = np.where(root - c > 0, 2 * q / (root - c), 0.0)
+    return np.where(c >= 0, 0.5 * (c + root), neg)
+
+
+def _f(
+    W: FloatArray, a: FloatArray, u: FloatArray, upper: np.ndarray
+) -> tuple[FloatArray, FloatArray]:
+    """``f(u) = x^a y^(1-a) - r`` with ``r = u`` (lower half) or ``r = |z0| - u`` (upper half,
+    so that ``r`` close to ``|z0|`` keeps full relative accuracy in ``|z0| - r``), signed so
+    that ``f`` decreases through its root; and ``df/du``."""
+    z0 = np.abs(W[:, 2])
+    gap = u * (z0 - u)  # symmetric in r <-> |z0| - r
+    x, y = _xy_gap(W, a, gap)
+    with np.errstate(all="ignore"):
+        geo = x**a * y ** (1 - a)
+        dgap = z0 - 2 * u
+        dx = a * dgap / np.sqrt(W[:, 0] ** 2 + 4 * a * gap)
+        dy = (1 - a) * dgap / np.sqrt(W[:, 1] ** 2 + 4 * (1 - a) * gap)
+        dgeo = a * (y / x) ** (1 - a) * dx + (1 - a) * (x / y) ** a * dy
+    f = np.where(upper, -(geo - (z0 - u)), geo - u)
+    df = np.where(upper, -(dgeo + 1), dgeo - 1)
+    return f, df
+
+
+def _root(W: FloatArray, a: FloatArray) -> tuple[FloatArray, np.ndarray]:
+    """``r`` in ``(0, |z0|)`` with ``x(r)^a y(r)^(1-a) = r``: Newton inside a bracket, else
+    Illinois-modified false position (superlinear where Newton overshoots)."""
+    z0 = np.abs(W[:, 2])
+    half = 0.5 * z0
+    mid, _ = _f(W, a, half, np.zeros(z0.size, dtype=bool))
+    upper = mid > 0  # the root lies in (|z0|/2, |z0|): iterate on u = |z0| - r
+    lo, hi = np.zeros_like(z0), half.copy()
+    flo, _ = _f(W, a, lo, upper)
+    fhi, _ = _f(W, a, hi, upper)
+    u = 0.5 * hi
+    last = np.zeros(z0.size, dtype=np.int8)  # +1: lo moved last, -1: hi moved last
+    active = np.ones(z0.size, dtype=bool)
+    for _ in range(100):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        ua = u[idx]
+        f, df = _f(W[idx], a[idx], ua, upper[idx])
+        up = f > 0
+        lo_a, hi_a, flo_a, fhi_a = lo[idx], hi[idx], flo[idx], fhi[idx]
+        lo_a = np.where(up, ua, lo_a)
+        flo_a = np.where(up, f, np.where(last[idx] == -1, 0.5 * flo_a, flo_a))
+        hi_a = np.where(up, hi_a, ua)
+        fhi_a = np.where(up, np.where(last[idx] == 1, 0.5 * fhi_a, fhi_a), f)
+        last[idx] = np.where(up, 1, -1)
+        with np.errstate(all="ignore"):
+            newton = ua - f / df
+            falsi = (lo_a * fhi_a - hi_a * flo_a) / (fhi_a - flo_a)
+        ok = np.isfinite(newton) & (newton > lo_a) & (newton < hi_a)
+        inside = np.isfinite(falsi) & (falsi > lo_a) & (falsi < hi_a)
+        nxt = np.where(ok, newton, np.where(inside, falsi, 0.5 * (lo_a + hi_a)))
+        nxt = np.where(f == 0, ua, nxt)
+        done = (f == 0) | (np.abs(nxt - ua) <= 4e-16 * ua) | (hi_a - lo_a <= 4e-16 * hi_a)
+        lo[idx], hi[idx], flo[idx], fhi[idx], u[idx] = lo_a, hi_a, flo_a, fhi_a, nxt
+        active[idx[done]] = False
+    return u, upper
+
+
+def project_pow(V: FloatArray, a: FloatArray) -> FloatArray:
+    """Euclidean projections of the rows of ``V`` onto power cones with exponents ``a``."""
+    V = np.asarray(V, dtype=np.float64)
+    a = np.broadcast_to(np.asarray(a, dtype=np.float64), V.shape[:1])
+    scale = np.maximum(1.0, np.abs(V).max(axis=1))
+    tol = 1e-15 * scale
+    P = np.zeros_like(V)
+    inside = _in_cone(V, a, tol)
+    polar = ~inside & _in_polar(V, a, tol)
+    P[inside] = V[inside]
+    rest = ~inside & ~polar
+    flat = rest & (np.abs(V[:, 2]) <= tol)
+    P[flat] = np.stack(
+        [np.maximum(V[flat, 0], 0), np.maximum(V[flat, 1], 0), np.zeros(flat.sum())], 1
+    )
+    todo = rest & ~flat
+    if np.any(todo):
+        W, aw = V[todo], a[todo]
+        u, upper = _root(W, aw)
+        z0 = np.abs(W[:, 2])
+        x, y = _xy_gap(W, aw, u * (z0 - u))
+        r = np.where(upper, z0 - u, u)
+        P[todo] = np.stack([x, y, np.sign(W[:, 2]) * r], axis=1)
+    return P
+
+
+class PowerCone(ThreeDimensionalCone):
+    """A product of power cones ``{(x, y, z) : x^a y^(1-a) >= |z|, x, y >= 0}``, one exponent
+    ``a`` in (0, 1) per member (CVXPY's ``PowCone3D``; Clarabel's and SCS's order).
+
+    Projection after Hien (2015): outside ``K`` and its polar, the projection is
+    ``(x(r), y(r), sign(z) r)`` with ``x(r) = (x0 + sqrt(x0^2 + 4 a r(|z0| - r)))/2`` (and
+    ``y`` alike with ``1 - a``), ``r`` the root in ``(0, |z0|)`` of
+    ``x(r)^a y(r)^(1-a) = r``, found by safeguarded Newton.  The Jacobian on that piece
+    follows by implicit differentiation of the three equations defining ``(x, y, r)``;
+    elsewhere it is ``I`` (inside ``K``), ``0`` (inside the polar cone) or, on the plane
+    ``z = 0``, the derivative of ``(max(x, 0), max(y, 0), 0)``.
+    """
+
+    name = "power"
+
+    def __init__(self, exponents: Sequence[float]) -> None:
+        exps = tuple(float(a) for a in exponents)
+        if any(not 0 < a < 1 for a in exps):
+            raise ValueError(f"power cone exponents must lie in (0, 1), got {exps}")
+        self.exponents = exps
+        super().__init__(len(exps))
+        self._alpha = np.asarray(exps, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"PowerCone(exponents={list(self.exponents)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PowerCone) and other.exponents == self.exponents
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.exponents))
+
+    def _exponents(self, V: FloatArray) -> FloatArray:
+        # V may hold several stacked copies of the members (neighbour evaluations).
+        return np.resize(self._alpha, V.shape[0])
+
+    def _project3(self, V: FloatArray) -> FloatArray:
+        return project_pow(V, self._exponents(V))
+
+    def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray:
+        return np.min(
+            np.stack(
+                [
+                    np.linalg.norm(V - P, axis=1),
+                    np.linalg.norm(P, axis=1),
+                    np.abs(P[:, 2]),
+                    np.abs(V[:, 0]),
+                    np.abs(V[:, 1]),
+                ]
+            ),
+            axis=0,
+        )
+
+    def _region3(self, V: FloatArray, P: FloatArray) -> IntArray:
+        scale = np.maximum(1.0, np.abs(V).max(axis=1))
+        eps = 1e-12 * scale
+        region = np.full(V.shape[0], 4, dtype=np.int64)
+        flat = np.abs(P[:, 2]) <= eps
+        region[flat] = 2
+        region[flat & (V[:, 0] > 0) & (V[:, 1] <= 0)] = 5
+        region[flat & (V[:, 0] <= 0) & (V[:, 1] > 0)] = 6
+        region[flat & (V[:, 0] <= 0) & (V[:, 1] <= 0)] = 7
+        region[np.linalg.norm(P, axis=1) <= eps] = 1
+        region[np.linalg.norm(V - P, axis=1) <= eps] = 0
+        return region
+
+    def _jacobian3(self, V: FloatArray, P: FloatArray, region: IntArray) -> FloatArray:
+        a = self._exponents(V)
+        J = np.zeros((V.shape[0], 3, 3))
+        J[region == 0] = np.eye(3)
+        J[region == 2] = np.diag([1.0, 1.0, 0.0])
+        J[region == 5] = np.diag([1.0, 0.0, 0.0])
+        J[region == 6] = np.diag([0.0, 1.0, 0.0])
+        smooth = region == 4
+        if np.any(smooth):
+            W, Pw, aw = V[smooth], P[smooth], a[smooth]
+            x, y, r = Pw[:, 0], Pw[:, 1], np.abs(Pw[:, 2])
+            x0, y0, z0 = W[:, 0], W[:, 1], np.abs(W[:, 2])
+            sgn = np.sign(W[:, 2])
+            k = z0 - 2 * r
+            # G1 = x^2 - x0 x - a r(z0 - r), G2 = y^2 - y0 y - (1-a) r(z0 - r),
+            # G3 = a log x + (1-a) log y - log r, unknowns (x, y, r), data (x0, y0, z0).
+            Gu = np.zeros((x.size, 3, 3))
+            Gu[:, 0, 0] = 2 * x - x0
+            Gu[:, 0, 2] = -aw * k
+            Gu[:, 1, 1] = 2 * y - y0
+            Gu[:, 1, 2] = -(1 - aw) * k
+            Gu[:, 2, 0] = aw / x
+            Gu[:, 2, 1] = (1 - aw) / y
+            Gu[:, 2, 2] = -1 / r
+            Gv = np.zeros_like(Gu)
+            Gv[:, 0, 0] = -x
+            Gv[:, 1, 1] = -y
+            Gv[:, 0, 2] = -aw * r * sgn
+            Gv[:, 1, 2] = -(1 - aw) * r * sgn
+            du = -np.linalg.solve(Gu, Gv)
+            du[:, 2, :] *= sgn[:, None]  # z = sign(z0) r
+            J[smooth] = du
+        return J
