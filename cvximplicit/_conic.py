@@ -470,7 +470,7 @@ def _polish(
     """
     F = residual(data, cones, x, v)
     res = float(np.linalg.norm(F))
-    D = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, res, v))
+    D = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, 0.0, v))
     system: LinearSystem | None = None
     steps = 0
     for _ in range(max_iter):
@@ -483,7 +483,7 @@ def _polish(
         dz = system.solve(-F)
         # Backtracking on ||F||: full steps near the solution, shorter ones while the active
         # set is still being identified.
-        for alpha in (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125):
+        for alpha in 0.5 ** np.arange(11):
             x_new, v_new = x + alpha * dz[: data.n], v + alpha * dz[data.n :]
             F_new = residual(data, cones, x_new, v_new)
             res_new = float(np.linalg.norm(F_new))
@@ -496,7 +496,7 @@ def _polish(
             return _Polished(x, v, res, steps, outcome, D, system)
         steps += 1
         x, v, F, res = x_new, v_new, F_new, res_new
-        D_new = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, res, v))
+        D_new = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, 0.0, v))
         change = float(abs(D_new - D).max()) if D.shape[0] else 0.0
         if change > 1e-3:  # the active set moved: refactorize
             system = None

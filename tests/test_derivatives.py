@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import FAMILIES, REFERENCE, fd_jvp, flat, random_tangents, rel_error
+from helpers import FAMILIES, fd_jvp, flat, random_tangents, reference_solver, rel_error
 
 import cvximplicit as ci
 
@@ -16,8 +16,9 @@ SEEDS = [0, 1, 2]
 def _check_family(family, solver, seed, rtol=1e-5):
     rng = np.random.default_rng(1000 + seed)
     program = ci.compile(family.problem, family.parameters, family.variables, solver=solver)
+    ref_solver, ref_polish = reference_solver(program)
     reference = ci.compile(
-        family.problem, family.parameters, family.variables, solver=REFERENCE, polish=False
+        family.problem, family.parameters, family.variables, solver=ref_solver, polish=ref_polish
     )
     sol = program.solve(*family.values)
     assert sol.info.total_kinks == 0, "random instances must be at smooth points"

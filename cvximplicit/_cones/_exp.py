@@ -234,7 +234,7 @@ class ExponentialCone(ThreeDimensionalCone):
     def __repr__(self) -> str:
         return f"ExponentialCone(count={self.count})"
 
-    def _project3(self, V: FloatArray) -> FloatArray:
+    def _project3(self, V: FloatArray, prm: FloatArray) -> FloatArray:
         return project_exp(V)
 
     def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray:
@@ -267,7 +267,9 @@ class ExponentialCone(ThreeDimensionalCone):
         region[np.linalg.norm(V - P, axis=1) <= eps] = 0
         return region
 
-    def _jacobian3(self, V: FloatArray, P: FloatArray, region: IntArray) -> FloatArray:
+    def _jacobian3(
+        self, V: FloatArray, P: FloatArray, region: IntArray, prm: FloatArray
+    ) -> FloatArray:
         J = np.zeros((V.shape[0], 3, 3))
         J[region == 0] = np.eye(3)
         J[region == 2] = np.diag([1.0, 0.0, 1.0])

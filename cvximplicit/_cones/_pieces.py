@@ -33,16 +33,19 @@ _OFFSETS = np.concatenate([np.eye(3), -np.eye(3)])
 class ThreeDimensionalCone(Cone):
     """A product of ``count`` three-dimensional cones of one kind."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, params: FloatArray | None = None) -> None:
         self.count = int(count)
         self._layout = BlockLayout((3,) * self.count)
+        # One shape parameter per member (the power cone's exponent; unused otherwise).
+        self._params = np.zeros(self.count) if params is None else np.asarray(params, float)
 
     @property
     def dim(self) -> int:
         return 3 * self.count
 
+    # Each method takes the rows ``V`` and their members' shape parameters ``prm``.
     @abstractmethod
-    def _project3(self, V: FloatArray) -> FloatArray: ...
+    def _project3(self, V: FloatArray, prm: FloatArray) -> FloatArray: ...
 
     @abstractmethod
     def _region3(self, V: FloatArray, P: FloatArray) -> IntArray: ...
@@ -51,11 +54,13 @@ class ThreeDimensionalCone(Cone):
     def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray: ...
 
     @abstractmethod
-    def _jacobian3(self, V: FloatArray, P: FloatArray, region: IntArray) -> FloatArray: ...
+    def _jacobian3(
+        self, V: FloatArray, P: FloatArray, region: IntArray, prm: FloatArray
+    ) -> FloatArray: ...
 
-    def _full_jacobian(self, V: FloatArray) -> FloatArray:
-        P = self._project3(V)
-        return self._jacobian3(V, P, self._region3(V, P))
+    def _full_jacobian(self, V: FloatArray, prm: FloatArray) -> FloatArray:
+        P = self._project3(V, prm)
+        return self._jacobian3(V, P, self._region3(V, P), prm)
 
     def _members(self, v: FloatArray) -> FloatArray:
         return v.reshape(-1, 3)
@@ -63,25 +68,30 @@ class ThreeDimensionalCone(Cone):
     def project(self, v: FloatArray) -> FloatArray:
         if self.count == 0:
             return v.copy()
-        return self._project3(self._members(v)).ravel()
+        return self._project3(self._members(v), self._params).ravel()
 
     @staticmethod
     def _delta(V: FloatArray, tol: float) -> FloatArray:
         scale = np.maximum(1.0, np.abs(V).max(axis=1))
         return 10.0 * np.maximum(tol, 1e-10 * scale)
 
-    def _neighbours(self, W: FloatArray, tol: float) -> tuple[FloatArray, IntArray]:
-        """Neighbouring points ``(N, 6, 3)`` and their piece labels ``(N, 6)``."""
+    def _neighbours(
+        self, W: FloatArray, prm: FloatArray, tol: float
+    ) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Neighbouring points ``(6N, 3)``, their parameters and piece labels ``(N, 6)``."""
         delta = self._delta(W, tol)
         near = (W[:, None, :] + delta[:, None, None] * _OFFSETS[None, :, :]).reshape(-1, 3)
-        labels = self._region3(near, self._project3(near)).reshape(-1, 6)
-        return near.reshape(-1, 6, 3), labels
+        near_prm = np.repeat(prm, 6)
+        labels = self._region3(near, self._project3(near, near_prm)).reshape(-1, 6)
+        return near, near_prm, labels
 
-    def _at_kink(self, W: FloatArray, P: FloatArray, region: IntArray, tol: float) -> np.ndarray:
+    def _at_kink(
+        self, W: FloatArray, P: FloatArray, region: IntArray, prm: FloatArray, tol: float
+    ) -> np.ndarray:
         kinked = np.zeros(W.shape[0], dtype=bool)
         suspect = self._margin3(W, P) <= 100.0 * self._delta(W, tol)
         if np.any(suspect):
-            _, labels = self._neighbours(W[suspect], tol)
+            _, _, labels = self._neighbours(W[suspect], prm[suspect], tol)
             kinked[suspect] = np.any(labels != region[suspect, None], axis=1)
         return kinked
 
@@ -89,15 +99,15 @@ class ThreeDimensionalCone(Cone):
         if self.count == 0:
             return self._layout.block_diagonal({})
         W = -self._members(v)  # D = I - JPi_K(-v)
-        P = self._project3(W)
+        prm = self._params
+        P = self._project3(W, prm)
         region = self._region3(W, P)
-        D = np.eye(3)[None] - self._jacobian3(W, P, region)
-        kinked = self._at_kink(W, P, region, tol)
+        D = np.eye(3)[None] - self._jacobian3(W, P, region, prm)
+        kinked = self._at_kink(W, P, region, prm, tol)
         if np.any(kinked):
-            near, _ = self._neighbours(W[kinked], tol)
-            candidates = np.eye(3)[None, None] - self._full_jacobian(near.reshape(-1, 3)).reshape(
-                -1, 6, 3, 3
-            )
+            near, near_prm, _ = self._neighbours(W[kinked], prm[kinked], tol)
+            jac = self._full_jacobian(near, near_prm).reshape(-1, 6, 3, 3)
+            candidates = np.eye(3)[None, None] - jac
             trace = np.trace(candidates, axis1=2, axis2=3)
             pick = (
                 np.argmax(trace, axis=1) if kink is KinkPolicy.ACTIVE else np.argmin(trace, axis=1)
@@ -109,5 +119,6 @@ class ThreeDimensionalCone(Cone):
         if self.count == 0:
             return 0
         W = -self._members(v)
-        P = self._project3(W)
-        return int(np.count_nonzero(self._at_kink(W, P, self._region3(W, P), tol)))
+        P = self._project3(W, self._params)
+        region = self._region3(W, P)
+        return int(np.count_nonzero(self._at_kink(W, P, region, self._params, tol)))

@@ -147,8 +147,7 @@ class PowerCone(ThreeDimensionalCone):
         if any(not 0 < a < 1 for a in exps):
             raise ValueError(f"power cone exponents must lie in (0, 1), got {exps}")
         self.exponents = exps
-        super().__init__(len(exps))
-        self._alpha = np.asarray(exps, dtype=np.float64)
+        super().__init__(len(exps), np.asarray(exps, dtype=np.float64))
 
     def __repr__(self) -> str:
         return f"PowerCone(exponents={list(self.exponents)})"
@@ -159,12 +158,8 @@ class PowerCone(ThreeDimensionalCone):
     def __hash__(self) -> int:
         return hash((type(self), self.exponents))
 
-    def _exponents(self, V: FloatArray) -> FloatArray:
-        # V may hold several stacked copies of the members (neighbour evaluations).
-        return np.resize(self._alpha, V.shape[0])
-
-    def _project3(self, V: FloatArray) -> FloatArray:
-        return project_pow(V, self._exponents(V))
+    def _project3(self, V: FloatArray, prm: FloatArray) -> FloatArray:
+        return project_pow(V, prm)
 
     def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray:
         return np.min(
@@ -193,8 +188,10 @@ class PowerCone(ThreeDimensionalCone):
         region[np.linalg.norm(V - P, axis=1) <= eps] = 0
         return region
 
-    def _jacobian3(self, V: FloatArray, P: FloatArray, region: IntArray) -> FloatArray:
-        a = self._exponents(V)
+    def _jacobian3(
+        self, V: FloatArray, P: FloatArray, region: IntArray, prm: FloatArray
+    ) -> FloatArray:
+        a = prm
         J = np.zeros((V.shape[0], 3, 3))
         J[region == 0] = np.eye(3)
         J[region == 2] = np.diag([1.0, 1.0, 0.0])
