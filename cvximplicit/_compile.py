@@ -15,14 +15,15 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 from cvxpy import settings as cvxpy_settings
 from cvxpy.constraints.constraint import Constraint
-from cvxpy.error import DCPError, DPPError
+from cvxpy.error import DCPError, DGPError, DPPError
+from cvxpy.reductions.chain import Chain
 
 from ._cones import (
     Cone,
@@ -50,6 +51,7 @@ class ParameterSpec:
     size: int
     nonneg: bool
     nonpos: bool
+    positive: bool
     psd: bool
     nsd: bool
     symmetric: bool
@@ -75,6 +77,11 @@ class ParameterSpec:
         if not np.all(np.isfinite(arr)):
             raise ParameterError(
                 f"parameter {self.name}: value contains NaN or Inf; pass finite values"
+            )
+        if self.positive and np.any(arr <= 0):
+            raise ParameterError(
+                f"parameter {self.name} must be positive (a geometric program's parameters "
+                f"enter through their logarithm), got min {arr.min():.3g}"
             )
         if self.nonneg and np.any(arr < 0):
             raise ParameterError(
@@ -113,20 +120,34 @@ class ParameterSpec:
 @dataclasses.dataclass(frozen=True)
 class OutputMap:
     """One requested output as a scaled selection of ``x`` (primal) or ``y`` (dual):
-    ``out.ravel() = scale * z[index]`` with ``z = x`` or ``y``."""
+    ``out.ravel() = scale * z[index]`` with ``z = x`` or ``y``, followed by ``exp`` for the
+    variables of a geometric program (which the cone program holds as logarithms)."""
 
     name: str
     dual: bool
     index: IntArray
     scale: FloatArray
     shape: tuple[int, ...]
+    exp: bool = False
 
-    def value(self, x: FloatArray, y: FloatArray) -> FloatArray:
+    def _linear(self, x: FloatArray, y: FloatArray) -> FloatArray:
         z = y if self.dual else x
         return (self.scale * z[self.index]).reshape(self.shape)
 
-    def add_cotangent(self, g: FloatArray, gx: FloatArray, gy: FloatArray) -> None:
-        np.add.at(gy if self.dual else gx, self.index, self.scale * np.ravel(g))
+    def value(self, x: FloatArray, y: FloatArray) -> FloatArray:
+        out = self._linear(x, y)
+        return np.asarray(np.exp(out)) if self.exp else out
+
+    def tangent(self, dx: FloatArray, dy: FloatArray, value: FloatArray) -> FloatArray:
+        """The output's tangent for solution tangents ``(dx, dy)``, at output ``value``."""
+        out = self._linear(dx, dy)
+        return out * value if self.exp else out
+
+    def add_cotangent(
+        self, g: FloatArray, gx: FloatArray, gy: FloatArray, value: FloatArray
+    ) -> None:
+        g = np.ravel(g * value) if self.exp else np.ravel(g)
+        np.add.at(gy if self.dual else gx, self.index, self.scale * g)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +162,9 @@ class Compiled:
     G: sp.csr_array
     GT: sp.csr_array
     g0: FloatArray
+    #: Geometric programs: data also depends on ``log(u)`` through ``G_log`` (else ``None``).
+    G_log: sp.csr_array | None
+    G_logT: sp.csr_array | None
     P_indices: IntArray
     P_indptr: IntArray
     A_indices: IntArray
@@ -153,6 +177,25 @@ class Compiled:
     @property
     def nnz_A(self) -> int:
         return int(self.A_indices.size)
+
+    def data_vector(self, u: FloatArray) -> FloatArray:
+        """``[P-values; A-values; b; c]`` for stacked parameter values ``u``."""
+        d = self.G @ u + self.g0
+        if self.G_log is not None:
+            d = d + self.G_log @ np.log(u)
+        return d
+
+    def data_tangent(self, u: FloatArray, du: FloatArray) -> FloatArray:
+        d = self.G @ du
+        if self.G_log is not None:
+            d = d + self.G_log @ (du / u)
+        return d
+
+    def data_cotangent(self, u: FloatArray, gd: FloatArray) -> FloatArray:
+        gu = self.GT @ gd
+        if self.G_logT is not None:
+            gu = gu + (self.G_logT @ gd) / u
+        return gu
 
     def split_data(self, d: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         a = self.nnz_P
@@ -179,7 +222,7 @@ def _cones_from_dims(dims: Any) -> list[Cone]:
 
 
 def _parameter_specs(
-    problem: cp.Problem, parameters: Sequence[cp.Parameter]
+    problem: cp.Problem, parameters: Sequence[cp.Parameter], gp: bool = False
 ) -> tuple[ParameterSpec, ...]:
     if isinstance(parameters, cp.Parameter):
         parameters = [parameters]
@@ -214,6 +257,7 @@ def _parameter_specs(
                 offset=offset,
                 size=int(p.size),
                 nonneg=bool(attrs["nonneg"] or attrs["pos"]),
+                positive=bool(attrs["pos"] or gp),
                 nonpos=bool(attrs["nonpos"] or attrs["neg"]),
                 psd=bool(attrs["PSD"]),
                 nsd=bool(attrs["NSD"]),
@@ -229,18 +273,35 @@ def _theta_map(
     specs: Sequence[ParameterSpec],
     chain: Any,
     param_prob: Any,
-) -> sp.csr_array:
-    """Sparse ``R`` with ``theta = R u``: user values -> CVXPY's reduced parameter vector.
+    log_ids: dict[int, list[int]],
+) -> tuple[sp.csr_array, sp.csr_array | None]:
+    """Sparse ``R, R_log`` with ``theta = R u + R_log log(u)``: user values -> CVXPY's reduced
+    parameter vector.
 
     Parameters with dimension-reducing attributes (symmetric, PSD, diag, sparsity) are
     replaced by CVXPY with reduced parameters; a symmetric parameter enters through its
     symmetric part ``(X + X')/2``, so that its gradient is symmetric and the map is defined
-    for every square input.
+    for every square input.  In a geometric program CVXPY replaces each parameter by its
+    logarithm (``log_ids``), which ``R_log`` carries.
     """
     from cvxpy.reductions.cvx_attr2constr import lower_value
 
     id_to_col = param_prob.param_id_to_col
+    total = sum(s.size for s in specs)
+    shape = (param_prob.total_param_size, total)
+    R_log = None
+    if log_ids:
+        lrows, lcols = [], []
+        for p, spec in zip(params, specs):
+            for new_id in log_ids.get(p.id, []):
+                if new_id in id_to_col:
+                    lrows.append(id_to_col[new_id] + np.arange(spec.size))
+                    lcols.append(spec.offset + np.arange(spec.size))
+        if lrows:
+            rr, cc = np.concatenate(lrows), np.concatenate(lcols)
+            R_log = sp.csr_array((np.ones(rr.size), (rr, cc)), shape=shape)
     replaced = chain.compose_param_id_map() if hasattr(chain, "compose_param_id_map") else {}
+    replaced = {k: v for k, v in replaced.items() if k not in log_ids}
     rows: list[IntArray] = []
     cols: list[IntArray] = []
     vals: list[FloatArray] = []
@@ -268,13 +329,12 @@ def _theta_map(
             rows.append(col + k)
             cols.append(spec.offset + picked)
             vals.append(np.ones(k.size))
-    total = sum(s.size for s in specs)
     if not rows:
-        return sp.csr_array((param_prob.total_param_size, total))
-    return sp.csr_array(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(param_prob.total_param_size, total),
+        return sp.csr_array(shape), R_log
+    R = sp.csr_array(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
     )
+    return R, R_log
 
 
 def _data_map(param_prob: Any, n: int, m: int) -> tuple[Any, tuple[IntArray, ...]]:
@@ -311,7 +371,12 @@ def _data_map(param_prob: Any, n: int, m: int) -> tuple[Any, tuple[IntArray, ...
 
 
 def _probe_outputs(
-    outputs: Sequence[Any], chain: Any, inverse_data: Any, n: int, m: int
+    outputs: Sequence[Any],
+    chain: Any,
+    inverse_data: Any,
+    n: int,
+    m: int,
+    log_vars: dict[int, list[int]] | None = None,
 ) -> tuple[OutputMap, ...]:
     """Recover each output as a scaled selection of ``x`` or ``y`` by inverting tagged vectors.
 
@@ -342,6 +407,8 @@ def _probe_outputs(
     for out in outputs:
         dual = isinstance(out, Constraint)
         key = out.id
+        if log_vars is not None:  # geometric program: the cone program holds log(x)
+            key = log_vars.get(key, [key])[0]
         size = n if not dual else m
         name = str(out) if dual else out.name()
         got = {}
@@ -378,7 +445,16 @@ def _probe_outputs(
                     f"output {name} is not a linear function of the canonical solution; "
                     "cvximplicit cannot differentiate it"
                 )
-        maps.append(OutputMap(name=name, dual=dual, index=index, scale=scale, shape=shape))
+        maps.append(
+            OutputMap(
+                name=name,
+                dual=dual,
+                index=index,
+                scale=scale,
+                shape=shape,
+                exp=log_vars is not None,
+            )
+        )
     return tuple(maps)
 
 
@@ -386,6 +462,7 @@ def canonicalize(
     problem: cp.Problem,
     parameters: Sequence[cp.Parameter],
     variables: Sequence[Any],
+    gp: bool = False,
 ) -> Compiled:
     """Build the :class:`Compiled` maps of a DPP problem (see the module docstring)."""
     if not isinstance(problem, cp.Problem):
@@ -395,7 +472,7 @@ def canonicalize(
             "integer and boolean variables are not supported: the solution map of a "
             "mixed-integer problem is piecewise constant and has no useful derivative"
         )
-    specs = _parameter_specs(problem, parameters)
+    specs = _parameter_specs(problem, parameters, gp)
     outputs = (
         list(variables) if not isinstance(variables, (cp.Variable, Constraint)) else [variables]
     )
@@ -410,6 +487,11 @@ def canonicalize(
         elif isinstance(out, Constraint):
             if out.id not in con_ids:
                 raise ValueError(f"constraint {out} is not a constraint of the problem")
+            if gp:
+                raise UnsupportedProblemError(
+                    "dual values of geometric programs are not supported as outputs; list "
+                    "variables only"
+                )
         else:
             raise TypeError(
                 "`variables` may hold cvxpy Variables and Constraints (for their duals), got "
@@ -419,9 +501,15 @@ def canonicalize(
     work = cp.Problem(problem.objective, problem.constraints)
     try:
         data, chain, inverse_data = work.get_problem_data(
-            solver=cp.CLARABEL, enforce_dpp=True, solver_opts={"use_quad_obj": True}
+            solver=cp.CLARABEL, gp=gp, enforce_dpp=True, solver_opts={"use_quad_obj": True}
         )
     except DPPError as exc:
+        if gp:
+            raise NonDPPError(
+                "the problem is not DGP-DPP (disciplined geometric programming with "
+                "parameters), which gp=True requires; see https://www.cvxpy.org/tutorial/dgp/ . "
+                "CVXPY said: " + str(exc).splitlines()[0]
+            ) from exc
         raise NonDPPError(
             "the problem is not DPP (disciplined parametrized programming), so its data is not "
             "an affine function of the parameters. Rewrite products of parameters as a new "
@@ -430,19 +518,33 @@ def canonicalize(
         ) from exc
     except DCPError as exc:
         raise NonDPPError(f"the problem is not DCP: {exc}") from exc
+    except DGPError as exc:
+        raise NonDPPError(f"the problem is not DGP (gp=True): {exc}") from exc
     param_prob = data[cvxpy_settings.PARAM_PROB]
     m, n = (int(d) for d in data["A"].shape)
     cones = _cones_from_dims(data["dims"])
     params = list(parameters) if not isinstance(parameters, cp.Parameter) else [parameters]
-    R = _theta_map(params, specs, chain, param_prob)
+    log_ids: dict[int, list[int]] = {}
+    log_vars: dict[int, list[int]] | None = None
+    probe_chain, probe_inverse = chain, inverse_data
+    if gp:
+        # Dgp2Dcp replaces parameters and variables by their logarithms; probe the rest of
+        # the chain (which is linear) and apply exp to the outputs ourselves.
+        reductions = cast(Any, chain).reductions
+        dgp = reductions[0]
+        log_ids, log_vars = dict(dgp.param_id_map), dict(dgp.var_id_map)
+        probe_chain = Chain(reductions=reductions[1:])
+        probe_inverse = inverse_data[1:]
+    R, R_log = _theta_map(params, specs, chain, param_prob, log_ids)
     M, (p_ind, p_ptr, a_ind, a_ptr) = _data_map(param_prob, n, m)
     const_col = param_prob.param_id_to_col.get(-1, param_prob.total_param_size)
     linear = M[:, :const_col] if const_col == shape2(M)[1] - 1 else None
     if linear is None:  # pragma: no cover - CVXPY always puts the constant last
         raise UnsupportedProblemError("unexpected CVXPY parameter layout")
     G = sp.csr_array(linear @ R)
+    G_log = None if R_log is None else sp.csr_array(linear @ R_log)
     g0 = np.asarray(M[:, [const_col]].toarray()).ravel()
-    maps = _probe_outputs(outputs, chain, inverse_data, n, m)
+    maps = _probe_outputs(outputs, probe_chain, probe_inverse, n, m, log_vars)
     return Compiled(
         parameters=specs,
         outputs=maps,
@@ -452,6 +554,8 @@ def canonicalize(
         G=G,
         GT=sp.csr_array(G.T),
         g0=g0,
+        G_log=G_log,
+        G_logT=None if G_log is None else sp.csr_array(G_log.T),
         P_indices=p_ind,
         P_indptr=p_ptr,
         A_indices=a_ind,

@@ -126,7 +126,8 @@ class Program:
         """
         arrays = self._check(values)
         chosen = self._resolve_solver(solver, solver_args)
-        return Solution(self._compiled, self._task(-1, self._stack(arrays), chosen).run())
+        u = self._stack(arrays)
+        return Solution(self._compiled, self._task(-1, u, chosen).run(), u)
 
     def _resolve_solver(self, solver: SolverLike, solver_args: dict[str, Any] | None) -> Solver:
         chosen = self.solver if solver is None else get_solver(solver)
@@ -183,14 +184,15 @@ class Program:
         tasks = [self._task(i, stacked[i], chosen) for i in range(size)]
         conics = list(_run(tasks, executor, chosen))
         return BatchSolution(
-            [Solution(self._compiled, c) for c in conics], tuple(batched), self._compiled
+            [Solution(self._compiled, c, stacked[i]) for i, c in enumerate(conics)],
+            tuple(batched),
+            self._compiled,
         )
 
 
 def _data_from_stacked(compiled: Compiled, u: FloatArray) -> ConeData:
     """The canonical data ``(P, A, b, c) = G u + g0`` on the fixed sparsity patterns."""
-    d = compiled.G @ u + compiled.g0
-    P, A, b, c = compiled.split_data(d)
+    P, A, b, c = compiled.split_data(compiled.data_vector(u))
     n = compiled.n
     return ConeData(
         P=sp.csc_array((P, compiled.P_indices, compiled.P_indptr), shape=(n, n)),
@@ -250,9 +252,10 @@ class Solution:
             variables, dual values for constraints), shaped as CVXPY shapes them.
     """
 
-    def __init__(self, compiled: Compiled, conic: ConicSolution) -> None:
+    def __init__(self, compiled: Compiled, conic: ConicSolution, u: FloatArray) -> None:
         self._compiled = compiled
         self.conic = conic
+        self._u = u
         self.values: tuple[FloatArray, ...] = tuple(
             o.value(conic.x, conic.y) for o in compiled.outputs
         )
@@ -285,7 +288,7 @@ class Solution:
             )
         gx = np.zeros(self._compiled.n)
         gy = np.zeros(self._compiled.m)
-        for out, g in zip(outputs, cotangents):
+        for k, (out, g) in enumerate(zip(outputs, cotangents)):
             if g is None:
                 continue
             arr = np.asarray(g, dtype=np.float64)
@@ -293,7 +296,7 @@ class Solution:
                 raise ValueError(
                     f"cotangent for {out.name}: expected shape {out.shape}, got {arr.shape}"
                 )
-            out.add_cotangent(arr, gx, gy)
+            out.add_cotangent(arr, gx, gy, self.values[k])
         return gx, gy
 
     def vjp(self, *cotangents: ArrayLike | None) -> tuple[FloatArray, ...]:
@@ -309,7 +312,7 @@ class Solution:
         gx, gy = self._cotangent(cotangents)
         t = self.conic.vjp(gx, gy)
         gd = np.concatenate([t.P, t.A, t.b, t.c])
-        gu = self._compiled.GT @ gd
+        gu = self._compiled.data_cotangent(self._u, gd)
         return tuple(
             spec.unflatten(gu[spec.offset : spec.offset + spec.size])
             for spec in self._compiled.parameters
@@ -339,10 +342,12 @@ class Solution:
                     f"tangent for {spec.name}: expected shape {spec.shape}, got {arr.shape}"
                 )
             du[spec.offset : spec.offset + spec.size] = arr.ravel(order="F")
-        dd = self._compiled.G @ du
+        dd = self._compiled.data_tangent(self._u, du)
         P, A, b, c = self._compiled.split_data(dd)
         dx, dy, _ = self.conic.jvp(DataTangent(P=P, A=A, b=b, c=c))
-        return tuple(o.value(dx, dy) for o in self._compiled.outputs)
+        return tuple(
+            o.tangent(dx, dy, value) for o, value in zip(self._compiled.outputs, self.values)
+        )
 
 
 class BatchSolution:
@@ -412,6 +417,7 @@ def compile(
     kink: KinkPolicy | str = KinkPolicy.ACTIVE,
     polish: bool = True,
     strict: bool = False,
+    gp: bool = False,
 ) -> Program:
     r"""Compile a DPP CVXPY problem into a differentiable :class:`Program`.
 
@@ -440,6 +446,10 @@ def compile(
         polish: refine the solver's point by safeguarded semismooth Newton steps.
         strict: raise :class:`DegenerateDerivativeError` instead of warning and returning
             least-squares derivatives when ``B`` is singular.
+        gp: the problem is a (DPP) geometric program: CVXPY's log-log transformation is
+            applied, parameters enter through their logarithms (so they must be positive) and
+            variables are returned as ``exp`` of the cone program's variables, with the chain
+            rule applied to both in every derivative.
 
     Raises:
         NonDPPError: the problem is not DPP.
@@ -461,7 +471,7 @@ def compile(
     """
     params = tuple([parameters] if isinstance(parameters, cp.Parameter) else parameters)
     outs = tuple(variables) if isinstance(variables, (list, tuple)) else (variables,)
-    compiled = canonicalize(problem, params, outs)
+    compiled = canonicalize(problem, params, outs, gp=gp)
     return Program(
         compiled,
         problem=problem,

@@ -29,6 +29,7 @@ __all__ = [
     "logistic",
     "lp_box",
     "max_eigenvalue",
+    "maxcut_sdp",
     "nearest_correlation",
     "nnls",
     "pnorm_regression",
@@ -159,6 +160,19 @@ def nearest_correlation(k: int = 5, seed: int | np.random.Generator = 0) -> Fami
     return Family("nearest_correlation", prob, [C], [X, psd], [corr + 0.5 * (noise + noise.T)])
 
 
+def maxcut_sdp(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
+    """The max-cut SDP relaxation ``min <C, X> s.t. diag(X) = 1, X >= 0`` (a linear SDP, no
+    quadratic term); parameter ``C`` (symmetric); outputs ``X`` and the PSD dual."""
+    rng = _rng(seed)
+    X = cp.Variable((k, k), symmetric=True)
+    C = cp.Parameter((k, k), symmetric=True)
+    psd = X >> 0
+    constraints: list[Any] = [psd, cp.diag(X) == 1]
+    prob = cp.Problem(cp.Minimize(cp.trace(C @ X)), constraints)
+    B = rng.standard_normal((k, k))
+    return Family("maxcut_sdp", prob, [C], [X, psd], [(B + B.T) / 2], has_quadratic=False)
+
+
 def max_eigenvalue(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
     """Smallest ``t`` with ``t I - (A0 + sum_i w_i A_i) >= 0`` plus a ridge on ``w``
     (a max-eigenvalue minimisation); parameter ``A0`` (symmetric); output ``w``."""
@@ -219,7 +233,7 @@ def pnorm_regression(
     rng = _rng(seed)
     x = cp.Variable(n)
     A, b = cp.Parameter((m, n)), cp.Parameter(m)
-    objective = cp.pnorm(A @ x - b, p, approx=False) + 0.1 * cp.sum_squares(x)
+    objective = cp.pnorm(A @ x - b, p, approx=False) + 0.1 * cp.sum_squares(x)  # type: ignore[arg-type]
     prob = cp.Problem(cp.Minimize(objective))
     return Family("pnorm", prob, [A, b], [x], [rng.standard_normal((m, n)), rng.standard_normal(m)])
 
@@ -253,6 +267,7 @@ FAMILIES: dict[str, Callable[..., Family]] = {
     "socp_ball": socp_ball,
     "nearest_correlation": nearest_correlation,
     "max_eigenvalue": max_eigenvalue,
+    "maxcut_sdp": maxcut_sdp,
     "entropy_simplex": entropy_simplex,
     "logistic": logistic,
     "pnorm": pnorm_regression,

@@ -89,13 +89,14 @@ def test_polished_lp_needs_no_second_factorization(monkeypatch):
     sol.vjp(*[np.ones_like(v) for v in sol.values])
 
 
-@pytest.mark.parametrize("name", ["lp_box", "socp_ball"])
+@pytest.mark.parametrize("name", ["lp_box", "socp_ball", "maxcut_sdp", "entropy_simplex"])
 def test_agrees_with_diffcp_dense_mode(name):
     diffcp = pytest.importorskip("diffcp")
     family = FAMILIES[name](np.random.default_rng(11))
     program = ci.compile(family.problem, family.parameters, family.variables)
     data = program.canonical_data(*family.values)
     sol = program.solve(*family.values).conic
+    assert data.P.nnz == 0
     cone_dict: dict = {}
     for cone in program.cones:
         if isinstance(cone, ci.ZeroCone):
@@ -104,23 +105,37 @@ def test_agrees_with_diffcp_dense_mode(name):
             cone_dict["l"] = cone.dim
         elif isinstance(cone, ci.SecondOrderCone):
             cone_dict["q"] = list(cone.sizes)
-    A = sp.csc_matrix(data.A)
+        elif isinstance(cone, ci.PSDCone):
+            cone_dict["s"] = list(cone.orders)
+        elif isinstance(cone, ci.ExponentialCone):
+            cone_dict["ep"] = cone.count
+    # diffcp takes SCS's layout (lower-triangle PSD blocks): permute rows once.
+    perm = np.concatenate(
+        [sl.start + c.permutation("scs") for c, sl in zip(sol.cones.cones, sol.cones.slices)]
+    )
+    inverse = np.argsort(perm)
+    A = sp.csc_matrix(data.A.toarray()[perm])
     _, _, _, _, adjoint = diffcp.solve_and_derivative(
-        A, data.b, data.c, cone_dict, mode="dense", solve_method="SCS", eps=1e-12, max_iters=100000
+        A,
+        data.b[perm],
+        data.c,
+        cone_dict,
+        mode="dense",
+        solve_method="SCS",
+        eps=1e-12,
+        max_iters=200_000,
     )
     rng = np.random.default_rng(0)
-    dx, dy, ds = (
-        rng.standard_normal(data.n),
-        rng.standard_normal(data.m),
-        rng.standard_normal(data.m),
-    )
-    dA_ref, db_ref, dc_ref = adjoint(dx, dy, ds)
+    dx = rng.standard_normal(data.n)
+    dy = rng.standard_normal(data.m)
+    ds = rng.standard_normal(data.m)
+    dA_ref, db_ref, dc_ref = adjoint(dx, dy[perm], ds[perm])
     ours = sol.vjp(dx, dy, ds)
     dA = sp.csc_array((ours.A, data.A.indices, data.A.indptr), shape=data.A.shape).toarray()
     assert rel_error(ours.c, dc_ref) < 1e-5
-    assert rel_error(ours.b, db_ref) < 1e-5
+    assert rel_error(ours.b, np.asarray(db_ref)[inverse]) < 1e-5
     mask = data.A.toarray() != 0
-    assert rel_error(dA[mask], np.asarray(dA_ref.toarray())[mask]) < 1e-5
+    assert rel_error(dA[mask], np.asarray(dA_ref.toarray())[inverse][mask]) < 1e-5
 
 
 def test_unconstrained_least_squares_closed_form(rng):
@@ -217,3 +232,51 @@ def test_refined_reuse_matches_fresh_factorization():
         np.testing.assert_allclose(
             system.solve(rhs, transpose), fresh.solve(rhs, transpose), rtol=1e-10, atol=1e-12
         )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_geometric_program(seed):
+    import cvxpy as cp
+
+    family = ci.problems.geometric_program(seed=seed)
+    program = ci.compile(family.problem, family.parameters, family.variables, gp=True)
+    sol = program.solve(*family.values)
+    for p, v in zip(family.parameters, family.values):
+        p.value = v
+    family.problem.solve(gp=True, solver=cp.CLARABEL)
+    for ours, var in zip(sol.values, family.variables):
+        assert abs(ours - var.value) <= 1e-6 * abs(var.value)
+    for p in family.parameters:
+        p.value = None
+    ref_solver, polish = reference_solver(program)
+    reference = ci.compile(
+        family.problem,
+        family.parameters,
+        family.variables,
+        gp=True,
+        solver=ref_solver,
+        polish=polish,
+    )
+    rng = np.random.default_rng(seed)
+    tangents = [rng.standard_normal() * np.ones(()) for _ in family.values]
+    jvp = sol.jvp(*tangents)
+    fd = fd_jvp(reference, family.values, tangents, 1e-5)
+    assert rel_error(flat(jvp), flat(fd)) < 1e-5
+    cot = [rng.standard_normal() for _ in sol.values]
+    vjp = sol.vjp(*cot)
+    assert abs(np.dot(cot, flat(jvp)) - np.dot(flat(vjp), flat(tangents))) < 1e-10
+
+
+def test_geometric_program_errors():
+    import cvxpy as cp
+
+    family = ci.problems.geometric_program()
+    program = ci.compile(family.problem, family.parameters, family.variables, gp=True)
+    with pytest.raises(ci.ParameterError, match="positive"):
+        program.solve(np.array(-1.0), family.values[1])
+    with pytest.raises(ci.UnsupportedProblemError, match="dual values of geometric"):
+        ci.compile(family.problem, family.parameters, [family.problem.constraints[0]], gp=True)
+    x, a = cp.Variable(pos=True), cp.Parameter(pos=True)
+    not_dgp = cp.Problem(cp.Minimize(x - a), [x >= 1])
+    with pytest.raises(ci.NonDPPError):
+        ci.compile(not_dgp, [a], [x], gp=True)
