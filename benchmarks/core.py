@@ -30,6 +30,12 @@ SIZES = {
     "qp": dict(n=50, p=30, q=1),
     "lp_box": dict(n=100, p=30),
     "socp": dict(m=100, n=50),
+    "nearest_correlation": dict(k=10),
+    "maxcut_sdp": dict(k=10),
+    "entropy_simplex": dict(n=50),
+    "logistic": dict(m=100, n=10),
+    "pnorm": dict(m=30, n=10),
+    "geometric_program": dict(),
 }
 QUICK = {
     "nnls": dict(m=30, n=20),
@@ -37,7 +43,15 @@ QUICK = {
     "qp": dict(n=15, p=8, q=1),
     "lp_box": dict(n=20, p=6),
     "socp": dict(m=20, n=10),
+    "nearest_correlation": dict(k=4),
+    "maxcut_sdp": dict(k=4),
+    "entropy_simplex": dict(n=8),
+    "logistic": dict(m=20, n=3),
+    "pnorm": dict(m=8, n=3),
+    "geometric_program": dict(),
 }
+#: Families with curved cones only get the default and SCS configurations.
+CORE = ("nnls", "lasso", "qp", "lp_box", "socp")
 
 CONFIGS = {
     "clarabel-qdldl (default)": dict(solver=ci.Clarabel()),
@@ -73,18 +87,36 @@ def main() -> None:
     args = parser.parse_args()
     sizes = QUICK if args.quick else SIZES
     repeats = 2 if args.quick else args.repeats
-    reference_solver = ci.SCS(eps_abs=1e-12, eps_rel=1e-12, max_iters=500_000)
+    scs_reference = ci.SCS(eps_abs=1e-12, eps_rel=1e-12, max_iters=500_000)
+    tight = ci.Clarabel(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
     rows = []
     for name, size in sizes.items():
-        fam = problems.FAMILIES[name](**size, seed=0)
+        gp = name == "geometric_program"
+        make = problems.geometric_program if gp else problems.FAMILIES[name]
+        fam = make(**size, seed=0)
         programs = {}
         for label, cfg in CONFIGS.items():
+            if name not in CORE and label not in ("clarabel-qdldl (default)", "scs 1e-7"):
+                continue
             try:
-                programs[label] = ci.compile(fam.problem, fam.parameters, fam.variables, **cfg)
+                programs[label] = ci.compile(
+                    fam.problem, fam.parameters, fam.variables, gp=gp, **cfg
+                )
             except ci.UnsupportedProblemError:
                 continue
+        curved = any(
+            isinstance(c, (ci.ExponentialCone, ci.PowerCone))
+            for c in next(iter(programs.values())).cones
+        )
+        # SCS at 1e-12 is an independent reference except on exponential/power cones, where
+        # it is too noisy for central differences; there, tight Clarabel + polishing.
         reference = ci.compile(
-            fam.problem, fam.parameters, fam.variables, solver=reference_solver, polish=False
+            fam.problem,
+            fam.parameters,
+            fam.variables,
+            gp=gp,
+            solver=tight if curved else scs_reference,
+            polish=curved,
         )
         times: dict[str, dict[str, list[float]]] = {k: {"fwd": [], "vjp": []} for k in programs}
         for _ in range(repeats):
@@ -124,7 +156,8 @@ def main() -> None:
         "",
         f"Machine: {machine}; repeats: {repeats}; medians. Forward = solve + polish; "
         "VJP = one reverse-mode product (reusing the factorization when polishing left one). "
-        "Error = relative error of a JVP against central differences of SCS re-solves at 1e-12.",
+        "Error = relative error of a JVP against central differences of re-solves (SCS at "
+        "1e-12; for exponential/power cones Clarabel at 1e-12 + polishing).",
         "",
         "| family | n, m | configuration | forward ms | VJP ms | VJP/forward | gradient error |",
         "|---|---|---|---:|---:|---:|---:|",

@@ -6,6 +6,7 @@ import numpy as np
 
 from .._typing import FloatArray, IntArray
 from ._pieces import ThreeDimensionalCone
+from ._roots import bracketed_root
 
 __all__ = ["ExponentialCone"]
 
@@ -108,32 +109,13 @@ def _bracket(V: FloatArray, pdist: FloatArray, ddist: FloatArray) -> tuple[Float
 
 
 def _root(V: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
-    """Safeguarded Newton on ``h`` inside ``[lo, hi]`` (bisection when Newton leaves it)."""
-    x = 0.5 * (lo + hi)
-    lo, hi = lo.copy(), hi.copy()
-    active = lo < hi
-    for _ in range(200):
-        if not np.any(active):
-            break
+    """The root of ``h`` (increasing through it) inside ``[lo, hi]``."""
+
+    def fun(idx: IntArray, rho: FloatArray) -> tuple[FloatArray, FloatArray]:
         with np.errstate(over="ignore", invalid="ignore"):
-            f, df = _h(V[active], x[active])
-        xa, la, ha = x[active], lo[active], hi[active]
-        la = np.where(f < 0, xa, la)
-        ha = np.where(f >= 0, xa, ha)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = xa - f / df
-        ok = np.isfinite(newton) & (newton > la) & (newton < ha)
-        nxt = np.where(ok, newton, 0.5 * (la + ha))
-        done = (
-            (f == 0)
-            | (np.abs(nxt - xa) <= 1e-15 * np.maximum(1.0, np.abs(xa)))
-            | (ha - la <= 1e-15 * np.maximum(1.0, np.abs(xa)))
-        )
-        nxt = np.where(f == 0, xa, nxt)  # an exact root is kept, not bisected away
-        lo[active], hi[active], x[active] = la, ha, nxt
-        idx = np.flatnonzero(active)
-        active[idx[done]] = False
-    return x
+            return _h(V[idx], rho)
+
+    return bracketed_root(fun, lo, hi, 0.5 * (lo + hi), rtol=1e-15)
 
 
 def project_exp(V: FloatArray) -> FloatArray:

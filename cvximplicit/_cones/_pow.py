@@ -8,6 +8,7 @@ import numpy as np
 
 from .._typing import FloatArray, IntArray
 from ._pieces import ThreeDimensionalCone
+from ._roots import bracketed_root
 
 __all__ = ["PowerCone"]
 
@@ -63,41 +64,18 @@ def _f(
 
 
 def _root(W: FloatArray, a: FloatArray) -> tuple[FloatArray, np.ndarray]:
-    """``r`` in ``(0, |z0|)`` with ``x(r)^a y(r)^(1-a) = r``: Newton inside a bracket, else
-    Illinois-modified false position (superlinear where Newton overshoots)."""
+    """``r`` in ``(0, |z0|)`` with ``x(r)^a y(r)^(1-a) = r``, as ``u = r`` or ``u = |z0| - r``
+    (whichever half holds the root) in ``(0, |z0|/2]``."""
     z0 = np.abs(W[:, 2])
     half = 0.5 * z0
     mid, _ = _f(W, a, half, np.zeros(z0.size, dtype=bool))
     upper = mid > 0  # the root lies in (|z0|/2, |z0|): iterate on u = |z0| - r
-    lo, hi = np.zeros_like(z0), half.copy()
-    flo, _ = _f(W, a, lo, upper)
-    fhi, _ = _f(W, a, hi, upper)
-    u = 0.5 * hi
-    last = np.zeros(z0.size, dtype=np.int8)  # +1: lo moved last, -1: hi moved last
-    active = np.ones(z0.size, dtype=bool)
-    for _ in range(100):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        ua = u[idx]
-        f, df = _f(W[idx], a[idx], ua, upper[idx])
-        up = f > 0
-        lo_a, hi_a, flo_a, fhi_a = lo[idx], hi[idx], flo[idx], fhi[idx]
-        lo_a = np.where(up, ua, lo_a)
-        flo_a = np.where(up, f, np.where(last[idx] == -1, 0.5 * flo_a, flo_a))
-        hi_a = np.where(up, hi_a, ua)
-        fhi_a = np.where(up, np.where(last[idx] == 1, 0.5 * fhi_a, fhi_a), f)
-        last[idx] = np.where(up, 1, -1)
-        with np.errstate(all="ignore"):
-            newton = ua - f / df
-            falsi = (lo_a * fhi_a - hi_a * flo_a) / (fhi_a - flo_a)
-        ok = np.isfinite(newton) & (newton > lo_a) & (newton < hi_a)
-        inside = np.isfinite(falsi) & (falsi > lo_a) & (falsi < hi_a)
-        nxt = np.where(ok, newton, np.where(inside, falsi, 0.5 * (lo_a + hi_a)))
-        nxt = np.where(f == 0, ua, nxt)
-        done = (f == 0) | (np.abs(nxt - ua) <= 4e-16 * ua) | (hi_a - lo_a <= 4e-16 * hi_a)
-        lo[idx], hi[idx], flo[idx], fhi[idx], u[idx] = lo_a, hi_a, flo_a, fhi_a, nxt
-        active[idx[done]] = False
+
+    def fun(idx: IntArray, u: FloatArray) -> tuple[FloatArray, FloatArray]:
+        f, df = _f(W[idx], a[idx], u, upper[idx])
+        return -f, -df  # increasing through the root
+
+    u = bracketed_root(fun, np.zeros_like(z0), half, 0.5 * half)
     return u, upper
 
 
