@@ -280,3 +280,32 @@ def test_geometric_program_errors():
     not_dgp = cp.Problem(cp.Minimize(x - a), [x >= 1])
     with pytest.raises(ci.NonDPPError):
         ci.compile(not_dgp, [a], [x], gp=True)
+
+
+@pytest.mark.parametrize("kink", ["active", "inactive"])
+def test_psd_projection_kink_is_a_one_sided_limit(kink):
+    """Projection onto the PSD cone of a matrix with a zero eigenvalue (a kink): the
+    Jacobian equals the derivative on one side of it, and the two policies differ."""
+    import cvxpy as cp
+
+    k = 3
+    X, C = cp.Variable((k, k), symmetric=True), cp.Parameter((k, k), symmetric=True)
+    program = ci.compile(
+        cp.Problem(cp.Minimize(cp.sum_squares(X - C)), [X >> 0]), [C], [X], kink=kink
+    )
+    U, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((k, k)))
+    at = U @ np.diag([-1.0, 0.0, 2.0]) @ U.T
+    E = np.random.default_rng(1).standard_normal((k, k))
+    E = E + E.T
+    sol = program.solve(at)
+    assert sol.info.kinks["psd"] >= 1
+    here = sol.jvp(E)[0]
+    sides = []
+    for eps in (1e-6, -1e-6):
+        moved = U @ np.diag([-1.0, eps, 2.0]) @ U.T
+        sides.append(program.solve(moved).jvp(E)[0])
+    assert not np.allclose(sides[0], sides[1], atol=1e-3)
+    # "active" keeps the PSD constraint binding in the zero eigendirection: the side where
+    # that eigenvalue of C is negative (projected to zero); "inactive" is the other side.
+    expected = sides[1] if kink == "active" else sides[0]
+    np.testing.assert_allclose(here, expected, atol=1e-5)
