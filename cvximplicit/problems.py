@@ -206,7 +206,7 @@ def entropy_simplex(n: int = 6, seed: int | np.random.Generator = 0) -> Family:
         prob,
         [z, cap],
         [x, eq],
-        [rng.standard_normal(n), np.array(0.25)],
+        [rng.standard_normal(n), np.array(1.5 / n)],
         has_quadratic=False,
     )
 

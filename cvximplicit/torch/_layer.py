@@ -1,0 +1,229 @@
+"""``CvxpyLayer`` for PyTorch: tensors in, the core's solve and derivatives, tensors out."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import cvxpy as cp
+import numpy as np
+import torch
+
+from .._cones import KinkPolicy
+from .._diagnostics import Diagnostics
+from .._program import BatchSolution, Program, Solution, compile
+from .._solvers import SolverLike
+
+__all__ = ["CvxpyLayer"]
+
+
+class _Holder:
+    """Carries the core's solution from ``forward`` to ``setup_context`` (non-tensor data
+    cannot be returned by an autograd Function)."""
+
+    solution: Solution | BatchSolution | None = None
+
+
+def _to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    if t is None:
+        return None
+    return t.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+
+class _Linearized(torch.autograd.Function):
+    """Applies a solution's VJP or JVP to tensors.
+
+    Running the numpy code inside an autograd Function's ``forward`` (rather than directly in
+    ``backward``/``jvp``) lets ``torch.func`` transforms hand it plain tensors.  The
+    derivative of a derivative is not provided (the result is treated as constant)."""
+
+    @staticmethod
+    def forward(
+        solution: Solution | BatchSolution,
+        mode: str,
+        meta: list[tuple[torch.dtype, torch.device]],
+        *vectors: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, ...]:
+        arrays = [_to_numpy(v) for v in vectors]
+        result = solution.vjp(*arrays) if mode == "vjp" else solution.jvp(*arrays)
+        return tuple(
+            torch.as_tensor(r, dtype=dtype, device=device)
+            for r, (dtype, device) in zip(result, meta)
+        )
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.mark_non_differentiable(*output)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:  # pragma: no cover - non-differentiable
+        raise RuntimeError("second derivatives of a CvxpyLayer are not available")
+
+
+class _SolveFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        layer: CvxpyLayer,
+        holder: _Holder,
+        solver_args: dict[str, Any] | None,
+        *params: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        values = [p.detach().to(device="cpu", dtype=torch.float64).numpy() for p in params]
+        program = layer.program
+        batched = layer._is_batched(params)
+        if batched:
+            sol: Solution | BatchSolution = program.solve_batch(
+                *values, executor=layer.executor, solver_args=solver_args
+            )
+        else:
+            sol = program.solve(*values, solver_args=solver_args)
+        holder.solution = sol
+        dtype, device = layer._out_dtype_device(params)
+        return tuple(torch.as_tensor(v, dtype=dtype, device=device) for v in sol.values)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _, holder, _, *params = inputs
+        ctx.solution = holder.solution
+        ctx.param_meta = [(p.dtype, p.device) for p in params]
+        ctx.out_meta = [(o.dtype, o.device) for o in output]
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[Any, ...]:
+        if all(g is None for g in grads):
+            return (None, None, None, *[None for _ in ctx.param_meta])
+        out = _Linearized.apply(ctx.solution, "vjp", ctx.param_meta, *grads)
+        return (None, None, None, *out)
+
+    @staticmethod
+    def jvp(ctx: Any, *grad_inputs: Any) -> Any:
+        tangents = grad_inputs[3:]  # no tangents for (layer, holder, solver_args)
+        return _Linearized.apply(ctx.solution, "jvp", ctx.out_meta, *tangents)
+
+
+class CvxpyLayer(torch.nn.Module):
+    r"""A differentiable convex optimization layer for PyTorch.
+
+    A drop-in replacement for ``cvxpylayers.torch.CvxpyLayer``: the same constructor and call,
+    with exact derivatives (quadratic objectives kept, solutions polished to machine
+    precision, the nonsmooth implicit function theorem at kinks).  Forward:
+    :math:`x^\star(\theta)` for the problem's parameters :math:`\theta`; backward: the
+    vector-Jacobian product :math:`J^\top g` with :math:`J = -B^{-1}\,\partial F/\partial\theta`
+    from one factorization of ``B`` per solution; forward-mode AD (``torch.func.jvp``,
+    dual tensors) through the core's JVP.
+
+    Args:
+        problem: a DPP ``cvxpy.Problem``.
+        parameters: its parameters, in the order tensors will be passed.
+        variables: the outputs: variables (primal values) or constraints (their duals).
+        solver: a solver name (``"CLARABEL"``, ``"SCS"``, ``"OSQP"``), a
+            :class:`cvximplicit.Solver` instance or class, or ``None`` for Clarabel.
+        gp: the problem is a geometric program (log-log transformed; positive parameters).
+        verbose: print solver output.
+        canon_backend: accepted for compatibility with cvxpylayers and ignored.
+        solver_args: default solver settings, overridable per call.
+        kink, polish, strict: see :func:`cvximplicit.compile`.
+        executor: a ``concurrent.futures.Executor`` for batched solves (default: threads).
+
+    Batching: every parameter may carry one leading batch dimension; unbatched ones are
+    broadcast (their gradient is summed over the batch).  Outputs have the inputs' floating
+    dtype (float32 in, float32 out; the solve itself runs in float64) and the first
+    parameter's device.  ``last_solution`` and ``last_diagnostics`` describe the last call.
+
+    Example:
+        >>> import cvxpy as cp, torch
+        >>> from cvximplicit.torch import CvxpyLayer
+        >>> x = cp.Variable(2); A = cp.Parameter((3, 2)); b = cp.Parameter(3)
+        >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b)), [x >= 0])
+        >>> layer = CvxpyLayer(prob, parameters=[A, b], variables=[x])
+        >>> A_t = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
+        >>> b_t = torch.randn(3, dtype=torch.float64, requires_grad=True)
+        >>> (x_t,) = layer(A_t, b_t)
+        >>> x_t.shape
+        torch.Size([4, 2])
+        >>> x_t.sum().backward()
+    """
+
+    def __init__(
+        self,
+        problem: cp.Problem,
+        parameters: Sequence[cp.Parameter],
+        variables: Sequence[Any],
+        solver: SolverLike = None,
+        gp: bool = False,
+        verbose: bool = False,
+        canon_backend: str | None = None,
+        solver_args: dict[str, Any] | None = None,
+        *,
+        kink: KinkPolicy | str = KinkPolicy.ACTIVE,
+        polish: bool = True,
+        strict: bool = False,
+        executor: Executor | None = None,
+    ) -> None:
+        super().__init__()
+        settings = dict(solver_args or {})
+        if verbose:
+            settings.setdefault("verbose", True)
+        del canon_backend  # CVXPY's canonicalization backend has no effect here
+        self.program: Program = compile(
+            problem,
+            parameters,
+            variables,
+            solver=solver,
+            solver_args=settings,
+            kink=kink,
+            polish=polish,
+            strict=strict,
+            gp=gp,
+        )
+        self.executor = executor
+        self.last_solution: Solution | BatchSolution | None = None
+
+    def extra_repr(self) -> str:
+        return repr(self.program)
+
+    @property
+    def last_diagnostics(self) -> list[Diagnostics]:
+        """Per-element diagnostics of the last call (without the condition estimate, which
+        ``last_solution.diagnostics`` computes on demand)."""
+        sol = self.last_solution
+        if sol is None:
+            return []
+        if isinstance(sol, BatchSolution):
+            return [s.info for s in sol.solutions]
+        return [sol.info]
+
+    def _is_batched(self, params: Sequence[torch.Tensor]) -> bool:
+        specs = self.program._compiled.parameters
+        return any(p.dim() == len(s.shape) + 1 for p, s in zip(params, specs))
+
+    @staticmethod
+    def _out_dtype_device(params: Sequence[torch.Tensor]) -> tuple[torch.dtype, torch.device]:
+        floats = [p.dtype for p in params if p.is_floating_point()]
+        dtype = (
+            torch.float64
+            if torch.float64 in floats
+            else (floats[0] if floats else torch.get_default_dtype())
+        )
+        device = params[0].device if params else torch.device("cpu")
+        return dtype, device
+
+    def forward(
+        self,
+        *params: torch.Tensor,
+        solver_args: dict[str, Any] | None = None,
+        warm_start: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Solve for the given parameter tensors; returns one tensor per output.
+
+        ``warm_start`` is accepted for compatibility with cvxpylayers and has no effect.
+        """
+        if warm_start:
+            warnings.warn("warm_start has no effect in cvximplicit", stacklevel=2)
+        tensors = [p if isinstance(p, torch.Tensor) else torch.as_tensor(p) for p in params]
+        holder = _Holder()
+        outputs = _SolveFunction.apply(self, holder, solver_args, *tensors)
+        self.last_solution = holder.solution
+        return tuple(outputs)
