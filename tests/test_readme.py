@@ -17,6 +17,8 @@ def test_readme_has_code():
 
 
 def test_readme_code_runs(capsys):
+    """Blocks run in order in one namespace, as a reader would paste them."""
+    namespace = {"__name__": "__readme__"}
     for block in python_blocks():
-        exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
+        exec(compile(block, str(README), "exec"), namespace)
     assert "status" in capsys.readouterr().out
