@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import itertools
 import warnings
 from collections.abc import Sequence
@@ -49,7 +48,7 @@ from ._solvers import ConeData, RawSolution, Solver, SolverStatus
 
 __all__ = ["ConeSet", "ConicSolution", "DataTangent", "LinearSystem", "solve_conic"]
 
-from ._typing import FloatArray, IntArray, Sparse, shape2
+from ._typing import FloatArray, Sparse, shape2
 
 #: Pivot ratio ``min |U_ii| / max |U_ii|`` of the LU factors below which ``B`` is treated as
 #: numerically singular.
@@ -66,6 +65,7 @@ class ConeSet:
         bounds = np.cumsum([0] + [c.dim for c in self.cones])
         self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         self.dim = int(bounds[-1])
+        self.diagonal = all(c.diagonal for c in self.cones)
 
     def project_dual(self, v: FloatArray) -> FloatArray:
         out = np.empty_like(v)
@@ -74,6 +74,12 @@ class ConeSet:
         return out
 
     def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
+        """Block-diagonal ``D``; a ``dia_array`` when every cone's Jacobian is diagonal."""
+        if self.diagonal:
+            d = np.empty(self.dim)
+            for cone, sl in zip(self.cones, self.slices):
+                d[sl] = cone.dual_jacobian_diagonal(v[sl], kink, tol)
+            return sp.dia_array((d[None, :], [0]), shape=(self.dim, self.dim))
         rows, cols, vals = [], [], []
         for cone, sl in zip(self.cones, self.slices):
             block = cone.dual_jacobian(v[sl], kink, tol).tocoo()
@@ -103,12 +109,6 @@ class DataTangent:
     c: FloatArray
 
 
-def _pattern(M: sp.csc_array) -> tuple[IntArray, IntArray]:
-    rows = M.indices.astype(np.int64)
-    cols = np.repeat(np.arange(shape2(M)[1], dtype=np.int64), np.diff(M.indptr))
-    return rows, cols
-
-
 def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> FloatArray:
     """The normal-map residual ``F(x, v)`` (see the module docstring)."""
     y = cones.project_dual(v)
@@ -125,8 +125,20 @@ def _assemble(rows: list[Any], cols: list[Any], vals: list[Any], shape: tuple[in
 
 
 def newton_matrix(data: ConeData, D: Sparse) -> Sparse:
-    """``B = [[P, A'D], [A, D - I]]`` in CSC format."""
+    """``B = [[P, A'D], [A, D - I]]`` in CSC format, without explicit zeros."""
     n, m = data.n, data.m
+    if D.format == "dia":  # zero and nonnegative cones only: no sparse products needed
+        d = D.diagonal()
+        (pr, pc), (ar, ac) = data.patterns
+        scaled = data.A.data * d[ar]
+        keep = scaled != 0
+        slack = np.flatnonzero(d != 1.0)
+        return _assemble(
+            [pr, ac[keep], ar + n, slack + n],
+            [pc, ar[keep] + n, ac, slack + n],
+            [data.P.data, scaled[keep], data.A.data, d[slack] - 1.0],
+            (n + m, n + m),
+        )
     P, A = data.P.tocoo(), data.A.tocoo()
     AtD = (data.A.T @ D).tocoo()
     Dc = D.tocoo()
@@ -385,10 +397,6 @@ class ConicSolution:
         self.diagnostics.degenerate = self._system.degenerate
         return self._system
 
-    @functools.cached_property
-    def _patterns(self) -> tuple[tuple[IntArray, IntArray], ...]:
-        return _pattern(self.data.P), _pattern(self.data.A)
-
     def vjp(
         self,
         gx: FloatArray | None = None,
@@ -408,7 +416,7 @@ class ConicSolution:
         gv = self.D.T @ (gy + gs) - gs
         lam = self.system.solve(np.concatenate([gx, gv]), transpose=True)
         lx, lv = lam[:n], lam[n:]
-        (pr, pc), (ar, ac) = self._patterns
+        (pr, pc), (ar, ac) = self.data.patterns
         x, y = self.x, self.y
         return DataTangent(
             P=-0.5 * (lx[pr] * x[pc] + lx[pc] * x[pr]),
@@ -497,7 +505,7 @@ def _polish(
         steps += 1
         x, v, F, res = x_new, v_new, F_new, res_new
         D_new = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, 0.0, v))
-        change = float(abs(D_new - D).max()) if D.shape[0] else 0.0
+        change = float(np.abs(sp.csr_array(D_new - D).data).max(initial=0.0))
         if change > 1e-3:  # the active set moved: refactorize
             system = None
         elif change > 1e-14 and system is not None:  # a curved cone moved a little: reuse

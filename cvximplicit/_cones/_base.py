@@ -79,6 +79,9 @@ class Cone(ABC):
     name: ClassVar[str]
     #: Whether ``K* = K`` (then ``project_dual`` is ``project``).
     self_dual: ClassVar[bool] = False
+    #: Whether ``dual_jacobian`` is always diagonal (then ``dual_jacobian_diagonal`` gives
+    #: its diagonal, which lets the Newton matrix be assembled without sparse products).
+    diagonal: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -101,6 +104,10 @@ class Cone(ABC):
 
         Within ``tol`` of a kink the element is chosen by ``kink`` (see :class:`KinkPolicy`).
         """
+
+    def dual_jacobian_diagonal(self, v: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
+        """The diagonal of ``dual_jacobian`` (only for cones with ``diagonal = True``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no diagonal Jacobian")
 
     @abstractmethod
     def kinks(self, v: FloatArray, tol: float) -> int:

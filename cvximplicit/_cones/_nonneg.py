@@ -21,6 +21,7 @@ class NonnegativeCone(Cone):
 
     name = "nonnegative"
     self_dual = True
+    diagonal = True
 
     def __init__(self, dim: int) -> None:
         self._dim = int(dim)
@@ -33,10 +34,12 @@ class NonnegativeCone(Cone):
         return np.maximum(v, 0.0)
 
     def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
-        at_kink = np.abs(v) <= tol
+        return sp.diags_array(self.dual_jacobian_diagonal(v, kink, tol), format="csr")
+
+    def dual_jacobian_diagonal(self, v: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
         d = (v > 0).astype(np.float64)
-        d[at_kink] = 1.0 if kink is KinkPolicy.ACTIVE else 0.0
-        return sp.diags_array(d, format="csr")
+        d[np.abs(v) <= tol] = 1.0 if kink is KinkPolicy.ACTIVE else 0.0
+        return d
 
     def kinks(self, v: FloatArray, tol: float) -> int:
         return int(np.count_nonzero(np.abs(v) <= tol))

@@ -18,6 +18,7 @@ class ZeroCone(Cone):
     """
 
     name = "zero"
+    diagonal = True
 
     def __init__(self, dim: int) -> None:
         self._dim = int(dim)
@@ -35,6 +36,10 @@ class ZeroCone(Cone):
     def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
         del v, kink, tol
         return sp.eye_array(self._dim, format="csr")
+
+    def dual_jacobian_diagonal(self, v: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
+        del kink, tol
+        return np.ones_like(v)
 
     def kinks(self, v: FloatArray, tol: float) -> int:
         del v, tol

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import importlib
 import time
 from abc import ABC, abstractmethod
@@ -29,7 +30,7 @@ from numpy.typing import NDArray
 
 from .._cones import Cone
 from .._errors import SolverNotInstalledError, UnsupportedProblemError
-from .._typing import Sparse
+from .._typing import IntArray, Sparse
 
 __all__ = ["ConeData", "RawSolution", "Solver", "SolverStatus"]
 
@@ -71,6 +72,15 @@ class ConeData:
     @property
     def m(self) -> int:
         return int(self.b.size)
+
+    @functools.cached_property
+    def patterns(self) -> tuple[tuple[IntArray, IntArray], tuple[IntArray, IntArray]]:
+        """(row, column) index arrays of the stored entries of ``P`` and ``A``, in CSC order."""
+        out = []
+        for M in (self.P, self.A):
+            cols = np.repeat(np.arange(M.shape[1], dtype=np.int64), np.diff(M.indptr))
+            out.append((M.indices.astype(np.int64), cols))
+        return out[0], out[1]
 
     @property
     def P_upper(self) -> Sparse:
