@@ -78,7 +78,7 @@ class ConeData:
         """(row, column) index arrays of the stored entries of ``P`` and ``A``, in CSC order."""
         out = []
         for M in (self.P, self.A):
-            cols = np.repeat(np.arange(M.shape[1], dtype=np.int64), np.diff(M.indptr))
+            cols = np.repeat(np.arange(M.indptr.size - 1, dtype=np.int64), np.diff(M.indptr))
             out.append((M.indices.astype(np.int64), cols))
         return out[0], out[1]
 
