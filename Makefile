@@ -22,6 +22,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python examples/quickstart.py
 	MPLBACKEND=Agg $(BIN)/python examples/torch_layer.py
+	MPLBACKEND=Agg $(BIN)/python examples/jax_layer.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
