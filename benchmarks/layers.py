@@ -136,10 +136,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument(
+        "--merge", help="JSON-lines log of an earlier run whose rows for other families to keep"
+    )
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
     warnings.simplefilter("ignore")
     rows = []
+    if args.merge:
+        for line in Path(args.merge).read_text().splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                if row["family"] not in args.families:
+                    rows.append(row)
     for name in args.families:
         builder, full, quick = FAMILIES[name]
         fam = builder(**(quick if args.quick else full), seed=0)
@@ -158,7 +167,7 @@ def main() -> None:
         )
         rng = np.random.default_rng(1)
         out_shapes = [np.shape(v) for v in program.solve(*fam.values).values]
-        for batch in (1, 32):
+        for batch in (1, 8) if large else (1, 32):
             values = batch_values(fam, batch, rng)
             weights = [
                 torch.tensor(rng.standard_normal(((batch,) if batch > 1 else ()) + s))

@@ -25,6 +25,8 @@ from ._cones import ZeroCone as ZeroCone
 from ._conic import ConicSolution as ConicSolution
 from ._conic import DataTangent as DataTangent
 from ._diagnostics import Diagnostics as Diagnostics
+from ._errors import ConvergenceError as ConvergenceError
+from ._errors import ConvergenceWarning as ConvergenceWarning
 from ._errors import CvximplicitError as CvximplicitError
 from ._errors import DegenerateDerivativeError as DegenerateDerivativeError
 from ._errors import DegenerateDerivativeWarning as DegenerateDerivativeWarning
@@ -37,6 +39,7 @@ from ._errors import SolverFailedError as SolverFailedError
 from ._errors import SolverNotInstalledError as SolverNotInstalledError
 from ._errors import UnboundedError as UnboundedError
 from ._errors import UnsupportedProblemError as UnsupportedProblemError
+from ._implicit import ImplicitInfo as ImplicitInfo
 from ._program import BatchSolution as BatchSolution
 from ._program import Program as Program
 from ._program import Solution as Solution

@@ -9,6 +9,8 @@ built-in exception that best describes it (``ValueError`` for bad input,
 from __future__ import annotations
 
 __all__ = [
+    "ConvergenceError",
+    "ConvergenceWarning",
     "CvximplicitError",
     "DegenerateDerivativeError",
     "DegenerateDerivativeWarning",
@@ -110,3 +112,16 @@ class DegenerateDerivativeWarning(UserWarning):
 
 class InaccurateSolutionWarning(UserWarning):
     """The solver reported an inaccurate solution; it is returned (and polished) anyway."""
+
+
+class ConvergenceError(CvximplicitError, RuntimeError):
+    """An implicit layer's forward or backward iteration did not converge.
+
+    For a fixed point ``z = f(z, x)`` the backward solve ``(I - J_z f)' w = g`` converges
+    when the spectral radius of ``J_z f`` is below one; the message reports an estimate.
+    """
+
+
+class ConvergenceWarning(UserWarning):
+    """An implicit layer's iteration stopped before reaching its tolerance
+    (``on_failure="warn"``)."""

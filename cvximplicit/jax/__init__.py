@@ -4,6 +4,8 @@ Example:
     >>> from cvximplicit.jax import CvxpyLayer
 """
 
+from ._implicit import fixed_point as fixed_point
+from ._implicit import root_find as root_find
 from ._layer import CvxpyLayer as CvxpyLayer
 
-__all__ = ["CvxpyLayer"]
+__all__ = ["CvxpyLayer", "fixed_point", "root_find"]
