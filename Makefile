@@ -23,6 +23,7 @@ demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python examples/quickstart.py
 	MPLBACKEND=Agg $(BIN)/python examples/torch_layer.py
 	MPLBACKEND=Agg $(BIN)/python examples/jax_layer.py
+	MPLBACKEND=Agg $(BIN)/python examples/deq_digits.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -31,9 +32,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python benchmarks/core.py
+	MPLBACKEND=Agg $(BIN)/python benchmarks/layers.py
 
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache

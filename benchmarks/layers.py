@@ -58,14 +58,16 @@ def qp_linear(n: int = 50, p: int = 30, seed: int = 0) -> problems.Family:
     return problems.Family("qp", prob, [q, h, g], [x], values)
 
 
-def large_sparse_qp(n: int = 5000, m: int = 2500, seed: int = 0) -> problems.Family:
-    """Sparse regularised least squares with box constraints, 5000 variables; ``b`` varies."""
+def large_sparse_qp(n: int = 5000, seed: int = 0) -> problems.Family:
+    """Box-constrained smoothing ``min 1/2 ||x - y||^2 + 5 ||Dx||^2 s.t. -1 <= x <= 1`` with
+    ``D`` the first-difference matrix: 5000 variables, banded; the signal ``y`` varies."""
     rng = np.random.default_rng(seed)
-    A = sp.random(m, n, density=2e-3, random_state=seed, format="csc")
-    x, b = cp.Variable(n), cp.Parameter(m)
-    objective = 0.5 * cp.sum_squares(A @ x - b) + 0.05 * cp.sum_squares(x)
-    prob = cp.Problem(cp.Minimize(objective), [x >= -0.5, x <= 0.5])
-    return problems.Family("sparse_qp_5000", prob, [b], [x], [rng.standard_normal(m)])
+    D = sp.diags([-np.ones(n - 1), np.ones(n - 1)], [0, 1], shape=(n - 1, n), format="csc")
+    x, y = cp.Variable(n), cp.Parameter(n)
+    objective = 0.5 * cp.sum_squares(x - y) + 5 * cp.sum_squares(D @ x)
+    prob = cp.Problem(cp.Minimize(objective), [x >= -1, x <= 1])
+    signal = 1.5 * np.sin(np.linspace(0, 12, n)) + 0.3 * rng.standard_normal(n)
+    return problems.Family("sparse_qp_5000", prob, [y], [x], [signal])
 
 
 FAMILIES: dict[str, tuple[Callable[..., problems.Family], dict, dict]] = {
@@ -77,7 +79,7 @@ FAMILIES: dict[str, tuple[Callable[..., problems.Family], dict, dict]] = {
     "socp": (problems.socp, dict(m=100, n=50), dict(m=20, n=10)),
     "exp_cone": (problems.logistic, dict(m=100, n=10), dict(m=20, n=3)),
     "sdp": (problems.nearest_correlation, dict(k=10), dict(k=4)),
-    "sparse_qp_5000": (large_sparse_qp, dict(n=5000, m=2500), dict(n=500, m=250)),
+    "sparse_qp_5000": (large_sparse_qp, dict(n=5000), dict(n=500)),
 }
 
 

@@ -89,6 +89,27 @@ def _numpy_vjp(out: Tensor, inp: Tensor) -> Callable[[np.ndarray], np.ndarray]:
     return apply
 
 
+def _torch_fixed_point_adjoint(
+    f_in: Tensor, z_in: Tensor, g: Tensor, tol: float, max_iter: int
+) -> tuple[Tensor, int, float, bool]:
+    """``w = g + J' w`` iterated with autograd VJPs, entirely in torch."""
+    g = g.detach()
+    gnorm = float(torch.linalg.vector_norm(g)) or 1.0
+    w = g
+    for k in range(1, max_iter + 1):
+        (jw,) = torch.autograd.grad(f_in, z_in, w, retain_graph=True)
+        w_new = g + jw
+        step = float(torch.linalg.vector_norm(w_new - w))
+        w = w_new
+        if step <= tol * gnorm:
+            (jw,) = torch.autograd.grad(f_in, z_in, w, retain_graph=True)
+            res = float(torch.linalg.vector_norm(w - jw - g)) / gnorm
+            return w, k, res, True
+    (jw,) = torch.autograd.grad(f_in, z_in, w, retain_graph=True)
+    res = float(torch.linalg.vector_norm(w - jw - g)) / gnorm
+    return w, max_iter, res, res <= tol
+
+
 def fixed_point(
     f: Callable[..., Tensor],
     z0: Tensor,
@@ -183,9 +204,13 @@ def fixed_point(
     def hook(grad: Tensor) -> Tensor:
         apply = _numpy_vjp(f_in, z_in)
         g = grad.detach().reshape(-1).to(torch.float64).cpu().numpy()
-        w, its, rres, conv = solve_linear(
-            apply, g, method=backward_solver, fixed_point=True, tol=b_tol, max_iter=b_iter
-        )
+        if backward_solver == "fixed_point":  # in torch: no host round trips per iteration
+            w_t, its, rres, conv = _torch_fixed_point_adjoint(f_in, z_in, grad, b_tol, b_iter)
+            w = w_t.reshape(-1).to(torch.float64).cpu().numpy()
+        else:
+            w, its, rres, conv = solve_linear(
+                apply, g, method=backward_solver, fixed_point=True, tol=b_tol, max_iter=b_iter
+            )
         info.backward_method, info.backward_iterations = backward_solver, its
         info.backward_residual, info.backward_converged = rres, conv
         if spectral_radius_iterations or not conv:
