@@ -1,0 +1,136 @@
+"""Bilevel LASSO: hypergradients against finite differences, the estimators, the layer route."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.model_selection import KFold
+
+from cvximplicit.lasso import (
+    ImplicitElasticNetCV,
+    ImplicitLassoCV,
+    ImplicitWeightedLassoCV,
+    hypergradient,
+)
+from cvximplicit.lasso._engine import make_fold, solve_inner
+
+
+def data(seed, n=80, p=25, k=5, noise=0.5):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p))
+    w = np.zeros(p)
+    w[:k] = rng.standard_normal(k) * 2
+    return X, X @ w + noise * rng.standard_normal(n) + 1.0
+
+
+def support(X, y, penalty, theta, fit_intercept=True):
+    fold = make_fold(X, y, np.arange(len(y)), np.arange(len(y)), fit_intercept)
+    return tuple(solve_inner(fold, penalty, np.atleast_1d(theta), None, 1e-12).support)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("criterion", ["cv", "sure"])
+@pytest.mark.parametrize("penalty", ["lasso", "weighted", "enet"])
+def test_hypergradient_matches_finite_differences(seed, criterion, penalty):
+    X, y = data(seed)
+    rng = np.random.default_rng(seed)
+    a_max = np.abs((X - X.mean(0)).T @ (y - y.mean())).max() / len(y)
+    theta = {
+        "lasso": np.array([0.1 * a_max]),
+        "weighted": 0.1 * a_max * rng.uniform(0.5, 1.5, X.shape[1]),
+        "enet": np.array([0.1 * a_max, 0.05]),
+    }[penalty]
+    _, grad = hypergradient(X, y, theta, criterion, penalty=penalty, cv=3)
+    d = rng.standard_normal(theta.size)
+    h = 1e-5  # in log(alpha), as math.md recommends; same support on both sides
+    plus, minus = theta * np.exp(h * d), theta * np.exp(-h * d)
+    assert support(X, y, penalty, plus) == support(X, y, penalty, minus)
+    vp, _ = hypergradient(X, y, plus, criterion, penalty=penalty, cv=3)
+    vm, _ = hypergradient(X, y, minus, criterion, penalty=penalty, cv=3)
+    fd = (vp - vm) / (2 * h)
+    analytic = grad @ (theta * d)
+    assert abs(analytic - fd) <= 1e-6 * max(abs(fd), 1e-8), (analytic, fd)
+
+
+def test_cv_conventions_and_sparse_input():
+    X, y = data(3)
+    folds = list(KFold(4).split(X))
+    a = 0.05
+    by_int = hypergradient(X, y, a, cv=4)
+    by_splitter = hypergradient(X, y, a, cv=KFold(4))
+    by_pairs = hypergradient(X, y, a, cv=folds)
+    by_sparse = hypergradient(sp.csc_matrix(X), y, a, cv=folds)
+    for other in (by_splitter, by_pairs, by_sparse):
+        assert abs(other[0] - by_int[0]) < 1e-10
+        np.testing.assert_allclose(other[1], by_int[1], rtol=1e-8, atol=1e-12)
+    holdout = hypergradient(X, y, a, cv=[folds[0]])  # a single pair: hold-out validation
+    assert np.isfinite(holdout[0])
+
+
+def test_estimator_finds_the_best_alpha_and_records_kinks():
+    X, y = data(4, n=120, p=40)
+    est = ImplicitLassoCV(cv=5).fit(X, y)
+    alphas = np.geomspace(est.alpha_ / 3, est.alpha_ * 3, 25)
+    values = [hypergradient(X, y, a, cv=5)[0] for a in alphas]
+    best, _ = hypergradient(X, y, est.alpha_, cv=5)
+    assert best <= min(values) + 1e-9
+    # SURE uses the full data, whose alpha_max starts the path: a kink (equicorrelation set
+    # larger than the empty support), recorded in the history.
+    sure = ImplicitLassoCV(criterion="sure").fit(X, y)
+    assert sure.history_["kinks"][0] >= 1 and sure.history_["support"][0] == 0
+    assert est.predict(X).shape == (120,)
+    gd = ImplicitLassoCV(cv=5, method="gd").fit(X, y)
+    assert abs(hypergradient(X, y, gd.alpha_, cv=5)[0] - best) < 1e-4 * best
+
+
+def test_weighted_lasso_beats_the_best_single_penalty_on_held_out_data():
+    rng = np.random.default_rng(0)
+    n, p = 150, 30
+    X = rng.standard_normal((n, p)) * rng.uniform(0.2, 3.0, p)  # very different scales
+    w = np.zeros(p)
+    w[:6] = [3, -2, 1.5, 1, -1, 0.5]
+    y = X @ w + rng.standard_normal(n)
+    Xt = rng.standard_normal((2000, p)) * (X.std(0) / X.std(0).mean() * X.std(0).mean())
+    yt = Xt @ w + rng.standard_normal(2000)
+    single = ImplicitLassoCV(cv=[(np.arange(100), np.arange(100, 150))]).fit(X, y)
+    weighted = ImplicitWeightedLassoCV(cv=[(np.arange(100), np.arange(100, 150))], max_iter=100)
+    weighted.fit(X, y)
+    err = lambda m: np.mean((m.predict(Xt) - yt) ** 2)  # noqa: E731
+    assert err(weighted) < err(single)
+
+
+def test_elastic_net_estimator():
+    X, y = data(5)
+    est = ImplicitElasticNetCV(cv=3).fit(X, y)
+    assert est.alpha_.shape == (2,) and np.all(est.alpha_ > 0)
+
+
+def test_check_estimator():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(ImplicitLassoCV(cv=3, n_grid=4, max_iter=5))
+
+
+def test_layer_route_agrees_with_the_fast_route():
+    """The CVXPY layer (general route) and the support formula give the same hypergradient."""
+    torch = pytest.importorskip("torch")
+    import cvxpy as cp
+
+    from cvximplicit.torch import CvxpyLayer
+
+    X, y = data(6, n=60, p=12)
+    train, val = np.arange(40), np.arange(40, 60)
+    Xt, yt = X[train], y[train]
+    beta, alpha = cp.Variable(12), cp.Parameter(nonneg=True)
+    prob = cp.Problem(
+        cp.Minimize(cp.sum_squares(Xt @ beta - yt) / (2 * len(train)) + alpha * cp.norm1(beta))
+    )
+    layer = CvxpyLayer(prob, [alpha], [beta])
+    a = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+    (b,) = layer(a)
+    loss = ((torch.tensor(X[val]) @ b - torch.tensor(y[val])) ** 2).mean()
+    loss.backward()
+    value, grad = hypergradient(X, y, 0.05, cv=[(train, val)], fit_intercept=False)
+    assert abs(loss.item() - value) < 1e-8
+    assert abs(a.grad.item() - grad[0]) <= 1e-6 * abs(grad[0])
