@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.optimize
@@ -52,7 +52,7 @@ class _Criterion:
             self.folds = [make_fold(X, y, np.arange(n), np.arange(n), fit_intercept)]
             self.sigma = _noise_level(self.folds[0]) if sigma is None else float(sigma)
         elif criterion == "cv":
-            splitter = check_cv(cv)
+            splitter = cast(Any, check_cv(cv))
             self.folds = [make_fold(X, y, tr, te, fit_intercept) for tr, te in splitter.split(X, y)]
             self.sigma = None
         else:
@@ -138,7 +138,7 @@ def hypergradient(
     """
     if penalty not in PENALTIES:
         raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
-    X, y = check_X_y(X, y, accept_sparse="csc", y_numeric=True, dtype=np.float64)
+    X, y = cast(Any, check_X_y)(X, y, accept_sparse="csc", y_numeric=True, dtype=np.float64)
     theta = np.atleast_1d(np.asarray(alpha, dtype=np.float64))
     return _Criterion(X, y, penalty, criterion, cv, fit_intercept, sigma, tol)(theta)
 
@@ -147,6 +147,28 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
     """Shared machinery of the tuning estimators (see :class:`ImplicitLassoCV`)."""
 
     _penalty = "lasso"
+    alpha_: Any
+
+    def __init__(
+        self,
+        cv: Any = 5,
+        criterion: str = "cv",
+        sigma: float | None = None,
+        fit_intercept: bool = True,
+        method: str = "lbfgs",
+        n_grid: int = 10,
+        eps: float = 1e-3,
+        max_iter: int = 50,
+        tol_outer: float = 1e-7,
+        tol: float = 1e-10,
+        verbose: bool = False,
+    ) -> None:
+        self.cv, self.criterion, self.sigma = cv, criterion, sigma
+        self.fit_intercept, self.method, self.n_grid, self.eps = fit_intercept, method, n_grid, eps
+        self.max_iter, self.tol_outer, self.tol, self.verbose = max_iter, tol_outer, tol, verbose
+
+    def _set_alpha(self, theta: FloatArray) -> None:
+        raise NotImplementedError
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -309,7 +331,14 @@ def _gradient_descent(
     return t
 
 
-_DOC = """
+class ImplicitLassoCV(_ImplicitTuner):
+    r"""LASSO whose penalty is tuned by exact hypergradients of a validation criterion.
+
+    Objective ``1/(2n) ||y - X beta||^2 + alpha ||beta||_1`` (scikit-learn's).  The
+    criterion is minimised over ``log(alpha)``: a coarse warm-started path picks the start
+    (the criterion is nonconvex), then L-BFGS-B uses ``dC/dalpha`` from the implicit
+    function theorem on the support (one ``|S| x |S|`` solve per fold).
+
     Args:
         cv: folds, as for ``LassoCV``: an int, a scikit-learn splitter, or an iterable of
             ``(train, test)`` index pairs (one pair: hold-out validation).
@@ -327,20 +356,7 @@ _DOC = """
         history_: ``alpha``, ``criterion``, ``gradient``, ``time``, ``support``, ``kinks``
             (coordinates at the threshold off the support) and ``singular`` (whether
             ``X_S'X_S`` was singular) for every evaluation, path first.
-"""
 
-
-class ImplicitLassoCV(_ImplicitTuner):
-    (
-        r"""LASSO whose penalty is tuned by exact hypergradients of a validation criterion.
-
-    Objective ``1/(2n) ||y - X beta||^2 + alpha ||beta||_1`` (scikit-learn's).  The
-    criterion is minimised over ``log(alpha)``: a coarse warm-started path picks the start
-    (the criterion is nonconvex), then L-BFGS-B uses ``dC/dalpha`` from the implicit
-    function theorem on the support (one ``|S| x |S|`` solve per fold).
-    """
-        + _DOC
-        + """
     Example:
         >>> import numpy as np
         >>> from cvximplicit.lasso import ImplicitLassoCV
@@ -350,27 +366,8 @@ class ImplicitLassoCV(_ImplicitTuner):
         >>> bool(est.alpha_ > 0) and est.coef_.shape == (10,)
         True
     """
-    )
 
     _penalty = "lasso"
-
-    def __init__(
-        self,
-        cv: Any = 5,
-        criterion: str = "cv",
-        sigma: float | None = None,
-        fit_intercept: bool = True,
-        method: str = "lbfgs",
-        n_grid: int = 10,
-        eps: float = 1e-3,
-        max_iter: int = 50,
-        tol_outer: float = 1e-7,
-        tol: float = 1e-10,
-        verbose: bool = False,
-    ) -> None:
-        self.cv, self.criterion, self.sigma = cv, criterion, sigma
-        self.fit_intercept, self.method, self.n_grid, self.eps = fit_intercept, method, n_grid, eps
-        self.max_iter, self.tol_outer, self.tol, self.verbose = max_iter, tol_outer, tol, verbose
 
     def _set_alpha(self, theta: FloatArray) -> None:
         self.alpha_ = float(theta[0])
