@@ -21,6 +21,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python examples/quickstart.py
+	MPLBACKEND=Agg $(BIN)/python examples/lasso_tuning.py
 	MPLBACKEND=Agg $(BIN)/python examples/torch_layer.py
 	MPLBACKEND=Agg $(BIN)/python examples/jax_layer.py
 	MPLBACKEND=Agg $(BIN)/python examples/deq_digits.py
@@ -33,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python benchmarks/core.py
 	MPLBACKEND=Agg $(BIN)/python benchmarks/layers.py
+	MPLBACKEND=Agg $(BIN)/python benchmarks/lasso_tuning.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

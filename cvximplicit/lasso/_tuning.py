@@ -9,6 +9,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import lasso_path
 from sklearn.model_selection import check_cv
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
@@ -59,6 +60,38 @@ class _Criterion:
             raise ValueError(f"criterion must be 'cv' or 'sure', got {criterion!r}")
         self.warm: list[FloatArray | None] = [None] * len(self.folds)
         self.last: list[InnerSolution] = []
+
+    def path(self, alphas: FloatArray) -> FloatArray:
+        """The criterion along a decreasing grid of LASSO penalties, by scikit-learn's
+        warm-started ``lasso_path`` (moderate tolerance: it only chooses where to refine).
+        The solutions at the best penalty warm-start the refinement."""
+        totals = np.zeros(alphas.size)
+        paths = []
+        for fold in self.folds:
+            X = (
+                fold.X.toarray() - fold.x_mean
+                if sp.issparse(fold.X) and np.any(fold.x_mean)
+                else fold.X
+            )
+            _, coefs, _ = cast(Any, lasso_path)(X, fold.y, alphas=alphas, tol=1e-6, max_iter=10_000)
+            paths.append(coefs)
+            Xv = (
+                fold.X_val.toarray() - fold.x_mean
+                if sp.issparse(fold.X_val) and np.any(fold.x_mean)
+                else fold.X_val
+            )
+            resid = fold.y_val[:, None] - np.asarray(Xv @ coefs)
+            values = np.mean(resid**2, axis=0)
+            if self.criterion == "sure":
+                sigma = self.sigma or 0.0
+                values = (
+                    values - sigma**2 + 2 * sigma**2 * np.count_nonzero(coefs, axis=0) / fold.y.size
+                )
+            totals += values
+        best = int(np.argmin(totals))
+        self.warm = [c[:, best].copy() for c in paths]
+        self.path_support = np.mean([np.count_nonzero(c, axis=0) for c in paths], axis=0)
+        return totals / len(self.folds)
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray]:
         total, grad = 0.0, np.zeros(len(theta))
@@ -157,6 +190,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         fit_intercept: bool = True,
         method: str = "lbfgs",
         n_grid: int = 10,
+        n_starts: int = 3,
         eps: float = 1e-3,
         max_iter: int = 50,
         tol_outer: float = 1e-7,
@@ -165,6 +199,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
     ) -> None:
         self.cv, self.criterion, self.sigma = cv, criterion, sigma
         self.fit_intercept, self.method, self.n_grid, self.eps = fit_intercept, method, n_grid, eps
+        self.n_starts = n_starts
         self.max_iter, self.tol_outer, self.tol, self.verbose = max_iter, tol_outer, tol, verbose
 
     def _set_alpha(self, theta: FloatArray) -> None:
@@ -201,28 +236,48 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         }
         start = time.perf_counter()
 
-        def record(theta: FloatArray, value: float, grad: FloatArray) -> None:
+        def record(
+            theta: FloatArray, value: float, grad: FloatArray, support: int | None = None
+        ) -> None:
             history["alpha"].append(theta.copy() if theta.size > 1 else float(theta[0]))
             history["criterion"].append(value)
             history["gradient"].append(grad.copy() if grad.size > 1 else float(grad[0]))
             history["time"].append(time.perf_counter() - start)
+            if support is not None:  # a coarse-path point: no exact solve was made
+                history["support"].append(support)
+                history["kinks"].append(0)
+                history["singular"].append(False)
+                return
             history["support"].append(int(np.mean([s.support.size for s in crit.last])))
             history["kinks"].append(int(sum(s.kinks for s in crit.last)))
             history["singular"].append(bool(any(s.singular for s in crit.last)))
 
         # 1. a cheap coarse path (warm-started, from alpha_max down) chooses the start, since
-        #    the criterion is nonconvex in alpha and can have several local minima.
+        #    the criterion is nonconvex in alpha and can have several local minima; the
+        #    refinement then stays between the best point's neighbours on the path.
         grid = np.linspace(hi, lo, self.n_grid)
-        best_t, best_v = grid[0], np.inf
         k = self._n_theta(p)
-        for t in grid:
-            theta = self._theta(np.full(k, t))
-            value, grad = crit(theta)
-            record(theta, value, grad)
-            if value < best_v:
-                best_t, best_v = t, value
-        # 2. hypergradient refinement in log(alpha).
-        bounds = [(lo, hi)] * k
+        if self._penalty == "lasso":
+            values = crit.path(np.exp(grid))
+            for t, v, supp in zip(grid, values, crit.path_support):
+                record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
+        else:
+            values = []
+            for t in grid:
+                theta = self._theta(np.full(k, t))
+                value, grad = crit(theta)
+                record(theta, value, grad)
+                values.append(value)
+        # 2. hypergradient refinement in log(alpha), from the best local minima of the path
+        #    (``n_starts`` of them), each kept between its neighbours on the path.
+        values = np.asarray(values, dtype=np.float64)
+        minima = [
+            j
+            for j in range(len(grid))
+            if (j == 0 or values[j] <= values[j - 1])
+            and (j == len(grid) - 1 or values[j] <= values[j + 1])
+        ]
+        minima = sorted(minima, key=lambda j: values[j])[: max(1, self.n_starts)]
 
         def fun(t: FloatArray) -> tuple[float, FloatArray]:
             theta = self._theta(t)
@@ -230,23 +285,26 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             record(theta, value, grad)
             return value, grad * self._dtheta(t)
 
-        t0 = np.full(k, best_t)
-        if self.method == "lbfgs":
-            res = scipy.optimize.minimize(
-                fun,
-                t0,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": self.max_iter, "ftol": self.tol_outer},
-            )
-            t_best = res.x
-        elif self.method == "gd":
-            t_best = _gradient_descent(
-                fun, t0, bounds, self.max_iter, self.tol_outer, verbose=self.verbose
-            )
-        else:
-            raise ValueError(f"method must be 'lbfgs' or 'gd', got {self.method!r}")
+        t_best = np.full(k, grid[minima[0]])
+        for j in minima:
+            bounds = [(grid[min(j + 1, len(grid) - 1)], grid[max(j - 1, 0)])] * k
+            t0 = np.full(k, grid[j])
+            if self.method == "lbfgs":
+                res = scipy.optimize.minimize(
+                    fun,
+                    t0,
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=bounds,
+                    options={"maxiter": self.max_iter, "ftol": self.tol_outer},
+                )
+                t_best = res.x
+            elif self.method == "gd":
+                t_best = _gradient_descent(
+                    fun, t0, bounds, self.max_iter, self.tol_outer, verbose=self.verbose
+                )
+            else:
+                raise ValueError(f"method must be 'lbfgs' or 'gd', got {self.method!r}")
         values = np.asarray(history["criterion"])
         i = int(np.argmin(values))  # the optimiser's point, or an earlier one if it was better
         theta_best = np.atleast_1d(np.asarray(history["alpha"][i], dtype=np.float64))
@@ -347,7 +405,9 @@ class ImplicitLassoCV(_ImplicitTuner):
         method: outer optimiser over ``log(alpha)``: ``"lbfgs"`` (L-BFGS-B, default) or
             ``"gd"`` (projected gradient descent with backtracking; cannot diverge).
         n_grid: size of the coarse warm-started path (``alpha_max`` down to
-            ``eps * alpha_max``) that chooses the starting point.
+            ``eps * alpha_max``, scikit-learn's ``lasso_path``) that chooses where to refine.
+        n_starts: refine from the ``n_starts`` best local minima of the coarse path, each
+            within its neighbours on the path (the criterion is nonconvex).
         max_iter, tol_outer: outer iterations and relative-change stopping rule.
         tol: inner coordinate-descent tolerance (solutions are then polished exactly).
 
