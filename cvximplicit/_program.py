@@ -418,6 +418,7 @@ def compile(
     polish: bool = True,
     strict: bool = False,
     gp: bool = False,
+    verbose: bool = False,
 ) -> Program:
     r"""Compile a DPP CVXPY problem into a differentiable :class:`Program`.
 
@@ -446,6 +447,7 @@ def compile(
         polish: refine the solver's point by safeguarded semismooth Newton steps.
         strict: raise :class:`DegenerateDerivativeError` instead of warning and returning
             least-squares derivatives when ``B`` is singular.
+        verbose: let the solver print its progress (shorthand for ``solver_args``).
         gp: the problem is a (DPP) geometric program: CVXPY's log-log transformation is
             applied, parameters enter through their logarithms (so they must be positive) and
             variables are returned as ``exp`` of the cone program's variables, with the chain
@@ -477,7 +479,9 @@ def compile(
         problem=problem,
         parameters=params,
         variables=outs,
-        solver=get_solver(solver, solver_args),
+        solver=get_solver(
+            solver, {**(solver_args or {}), **({"verbose": True} if verbose else {})}
+        ),
         kink=as_kink_policy(kink),
         polish=polish,
         strict=strict,

@@ -65,3 +65,20 @@ def reference_solver(program: ci.Program) -> tuple[ci.Solver, bool]:
         tight = ci.Clarabel(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
         return tight, True
     return REFERENCE, False
+
+
+#: Small sizes of every family, for the framework layers' gradient checks.
+SMALL = {
+    "nnls": dict(m=6, n=4),
+    "lasso": dict(m=6, n=4),
+    "qp": dict(n=4, p=3, q=1),
+    "lp_box": dict(n=5, p=2),
+    "socp": dict(m=5, n=3),
+    "socp_ball": dict(n=3),
+    "nearest_correlation": dict(k=3),
+    "maxcut_sdp": dict(k=3),
+    "max_eigenvalue": dict(k=3),
+    "entropy_simplex": dict(n=4),
+    "logistic": dict(m=8, n=2),
+    "pnorm": dict(m=5, n=2),
+}

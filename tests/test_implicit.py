@@ -170,3 +170,18 @@ def test_jax_root_find(solver, back):
 
     grad = jax.vmap(jax.grad(z_of))(jnp.array([2.0, 10.0]))
     np.testing.assert_allclose(grad, [0.25, 1.0 / 13.0], atol=1e-10)
+
+
+def test_jax_unroll_option_and_spectral_radius():
+    from cvximplicit.jax import spectral_radius
+
+    W = 0.6 * jnp.eye(3)
+    f = lambda z, x: jax.nn.relu(W @ z + x)  # noqa: E731
+    x = jnp.ones(3)
+    implicit = jax.grad(lambda x: jax_fixed_point(f, jnp.zeros(3), x).sum())(x)
+    unrolled = jax.grad(
+        lambda x: jax_fixed_point(f, jnp.zeros(3), x, backward="unroll", max_iter=100).sum()
+    )(x)
+    np.testing.assert_allclose(implicit, unrolled, atol=1e-7)
+    z = jax_fixed_point(f, jnp.zeros(3), x)
+    assert abs(float(jax.jit(spectral_radius, static_argnums=0)(f, z, x)) - 0.6) < 1e-6

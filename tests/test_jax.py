@@ -10,25 +10,11 @@ jax.config.update("jax_enable_x64", True)
 
 import cvxpy as cp  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from helpers import SMALL  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 import cvximplicit as ci  # noqa: E402
 from cvximplicit.jax import CvxpyLayer  # noqa: E402
-
-SMALL = {
-    "nnls": dict(m=6, n=4),
-    "lasso": dict(m=6, n=4),
-    "qp": dict(n=4, p=3, q=1),
-    "lp_box": dict(n=5, p=2),
-    "socp": dict(m=5, n=3),
-    "socp_ball": dict(n=3),
-    "nearest_correlation": dict(k=3),
-    "maxcut_sdp": dict(k=3),
-    "max_eigenvalue": dict(k=3),
-    "entropy_simplex": dict(n=4),
-    "logistic": dict(m=8, n=2),
-    "pnorm": dict(m=5, n=2),
-}
 
 
 def scalar_loss(layer, n_out):

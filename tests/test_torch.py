@@ -11,24 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import cvxpy as cp  # noqa: E402
+from helpers import SMALL  # noqa: E402
 
 import cvximplicit as ci  # noqa: E402
 from cvximplicit.torch import CvxpyLayer  # noqa: E402
-
-SMALL = {
-    "nnls": dict(m=6, n=4),
-    "lasso": dict(m=6, n=4),
-    "qp": dict(n=4, p=3, q=1),
-    "lp_box": dict(n=5, p=2),
-    "socp": dict(m=5, n=3),
-    "socp_ball": dict(n=3),
-    "nearest_correlation": dict(k=3),
-    "maxcut_sdp": dict(k=3),
-    "max_eigenvalue": dict(k=3),
-    "entropy_simplex": dict(n=4),
-    "logistic": dict(m=8, n=2),
-    "pnorm": dict(m=5, n=2),
-}
 
 
 def tensors(values, requires_grad=True):

@@ -6,6 +6,7 @@ Example:
 
 from ._implicit import fixed_point as fixed_point
 from ._implicit import root_find as root_find
+from ._implicit import spectral_radius as spectral_radius
 from ._layer import CvxpyLayer as CvxpyLayer
 
-__all__ = ["CvxpyLayer", "fixed_point", "root_find"]
+__all__ = ["CvxpyLayer", "fixed_point", "root_find", "spectral_radius"]

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["fixed_point", "root_find"]
+__all__ = ["fixed_point", "root_find", "spectral_radius"]
 
 
 def _norm(x: jax.Array) -> jax.Array:
@@ -118,6 +118,7 @@ def fixed_point(
     backward_max_iter: int | None = None,
     on_failure: str = "nan",
     return_info: bool = False,
+    backward: str = "implicit",
 ) -> Any:
     r"""A fixed point ``z* = f(z*, *args)``, differentiable in ``args`` (any pytrees).
 
@@ -135,7 +136,10 @@ def fixed_point(
     computation: with ``on_failure="nan"`` (default) a forward or backward solve that misses
     its tolerance returns NaN (values or gradients), so failures are never silent;
     ``"ignore"`` returns the last iterate.  ``return_info=True`` also returns
-    ``{"iterations", "residual", "converged"}`` of the forward solve.
+    ``{"iterations", "residual", "converged"}`` of the forward solve.  To check that
+    ``I - J_z f`` is safely invertible, :func:`spectral_radius` estimates the spectral radius
+    of ``J_z f`` at the solution.  ``backward="unroll"`` instead differentiates through
+    ``max_iter`` plain iterations (``lax.fori_loop``), for comparison.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -149,6 +153,18 @@ def fixed_point(
         raise ValueError(f"on_failure must be 'nan' or 'ignore', got {on_failure!r}")
     if solver not in ("anderson", "iteration"):
         raise ValueError(f"unknown fixed-point solver {solver!r}; choose 'anderson' or 'iteration'")
+    if backward == "unroll":
+        z = lax.fori_loop(0, max_iter, lambda _, z: f(z, *args), jnp.asarray(z0))
+        res = _norm(f(z, *args) - z) / (1.0 + _norm(z))
+        if return_info:
+            return z, {
+                "iterations": jnp.asarray(max_iter),
+                "residual": res,
+                "converged": res <= tol,
+            }
+        return z
+    if backward != "implicit":
+        raise ValueError(f"backward must be 'implicit' or 'unroll', got {backward!r}")
     b_tol = tol if backward_tol is None else backward_tol
     b_iter = max_iter if backward_max_iter is None else backward_max_iter
 
@@ -295,3 +311,24 @@ def root_find(
     if return_info:
         return z, {"iterations": k, "residual": res, "converged": res <= tol}
     return z
+
+
+def spectral_radius(
+    f: Callable[..., jax.Array], z: jax.Array, *args: Any, iterations: int = 30
+) -> jax.Array:
+    """Power-iteration estimate of the spectral radius of ``J_z f(z, *args)`` from VJPs.
+
+    Below one, ``I - J_z f`` is invertible and the backward fixed-point iteration of
+    :func:`fixed_point` converges.  Works under ``jit``.
+    """
+    _, vjp = jax.vjp(lambda zz: f(zz, *args), z)
+    v = jnp.ones_like(z) / jnp.sqrt(z.size)
+
+    def body(_, state):
+        v, _ = state
+        u = vjp(v)[0]
+        norm = _norm(u)
+        return u / jnp.where(norm > 0, norm, 1.0), norm
+
+    _, estimate = lax.fori_loop(0, iterations, body, (v, jnp.asarray(0.0, z.dtype)))
+    return estimate

@@ -106,19 +106,17 @@ class CvxpyLayer:
     ) -> None:
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
-        settings = dict(solver_args or {})
-        if verbose:
-            settings.setdefault("verbose", True)
         self.program: Program = compile(
             problem,
             parameters,
             variables,
             solver=solver,
-            solver_args=settings,
+            solver_args=solver_args,
             kink=kink,
             polish=polish,
             strict=strict,
             gp=gp,
+            verbose=verbose,
         )
         self.executor = executor
         self.on_failure = on_failure

@@ -1,5 +1,7 @@
 """Bilevel LASSO: tune LASSO-type penalties by exact nonsmooth hypergradients.
 
+Needs scikit-learn (``pip install cvximplicit[lasso]``).
+
 Example:
     >>> from cvximplicit.lasso import ImplicitLassoCV, hypergradient
 """

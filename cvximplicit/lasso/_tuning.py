@@ -235,6 +235,11 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             for k in ("alpha", "criterion", "gradient", "time", "support", "kinks", "singular")
         }
         start = time.perf_counter()
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(desc=f"tuning {self._penalty}", unit=" evaluations")
 
         def record(
             theta: FloatArray, value: float, grad: FloatArray, support: int | None = None
@@ -243,6 +248,9 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             history["criterion"].append(value)
             history["gradient"].append(grad.copy() if grad.size > 1 else float(grad[0]))
             history["time"].append(time.perf_counter() - start)
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(alpha=f"{float(np.mean(theta)):.3g}", criterion=f"{value:.5g}")
             if support is not None:  # a coarse-path point: no exact solve was made
                 history["support"].append(support)
                 history["kinks"].append(0)
@@ -305,6 +313,8 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                 )
             else:
                 raise ValueError(f"method must be 'lbfgs' or 'gd', got {self.method!r}")
+        if bar is not None:
+            bar.close()
         values = np.asarray(history["criterion"])
         i = int(np.argmin(values))  # the optimiser's point, or an earlier one if it was better
         theta_best = np.atleast_1d(np.asarray(history["alpha"][i], dtype=np.float64))
@@ -409,6 +419,7 @@ class ImplicitLassoCV(_ImplicitTuner):
         n_starts: refine from the ``n_starts`` best local minima of the coarse path, each
             within its neighbours on the path (the criterion is nonconvex).
         max_iter, tol_outer: outer iterations and relative-change stopping rule.
+        verbose: show a progress bar over criterion evaluations (``tqdm``).
         tol: inner coordinate-descent tolerance (solutions are then polished exactly).
 
     Attributes:

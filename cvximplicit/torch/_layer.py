@@ -163,20 +163,18 @@ class CvxpyLayer(torch.nn.Module):
         executor: Executor | None = None,
     ) -> None:
         super().__init__()
-        settings = dict(solver_args or {})
-        if verbose:
-            settings.setdefault("verbose", True)
-        del canon_backend  # CVXPY's canonicalization backend has no effect here
+        del canon_backend  # accepted for compatibility with cvxpylayers; no effect here
         self.program: Program = compile(
             problem,
             parameters,
             variables,
             solver=solver,
-            solver_args=settings,
+            solver_args=solver_args,
             kink=kink,
             polish=polish,
             strict=strict,
             gp=gp,
+            verbose=verbose,
         )
         self.executor = executor
         self.last_solution: Solution | BatchSolution | None = None
