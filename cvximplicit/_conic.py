@@ -565,7 +565,9 @@ def solve_conic(
         if p.residual > 1e-7 * scale:
             raise _status_error(raw, SolverFailedError, "stopped without converging")
         status = SolverStatus.INACCURATE
-    tol = _kink_tol(kink_tol, p.residual, p.v)
+    # The same tolerance as the Jacobian element polishing used (the residual is then at the
+    # floating-point floor); without polishing the point is inexact and the residual counts.
+    tol = _kink_tol(kink_tol, 0.0 if polish else p.residual, p.v)
     diagnostics = Diagnostics(
         status=status,
         solver=raw.solver,

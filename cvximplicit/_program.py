@@ -173,6 +173,8 @@ class Program:
         if len(sizes) > 1:
             raise ParameterError(f"batched parameters disagree on the batch size: {sorted(sizes)}")
         size = sizes.pop() if sizes else 1
+        if size < 1:
+            raise ParameterError("the batch is empty: batched parameters need a batch size >= 1")
         arrays = [
             spec.check(v, size if is_b else None) for spec, v, is_b in zip(specs, values, batched)
         ]
@@ -480,7 +482,7 @@ def compile(
         parameters=params,
         variables=outs,
         solver=get_solver(
-            solver, {**(solver_args or {}), **({"verbose": True} if verbose else {})}
+            solver, {**({"verbose": True} if verbose else {}), **(solver_args or {})}
         ),
         kink=as_kink_policy(kink),
         polish=polish,

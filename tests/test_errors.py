@@ -203,3 +203,12 @@ def test_every_solver_maps_infeasible_and_unbounded(solver):
     unbounded = ci.compile(cp.Problem(cp.Minimize(c @ x), [x >= 0]), [c], [x], solver=solver)
     with pytest.raises(ci.UnboundedError):
         unbounded.solve(np.array([-1.0, 1.0]))
+
+
+def test_empty_batch_and_verbose_precedence(nnls):
+    prob, A, b, x, _ = nnls
+    program = ci.compile(prob, [A, b], [x])
+    with pytest.raises(ci.ParameterError, match="batch is empty"):
+        program.solve_batch(np.zeros((0, 4, 3)), np.zeros(4))
+    quiet = ci.compile(prob, [A, b], [x], verbose=True, solver_args={"verbose": False})
+    assert quiet.solver.settings["verbose"] is False

@@ -185,3 +185,31 @@ def test_jax_unroll_option_and_spectral_radius():
     np.testing.assert_allclose(implicit, unrolled, atol=1e-7)
     z = jax_fixed_point(f, jnp.zeros(3), x)
     assert abs(float(jax.jit(spectral_radius, static_argnums=0)(f, z, x)) - 0.6) < 1e-6
+
+
+def test_torch_root_value_is_the_root_itself():
+    x = torch.tensor(10.0, dtype=torch.float64, requires_grad=True)
+    with pytest.warns(ci.ConvergenceWarning):
+        z = root_find(
+            lambda z, x: z**3 + z - x,
+            torch.zeros((), dtype=torch.float64),
+            x,
+            max_iter=1,
+            on_failure="warn",
+        )
+    with torch.no_grad():
+        z_plain = root_find(
+            lambda z, x: z**3 + z - x,
+            torch.zeros((), dtype=torch.float64),
+            x,
+            max_iter=1,
+            on_failure="warn",
+        )
+    assert float(z) == float(z_plain)  # the last iterate, with or without gradients
+
+
+def test_jax_spectral_radius_does_not_miss_the_dominant_direction():
+    from cvximplicit.jax import spectral_radius
+
+    M = jnp.array([[0.5, -0.5], [-0.5, 0.5]])  # eigenvalues 0 and 1; ones is in the kernel
+    assert abs(float(spectral_radius(lambda z, M: M @ z, jnp.zeros(2), M)) - 1.0) < 1e-6

@@ -34,6 +34,10 @@ def support(X, y, penalty, theta, fit_intercept=True):
 @pytest.mark.parametrize("penalty", ["lasso", "weighted", "enet"])
 def test_hypergradient_matches_finite_differences(seed, criterion, penalty):
     X, y = data(seed)
+    if penalty == "enet" and criterion == "sure":  # df is not |S| for the elastic net
+        with pytest.raises(ValueError, match="not available for the elastic net"):
+            hypergradient(X, y, [0.1, 0.1], criterion, penalty=penalty)
+        return
     rng = np.random.default_rng(seed)
     a_max = np.abs((X - X.mean(0)).T @ (y - y.mean())).max() / len(y)
     theta = {
@@ -139,3 +143,11 @@ def test_layer_route_agrees_with_the_fast_route():
     value, grad = hypergradient(X, y, 0.05, cv=[(train, val)], fit_intercept=False)
     assert abs(loss.item() - value) < 1e-8
     assert abs(a.grad.item() - grad[0]) <= 1e-6 * abs(grad[0])
+
+
+def test_alpha_is_validated_against_the_penalty():
+    X, y = data(0)
+    with pytest.raises(ValueError, match="takes 2 positive value"):
+        hypergradient(X, y, 0.1, penalty="enet")
+    with pytest.raises(ValueError, match="takes 1 positive value"):
+        hypergradient(X, y, [0.1, 0.2])

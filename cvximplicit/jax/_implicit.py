@@ -96,7 +96,9 @@ def _solve_adjoint(apply, g, method: str, tol: float, max_iter: int, fixed: bool
             else (jax.scipy.sparse.linalg.bicgstab)
         )
         w, _ = solver(op, g, tol=tol, atol=0.0, maxiter=max_iter)
-    elif method == "dense" and not fixed:
+    elif method == "dense":
+        if fixed:
+            raise ValueError("backward_solver 'dense' is only available for root_find")
         J = jax.jacfwd(apply)(g)
         w = jnp.linalg.solve(J, g)
     else:
@@ -301,7 +303,7 @@ def root_find(
         apply = lambda w: vjp_z(w.reshape(z_star.shape))[0].reshape(-1)  # noqa: E731
         w, rres = _solve_adjoint(apply, g, backward_solver, b_tol, 10 * g.size + 10, False)
         if on_failure == "nan":
-            w = jnp.where(rres <= 1e-6, w, jnp.nan)
+            w = jnp.where(rres <= max(10 * b_tol, 1e-9), w, jnp.nan)
         _, vjp_a = jax.vjp(lambda *aa: F(z_star, *aa), *a)
         grads = vjp_a(-w.reshape(z_star.shape))
         return (jnp.zeros_like(z_init), *grads)
@@ -314,7 +316,7 @@ def root_find(
 
 
 def spectral_radius(
-    f: Callable[..., jax.Array], z: jax.Array, *args: Any, iterations: int = 30
+    f: Callable[..., jax.Array], z: jax.Array, *args: Any, iterations: int = 30, seed: int = 0
 ) -> jax.Array:
     """Power-iteration estimate of the spectral radius of ``J_z f(z, *args)`` from VJPs.
 
@@ -322,7 +324,9 @@ def spectral_radius(
     :func:`fixed_point` converges.  Works under ``jit``.
     """
     _, vjp = jax.vjp(lambda zz: f(zz, *args), z)
-    v = jnp.ones_like(z) / jnp.sqrt(z.size)
+    # a random start: a structured one (all ones) can miss the dominant eigenvector entirely
+    v = jax.random.normal(jax.random.PRNGKey(seed), z.shape, dtype=z.dtype)
+    v = v / _norm(v)
 
     def body(_, state):
         v, _ = state

@@ -19,7 +19,7 @@ from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics
 from .._errors import CvximplicitError, SolverError
 from .._program import Program, Solution, compile
-from .._solvers import SolverLike
+from .._solvers import SolverLike, SolverStatus
 
 __all__ = ["CvxpyLayer"]
 
@@ -71,8 +71,9 @@ class CvxpyLayer:
         executor: ``concurrent.futures.Executor`` for batched solves (default: threads).
         on_failure: ``"raise"`` (default): a failed solve raises; outside ``jit`` the typed
             cvximplicit exception itself, inside ``jit`` a ``JaxRuntimeError`` carrying its
-            message.  ``"nan"``: the failed batch elements return NaN and their diagnostics
-            (``last_diagnostics``) say why; gradients through them are NaN too.
+            message.  ``"nan"``: the failed batch elements return NaN and their entries in
+            ``last_diagnostics`` (one per batch element, in order) carry the failure's status
+            and message; gradients through them are NaN too.
 
     Dtypes follow the inputs: float32 in, float32 out (``jax_enable_x64`` off or on); the
     solve itself runs in float64 on the host.
@@ -157,7 +158,7 @@ class CvxpyLayer:
         diagnostics: list[Diagnostics] = []
         try:
             batch = self.program.solve_batch(*flat, executor=self.executor)
-            solutions: list[Solution | None] = list(batch.solutions)
+            solutions: list[Solution | SolverError] = list(batch.solutions)
         except SolverError as exc:
             if self.on_failure == "raise":
                 self._error = exc
@@ -167,7 +168,8 @@ class CvxpyLayer:
             self._error = exc
             raise
         for i, sol in enumerate(solutions):
-            if sol is None:
+            if isinstance(sol, SolverError):  # on_failure="nan": keep the failure's report
+                diagnostics.append(_failure_diagnostics(sol, self.program.kink.value))
                 continue
             for k, v in enumerate(sol.values):
                 outs[k][i] = v
@@ -178,14 +180,14 @@ class CvxpyLayer:
         shaped = [o.reshape(lead + o.shape[1:]).astype(dtype) for o in outs]
         return (*shaped, handles.reshape(lead))
 
-    def _one_by_one(self, flat: list[np.ndarray], size: int) -> list[Solution | None]:
-        """``on_failure="nan"``: solve each element alone, keeping the failures as ``None``."""
-        out: list[Solution | None] = []
+    def _one_by_one(self, flat: list[np.ndarray], size: int) -> list[Solution | SolverError]:
+        """``on_failure="nan"``: solve each element alone, keeping the failures' errors."""
+        out: list[Solution | SolverError] = []
         for i in range(size):
             try:
                 out.append(self.program.solve(*[f[i] for f in flat]))
-            except SolverError:
-                out.append(None)
+            except SolverError as exc:
+                out.append(exc)
         return out
 
     def _solution(self, handle: int, flat: list[np.ndarray], i: int) -> Solution:
@@ -329,6 +331,24 @@ class CvxpyLayer:
         res = jax.pure_callback(self._host_jvp, shapes, *arrays, *tans, vmap_method="broadcast_all")
         k = len(self._outputs)
         return tuple(res[:k]), tuple(res[k:])
+
+
+def _failure_diagnostics(error: SolverError, kink_policy: str) -> Diagnostics:
+    """A diagnostics record for a failed element (``on_failure="nan"``)."""
+    status = error.status if isinstance(error.status, SolverStatus) else SolverStatus.FAILED
+    return Diagnostics(
+        status=status,
+        solver=error.solver or "",
+        raw_status=str(error),
+        iterations=0,
+        solve_time=0.0,
+        residual_before_polish=float("nan"),
+        residual=float("nan"),
+        polish_steps=0,
+        polish="off",
+        kink_policy=kink_policy,
+        kinks={},
+    )
 
 
 def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -50,8 +50,15 @@ class _Criterion:
         self.penalty, self.criterion, self.tol = penalty, criterion, tol
         n = X.shape[0]
         if criterion == "sure":
+            if penalty == "enet":
+                raise ValueError(
+                    "criterion='sure' is not available for the elastic net (its degrees of "
+                    "freedom are not the support size); use criterion='cv'"
+                )
             self.folds = [make_fold(X, y, np.arange(n), np.arange(n), fit_intercept)]
-            self.sigma = _noise_level(self.folds[0]) if sigma is None else float(sigma)
+            self.sigma = (
+                _noise_level(self.folds[0], fit_intercept) if sigma is None else float(sigma)
+            )
         elif criterion == "cv":
             splitter = cast(Any, check_cv(cv))
             self.folds = [make_fold(X, y, tr, te, fit_intercept) for tr, te in splitter.split(X, y)]
@@ -112,16 +119,17 @@ class _Criterion:
         return total / m, grad / m
 
 
-def _noise_level(fold: Fold) -> float:
+def _noise_level(fold: Fold, fit_intercept: bool) -> float:
     n, p = fold.X.shape
-    if n <= p + 1:
+    dof = n - p - int(fit_intercept)
+    if dof <= 0:
         raise ValueError(
             "criterion='sure' needs the noise level: pass sigma= (it cannot be estimated by "
             f"least squares with n={n} samples and p={p} features)"
         )
     X = fold.X.toarray() if sp.issparse(fold.X) else fold.X
     resid = fold.y - X @ np.linalg.lstsq(X, fold.y, rcond=None)[0]
-    return float(np.sqrt(resid @ resid / (n - p)))
+    return float(np.sqrt(resid @ resid / dof))
 
 
 def _sure(fold: Fold, sol: InnerSolution, sigma: float) -> tuple[float, FloatArray]:
@@ -173,6 +181,11 @@ def hypergradient(
         raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
     X, y = cast(Any, check_X_y)(X, y, accept_sparse="csc", y_numeric=True, dtype=np.float64)
     theta = np.atleast_1d(np.asarray(alpha, dtype=np.float64))
+    expected = {"lasso": 1, "weighted": X.shape[1], "enet": 2}[penalty]
+    if theta.size != expected or np.any(theta <= 0):
+        raise ValueError(
+            f"penalty={penalty!r} takes {expected} positive value(s) in alpha, got {theta.tolist()}"
+        )
     return _Criterion(X, y, penalty, criterion, cv, fit_intercept, sigma, tol)(theta)
 
 
@@ -293,12 +306,12 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             record(theta, value, grad)
             return value, grad * self._dtheta(t)
 
-        t_best = np.full(k, grid[minima[0]])
         for j in minima:
             bounds = [(grid[min(j + 1, len(grid) - 1)], grid[max(j - 1, 0)])] * k
             t0 = np.full(k, grid[j])
+            # every evaluation is recorded; the best point of the history is used below
             if self.method == "lbfgs":
-                res = scipy.optimize.minimize(
+                scipy.optimize.minimize(
                     fun,
                     t0,
                     jac=True,
@@ -306,9 +319,8 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                     bounds=bounds,
                     options={"maxiter": self.max_iter, "ftol": self.tol_outer},
                 )
-                t_best = res.x
             elif self.method == "gd":
-                t_best = _gradient_descent(
+                _gradient_descent(
                     fun, t0, bounds, self.max_iter, self.tol_outer, verbose=self.verbose
                 )
             else:
@@ -318,7 +330,6 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         values = np.asarray(history["criterion"])
         i = int(np.argmin(values))  # the optimiser's point, or an earlier one if it was better
         theta_best = np.atleast_1d(np.asarray(history["alpha"][i], dtype=np.float64))
-        self.t_final_ = t_best
         # 3. refit on all the data.
         full = make_fold(X, y, np.arange(n), np.arange(n), self.fit_intercept)
         sol = solve_inner(full, self._penalty, theta_best, None, self.tol)

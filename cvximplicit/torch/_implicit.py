@@ -149,7 +149,10 @@ def fixed_point(
     ``on_failure="raise"`` (default) raises :class:`cvximplicit.ConvergenceError` (the
     backward message includes a power-iteration estimate of the spectral radius of ``J``),
     ``"warn"`` warns with :class:`cvximplicit.ConvergenceWarning` and returns the last
-    iterate.  With ``return_info=True`` the result is ``(z, info)``, an
+    iterate.  ``spectral_radius_iterations`` (default 10; 0 disables) power-iteration steps on
+    VJPs estimate the spectral radius of ``J`` in every backward pass (at least 20 when the
+    backward solve failed, for the error message).  With ``return_info=True`` the result is
+    ``(z, info)``, an
     :class:`~cvximplicit.ImplicitInfo` whose backward fields are filled when the backward
     pass runs.
 
@@ -214,9 +217,8 @@ def fixed_point(
         info.backward_method, info.backward_iterations = backward_solver, its
         info.backward_residual, info.backward_converged = rres, conv
         if spectral_radius_iterations or not conv:
-            info.spectral_radius = spectral_radius(
-                apply, g.size, iterations=max(spectral_radius_iterations, 20)
-            )
+            iters = spectral_radius_iterations if conv else max(spectral_radius_iterations, 20)
+            info.spectral_radius = spectral_radius(apply, g.size, iterations=iters)
         if not conv:
             _fail(
                 f"fixed_point backward solve did not converge ({backward_solver}: residual "
@@ -314,7 +316,8 @@ def root_find(
     z_in = z_star.clone().requires_grad_()
     with torch.enable_grad():
         F_in = F(z_in, *args)
-    z_out = z_star - F(z_star, *args)  # value z*; gradient to args is -J_args F' (w)
+    F_star = F(z_star, *args)
+    z_out = z_star - (F_star - F_star.detach())  # value exactly z*; gradient -J_args F' w
     if not z_out.requires_grad:
         return (z_star, info) if return_info else z_star
     b_tol = 1e-12 if backward_tol is None else backward_tol
