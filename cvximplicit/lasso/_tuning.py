@@ -320,9 +320,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                     options={"maxiter": self.max_iter, "ftol": self.tol_outer},
                 )
             elif self.method == "gd":
-                _gradient_descent(
-                    fun, t0, bounds, self.max_iter, self.tol_outer, verbose=self.verbose
-                )
+                _gradient_descent(fun, t0, bounds, self.max_iter, self.tol_outer)
             else:
                 raise ValueError(f"method must be 'lbfgs' or 'gd', got {self.method!r}")
         if bar is not None:
@@ -378,12 +376,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
 
 
 def _gradient_descent(
-    fun: Any,
-    t: FloatArray,
-    bounds: list[tuple[float, float]],
-    max_iter: int,
-    tol: float,
-    verbose: bool,
+    fun: Any, t: FloatArray, bounds: list[tuple[float, float]], max_iter: int, tol: float
 ) -> FloatArray:
     """Projected gradient descent with Armijo backtracking: steps shrink until the criterion
     decreases, so the iteration cannot diverge."""
@@ -391,7 +384,7 @@ def _gradient_descent(
     hi = np.array([b[1] for b in bounds])
     value, grad = fun(t)
     step = 1.0 / max(float(np.linalg.norm(grad)), 1e-12)
-    for it in range(max_iter):
+    for _ in range(max_iter):
         for _ in range(30):
             cand = np.clip(t - step * grad, lo, hi)
             v, g = fun(cand)
@@ -403,8 +396,6 @@ def _gradient_descent(
         change = abs(value - v) / max(abs(value), 1e-300)
         t, value, grad = cand, v, g
         step *= 2.0
-        if verbose:
-            print(f"iteration {it}: criterion {value:.6g}")
         if change <= tol:
             break
     return t
