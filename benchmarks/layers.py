@@ -89,6 +89,15 @@ def make_layers(fam: problems.Family, large: bool) -> dict[str, Any]:
     out = primal_outputs(fam)
     layers: dict[str, Any] = {"cvximplicit": (CvxpyLayer(fam.problem, fam.parameters, out), {})}
     layers["cvxpylayers (defaults)"] = (PeerLayer(fam.problem, fam.parameters, out), {})
+    try:  # the Moreau CPU backend of cvxpylayers, where it installs (pip install moreau)
+        import moreau  # noqa: F401
+
+        layers["cvxpylayers (Moreau CPU)"] = (
+            PeerLayer(fam.problem, fam.parameters, out, solver="MOREAU"),
+            {},
+        )
+    except Exception as exc:  # not installed, or the problem is not supported
+        print(f"cvxpylayers Moreau backend unavailable for {fam.name}: {exc}")
     if not large:  # diffcp's dense mode factors a dense (n + m + 1)^2 matrix
         layers["cvxpylayers (SCS 1e-10, dense)"] = (
             PeerLayer(fam.problem, fam.parameters, out),
@@ -139,8 +148,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--families", nargs="*", default=list(FAMILIES))
     parser.add_argument(
-        "--merge", help="JSON-lines log of an earlier run whose rows for other families to keep"
+        "--merge", help="JSON-lines log of an earlier run whose rows to keep where not rerun"
     )
+    parser.add_argument("--configs", nargs="*", help="only these configurations (and ours)")
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
     warnings.simplefilter("ignore")
@@ -149,13 +159,20 @@ def main() -> None:
         for line in Path(args.merge).read_text().splitlines():
             if line.startswith("{"):
                 row = json.loads(line)
-                if row["family"] not in args.families:
+                rerun = row["family"] in args.families and (
+                    not args.configs
+                    or row["config"] in args.configs
+                    or row["config"] == "cvximplicit"
+                )
+                if not rerun:
                     rows.append(row)
     for name in args.families:
         builder, full, quick = FAMILIES[name]
         fam = builder(**(quick if args.quick else full), seed=0)
         large = name.startswith("sparse")
         layers = make_layers(fam, large)
+        if args.configs:
+            layers = {k: v for k, v in layers.items() if k in args.configs or k == "cvximplicit"}
         program = ci.compile(fam.problem, fam.parameters, primal_outputs(fam))
         curved = any(isinstance(c, (ci.ExponentialCone, ci.PowerCone)) for c in program.cones)
         tight = ci.Clarabel(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
