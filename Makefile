@@ -35,6 +35,7 @@ bench: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python benchmarks/core.py
 	MPLBACKEND=Agg $(BIN)/python benchmarks/layers.py
 	MPLBACKEND=Agg $(BIN)/python benchmarks/lasso_tuning.py
+	$(BIN)/python benchmarks/jax_layers.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
