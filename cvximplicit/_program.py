@@ -95,12 +95,9 @@ class Program:
             return np.zeros(0)
         return np.concatenate([s.flatten(a, False) for s, a in zip(specs, arrays)])
 
-    def _data_from_stacked(self, u: FloatArray) -> ConeData:
-        return _data_from_stacked(self._compiled, u)
-
     def canonical_data(self, *values: ArrayLike) -> ConeData:
         """The canonical data ``(P, A, b, c)`` for these parameter values."""
-        return self._data_from_stacked(self._stack(self._check(values)))
+        return _data_from_stacked(self._compiled, self._stack(self._check(values)))
 
     # ----------------------------------------------------------------- solve
     def _task(self, index: int, u: FloatArray, solver: Solver) -> _Task:
