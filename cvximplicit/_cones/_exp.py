@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .._typing import FloatArray, IntArray
@@ -219,45 +221,26 @@ class ExponentialCone(ThreeDimensionalCone):
     def _project3(self, V: FloatArray, prm: FloatArray) -> FloatArray:
         return project_exp(V)
 
-    def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray:
-        return np.min(
-            np.stack(
-                [
-                    np.linalg.norm(V - P, axis=1),
-                    np.linalg.norm(P, axis=1),
-                    np.abs(P[:, 1]),
-                    np.abs(P[:, 2]),
-                    np.abs(V[:, 0]),
-                ]
-            ),
-            axis=0,
-        )
+    FACE_JACOBIANS: ClassVar[dict[int, FloatArray]] = {
+        2: np.diag([1.0, 0.0, 1.0]),  # r, s <= 0, t > 0: (r, 0, t)
+        3: np.diag([1.0, 0.0, 0.0]),  # r, s <= 0, t <= 0: (r, 0, 0)
+        5: np.diag([0.0, 0.0, 1.0]),  # limit of the smooth piece at the face s = 0, t > 0
+    }
 
-    def _region3(self, V: FloatArray, P: FloatArray) -> IntArray:
-        scale = np.maximum(1.0, np.abs(V).max(axis=1))
-        eps = 1e-12 * scale
-        region = np.full(V.shape[0], 4, dtype=np.int64)  # the smooth boundary piece
+    def _face_margins(self, V: FloatArray, P: FloatArray) -> list[FloatArray]:
+        return [np.abs(P[:, 1]), np.abs(P[:, 2]), np.abs(V[:, 0])]
+
+    def _face_regions(self, V: FloatArray, P: FloatArray, eps: FloatArray) -> IntArray:
+        region = np.full(V.shape[0], self.SMOOTH, dtype=np.int64)
         face = P[:, 1] <= eps
         region[face & (P[:, 2] > eps)] = 2
         region[face & (P[:, 2] <= eps)] = 3
         # r > 0 and s << 0: the smooth piece so close to the face s = 0 that the projection
-        # is numerically on it; its Jacobian is the limit of the smooth piece's.
+        # is numerically on it; its Jacobian is the limit of the smooth piece's (code 6: 0).
         limit = face & (V[:, 0] > eps)
         region[limit & (P[:, 2] > eps)] = 5
         region[limit & (P[:, 2] <= eps)] = 6
-        region[np.linalg.norm(P, axis=1) <= eps] = 1
-        region[np.linalg.norm(V - P, axis=1) <= eps] = 0
         return region
 
-    def _jacobian3(
-        self, V: FloatArray, P: FloatArray, region: IntArray, prm: FloatArray
-    ) -> FloatArray:
-        J = np.zeros((V.shape[0], 3, 3))
-        J[region == 0] = np.eye(3)
-        J[region == 2] = np.diag([1.0, 0.0, 1.0])
-        J[region == 3] = np.diag([1.0, 0.0, 0.0])
-        J[region == 5] = np.diag([0.0, 0.0, 1.0])
-        smooth = region == 4
-        if np.any(smooth):
-            J[smooth] = _boundary_jacobian(P[smooth], V[smooth] - P[smooth])
-        return J
+    def _smooth_jacobian(self, V: FloatArray, P: FloatArray, prm: FloatArray) -> FloatArray:
+        return _boundary_jacobian(P, V - P)

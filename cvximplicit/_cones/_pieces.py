@@ -3,11 +3,14 @@
 The exponential and power cones have no closed-form projection; each implementation gives,
 for a batch of points ``V`` of shape ``(N, 3)``:
 
-* ``_project3(V)``: the projections ``P`` onto ``K``;
-* ``_region3(V, P)``: an integer label of the smooth piece of ``Pi_K`` each point lies in;
-* ``_margin3(V, P)``: a cheap lower-bound-like distance to the nearest other piece (points
-  with a large margin skip the neighbour test below);
-* ``_jacobian3(V, P, region)``: the Jacobian of ``Pi_K`` on that piece.
+* ``_project3(V, prm)``: the projections ``P`` onto ``K``;
+* ``_face_regions(V, P, eps)``: labels of the pieces of ``Pi_K`` other than the interior of
+  ``K`` and of its polar (the base class labels those two): ``SMOOTH`` for the smooth part
+  of the boundary, other codes >= 2 for the faces;
+* ``FACE_JACOBIANS``: the (constant) Jacobians of ``Pi_K`` on the faces, by code;
+* ``_smooth_jacobian(V, P, prm)``: the Jacobian on the smooth part of the boundary;
+* ``_face_margins(V, P)``: cheap distances to the faces (with the distances to ``K`` and
+  to the polar, points with a large margin skip the neighbour test below).
 
 This base class turns them into the cone contract.  A point is at a kink when the piece
 labels of its neighbours ``v +/- delta e_k`` differ; there the Jacobian element is taken
@@ -19,6 +22,7 @@ from the neighbouring pieces (one-sided limits), the one with the largest trace 
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,20 +47,47 @@ class ThreeDimensionalCone(Cone):
     def dim(self) -> int:
         return 3 * self.count
 
+    #: Piece codes shared by every cone: inside ``K`` (``Pi_K = I``), inside the polar
+    #: cone (``Pi_K = 0``) and the smooth part of the boundary.
+    INSIDE, POLAR, SMOOTH = 0, 1, 4
+    #: Jacobians of ``Pi_K`` on the faces, by piece code (set by each cone).
+    FACE_JACOBIANS: ClassVar[dict[int, FloatArray]] = {}
+
     # Each method takes the rows ``V`` and their members' shape parameters ``prm``.
     @abstractmethod
     def _project3(self, V: FloatArray, prm: FloatArray) -> FloatArray: ...
 
     @abstractmethod
-    def _region3(self, V: FloatArray, P: FloatArray) -> IntArray: ...
+    def _face_regions(self, V: FloatArray, P: FloatArray, eps: FloatArray) -> IntArray: ...
 
     @abstractmethod
-    def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray: ...
+    def _face_margins(self, V: FloatArray, P: FloatArray) -> list[FloatArray]: ...
 
     @abstractmethod
+    def _smooth_jacobian(self, V: FloatArray, P: FloatArray, prm: FloatArray) -> FloatArray: ...
+
+    def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray:
+        near = [np.linalg.norm(V - P, axis=1), np.linalg.norm(P, axis=1)]
+        return np.min(np.stack(near + self._face_margins(V, P)), axis=0)
+
+    def _region3(self, V: FloatArray, P: FloatArray) -> IntArray:
+        eps = 1e-12 * np.maximum(1.0, np.abs(V).max(axis=1))
+        region = self._face_regions(V, P, eps)
+        region[np.linalg.norm(P, axis=1) <= eps] = self.POLAR
+        region[np.linalg.norm(V - P, axis=1) <= eps] = self.INSIDE
+        return region
+
     def _jacobian3(
         self, V: FloatArray, P: FloatArray, region: IntArray, prm: FloatArray
-    ) -> FloatArray: ...
+    ) -> FloatArray:
+        J = np.zeros((V.shape[0], 3, 3))  # zero in the polar cone
+        J[region == self.INSIDE] = np.eye(3)
+        for code, face in self.FACE_JACOBIANS.items():
+            J[region == code] = face
+        smooth = region == self.SMOOTH
+        if np.any(smooth):
+            J[smooth] = self._smooth_jacobian(V[smooth], P[smooth], prm[smooth])
+        return J
 
     def _full_jacobian(self, V: FloatArray, prm: FloatArray) -> FloatArray:
         P = self._project3(V, prm)

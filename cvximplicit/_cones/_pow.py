@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -139,65 +140,46 @@ class PowerCone(ThreeDimensionalCone):
     def _project3(self, V: FloatArray, prm: FloatArray) -> FloatArray:
         return project_pow(V, prm)
 
-    def _margin3(self, V: FloatArray, P: FloatArray) -> FloatArray:
-        return np.min(
-            np.stack(
-                [
-                    np.linalg.norm(V - P, axis=1),
-                    np.linalg.norm(P, axis=1),
-                    np.abs(P[:, 2]),
-                    np.abs(V[:, 0]),
-                    np.abs(V[:, 1]),
-                ]
-            ),
-            axis=0,
-        )
+    FACE_JACOBIANS: ClassVar[dict[int, FloatArray]] = {
+        2: np.diag([1.0, 1.0, 0.0]),  # z = 0 with x, y > 0: (x, y, 0)
+        5: np.diag([1.0, 0.0, 0.0]),  # z = 0, x > 0, y <= 0: (x, 0, 0)
+        6: np.diag([0.0, 1.0, 0.0]),  # z = 0, x <= 0, y > 0: (0, y, 0)
+    }  # code 7 (z = 0, x, y <= 0) projects to 0
 
-    def _region3(self, V: FloatArray, P: FloatArray) -> IntArray:
-        scale = np.maximum(1.0, np.abs(V).max(axis=1))
-        eps = 1e-12 * scale
-        region = np.full(V.shape[0], 4, dtype=np.int64)
+    def _face_margins(self, V: FloatArray, P: FloatArray) -> list[FloatArray]:
+        return [np.abs(P[:, 2]), np.abs(V[:, 0]), np.abs(V[:, 1])]
+
+    def _face_regions(self, V: FloatArray, P: FloatArray, eps: FloatArray) -> IntArray:
+        region = np.full(V.shape[0], self.SMOOTH, dtype=np.int64)
         flat = np.abs(P[:, 2]) <= eps
         region[flat] = 2
         region[flat & (V[:, 0] > 0) & (V[:, 1] <= 0)] = 5
         region[flat & (V[:, 0] <= 0) & (V[:, 1] > 0)] = 6
         region[flat & (V[:, 0] <= 0) & (V[:, 1] <= 0)] = 7
-        region[np.linalg.norm(P, axis=1) <= eps] = 1
-        region[np.linalg.norm(V - P, axis=1) <= eps] = 0
         return region
 
-    def _jacobian3(
-        self, V: FloatArray, P: FloatArray, region: IntArray, prm: FloatArray
-    ) -> FloatArray:
-        a = prm
-        J = np.zeros((V.shape[0], 3, 3))
-        J[region == 0] = np.eye(3)
-        J[region == 2] = np.diag([1.0, 1.0, 0.0])
-        J[region == 5] = np.diag([1.0, 0.0, 0.0])
-        J[region == 6] = np.diag([0.0, 1.0, 0.0])
-        smooth = region == 4
-        if np.any(smooth):
-            W, Pw, aw = V[smooth], P[smooth], a[smooth]
-            x, y, r = Pw[:, 0], Pw[:, 1], np.abs(Pw[:, 2])
-            x0, y0, z0 = W[:, 0], W[:, 1], np.abs(W[:, 2])
-            sgn = np.sign(W[:, 2])
-            k = z0 - 2 * r
-            # G1 = x^2 - x0 x - a r(z0 - r), G2 = y^2 - y0 y - (1-a) r(z0 - r),
-            # G3 = a log x + (1-a) log y - log r, unknowns (x, y, r), data (x0, y0, z0).
-            Gu = np.zeros((x.size, 3, 3))
-            Gu[:, 0, 0] = 2 * x - x0
-            Gu[:, 0, 2] = -aw * k
-            Gu[:, 1, 1] = 2 * y - y0
-            Gu[:, 1, 2] = -(1 - aw) * k
-            Gu[:, 2, 0] = aw / x
-            Gu[:, 2, 1] = (1 - aw) / y
-            Gu[:, 2, 2] = -1 / r
-            Gv = np.zeros_like(Gu)
-            Gv[:, 0, 0] = -x
-            Gv[:, 1, 1] = -y
-            Gv[:, 0, 2] = -aw * r * sgn
-            Gv[:, 1, 2] = -(1 - aw) * r * sgn
-            du = -np.linalg.solve(Gu, Gv)
-            du[:, 2, :] *= sgn[:, None]  # z = sign(z0) r
-            J[smooth] = du
-        return J
+    def _smooth_jacobian(self, V: FloatArray, P: FloatArray, prm: FloatArray) -> FloatArray:
+        """Implicit differentiation of Hien's equations for ``(x, y, r)``."""
+        W, Pw, aw = V, P, prm
+        x, y, r = Pw[:, 0], Pw[:, 1], np.abs(Pw[:, 2])
+        x0, y0, z0 = W[:, 0], W[:, 1], np.abs(W[:, 2])
+        sgn = np.sign(W[:, 2])
+        k = z0 - 2 * r
+        # G1 = x^2 - x0 x - a r(z0 - r), G2 = y^2 - y0 y - (1-a) r(z0 - r),
+        # G3 = a log x + (1-a) log y - log r, unknowns (x, y, r), data (x0, y0, z0).
+        Gu = np.zeros((x.size, 3, 3))
+        Gu[:, 0, 0] = 2 * x - x0
+        Gu[:, 0, 2] = -aw * k
+        Gu[:, 1, 1] = 2 * y - y0
+        Gu[:, 1, 2] = -(1 - aw) * k
+        Gu[:, 2, 0] = aw / x
+        Gu[:, 2, 1] = (1 - aw) / y
+        Gu[:, 2, 2] = -1 / r
+        Gv = np.zeros_like(Gu)
+        Gv[:, 0, 0] = -x
+        Gv[:, 1, 1] = -y
+        Gv[:, 0, 2] = -aw * r * sgn
+        Gv[:, 1, 2] = -(1 - aw) * r * sgn
+        du: FloatArray = -np.linalg.solve(Gu, Gv).astype(np.float64)
+        du[:, 2, :] *= sgn[:, None]  # z = sign(z0) r
+        return du
