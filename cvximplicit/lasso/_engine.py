@@ -25,6 +25,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 from sklearn.linear_model import ElasticNet, Lasso
@@ -67,6 +68,10 @@ class InnerSolution:
     support: np.ndarray
     kinks: int
     singular: bool
+    #: ``H = X_S'X_S/n (+ a2 I)`` and its Cholesky factor (``None`` when singular): factorized
+    #: once by the exact polish and reused by ``coef_jacobian``.
+    gram: FloatArray | None = None
+    factor: Any = None
 
 
 def _matvec(X: Any, b: FloatArray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
@@ -145,38 +150,40 @@ def _polish(fold: Fold, penalty: str, theta: FloatArray, coef: FloatArray) -> In
     a, ridge = _penalty_vectors(penalty, theta, p)
     S = np.flatnonzero(coef != 0)
     singular = False
+    H, factor = None, None
     if S.size:
         XS = _columns(X, S, fold.x_mean, centered)
         H = XS.T @ XS / n + ridge * np.eye(S.size)
         rhs = XS.T @ y / n - a[S] * np.sign(coef[S])
         try:
-            cond = np.linalg.cond(H)
-            singular = not np.isfinite(cond) or cond > 1e12
-            exact = np.linalg.solve(H, rhs)
+            factor = scipy.linalg.cho_factor(H)
+            diag = np.abs(np.diag(factor[0]))
+            singular = bool((diag.min() / diag.max()) ** 2 < 1e-12)  # ~ condition > 1e12
+        except np.linalg.LinAlgError:
+            singular = True
+        if singular:
+            factor = None
+        else:
+            exact = scipy.linalg.cho_solve(factor, rhs)
             if np.all(np.sign(exact) == np.sign(coef[S])):
                 coef = coef.copy()
                 coef[S] = exact
-        except np.linalg.LinAlgError:
-            singular = True
     r = y - _matvec(X, coef, fold.x_mean, centered)
     corr = np.abs(np.asarray(X.T @ r).ravel() - (fold.x_mean * r.sum() if centered else 0)) / n
     off = np.ones(p, dtype=bool)
     off[S] = False
     kinks = int(np.count_nonzero(off & (np.abs(corr - a) <= 1e-8 * np.maximum(a, 1e-300))))
-    return InnerSolution(coef=coef, support=S, kinks=kinks, singular=singular)
+    return InnerSolution(
+        coef=coef, support=S, kinks=kinks, singular=singular, gram=H, factor=factor
+    )
 
 
 def coef_jacobian(fold: Fold, penalty: str, theta: FloatArray, sol: InnerSolution) -> FloatArray:
     """``d b_S / d theta`` as an ``|S| x len(theta)`` matrix (rows on the support)."""
-    X = fold.X
-    n, p = X.shape
-    centered = sp.issparse(X) and bool(np.any(fold.x_mean))
+    p = fold.X.shape[1]
     S = sol.support
     if S.size == 0:
         return np.zeros((0, len(theta)))
-    _, ridge = _penalty_vectors(penalty, theta, p)
-    XS = _columns(X, S, fold.x_mean, centered)
-    H = XS.T @ XS / n + ridge * np.eye(S.size)
     s = np.sign(sol.coef[S])
     if penalty == "lasso":
         rhs = -s[:, None]
@@ -185,9 +192,10 @@ def coef_jacobian(fold: Fold, penalty: str, theta: FloatArray, sol: InnerSolutio
         rhs[np.arange(S.size), S] = -s
     else:
         rhs = np.stack([-s, -sol.coef[S]], axis=1)
-    if sol.singular:
-        return np.linalg.lstsq(H, rhs, rcond=None)[0]
-    return np.linalg.solve(H, rhs)
+    if sol.factor is None:  # singular X_S'X_S: least squares (recorded as ``singular``)
+        assert sol.gram is not None
+        return np.asarray(np.linalg.lstsq(sol.gram, rhs, rcond=None)[0], dtype=np.float64)
+    return scipy.linalg.cho_solve(sol.factor, rhs)
 
 
 def validation_loss_and_grad(fold: Fold, sol: InnerSolution) -> tuple[float, FloatArray]:
