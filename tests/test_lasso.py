@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.model_selection import KFold
+from sklearn.model_selection import KFold, check_cv
 
 from cvximplicit.lasso import (
     ImplicitElasticNetCV,
@@ -151,3 +151,78 @@ def test_alpha_is_validated_against_the_penalty():
         hypergradient(X, y, 0.1, penalty="enet")
     with pytest.raises(ValueError, match="takes 1 positive value"):
         hypergradient(X, y, [0.1, 0.2])
+
+
+@pytest.mark.parametrize("case", ["holdout", "kfold", "sparse", "sure", "no_intercept"])
+def test_homotopy_criterion_matches_exact_solves(case):
+    """The piecewise-quadratic criterion from the homotopy equals exact re-solves at its
+    breakpoints and inside its intervals, for every criterion and input kind."""
+    from cvximplicit.lasso._homotopy import exact_criterion_path
+
+    X, y = data(7, n=70, p=40, k=6)
+    fit_intercept = case != "no_intercept"
+    criterion = "sure" if case == "sure" else "cv"
+    cv: object = 3 if case == "kfold" else [(np.arange(45), np.arange(45, 70))]
+    Xin = sp.csc_matrix(X) if case == "sparse" else X
+    kwargs = dict(criterion=criterion, cv=cv, fit_intercept=fit_intercept, sigma=0.5)
+    est = ImplicitLassoCV(**kwargs, eps=1e-2).fit(Xin, y)  # type: ignore[arg-type]
+    path = est.path_
+    assert path is not None and path.alphas.size > 10
+    pairs = [(np.arange(70), np.arange(70))] if case == "sure" else check_cv(cv).split(X, y)
+    folds = [make_fold(Xin, y, tr, te, fit_intercept) for tr, te in pairs]
+    again = exact_criterion_path(folds, criterion, 0.5, path.alphas[-1], path.alphas[0], 1000)
+    np.testing.assert_allclose(again.values, path.values)
+    np.testing.assert_array_equal(path(path.alphas), path.values)
+    with pytest.raises(ValueError, match="covered range"):
+        path(path.alphas[0] * 1.1)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(path.alphas.size - 1, 6, replace=False)
+    for i in picks:
+        mid = float(np.sqrt(path.alphas[i] * path.alphas[i + 1]))  # inside an interval
+        exact, _ = hypergradient(Xin, y, mid, **kwargs)  # type: ignore[arg-type]
+        assert abs(exact - path(mid)[0]) <= 1e-8 * abs(exact), (mid, exact, path(mid))
+        if criterion != "sure":  # SURE jumps at breakpoints (df = |S|): an exact solve
+            # there sits on the kink and may count the entering coordinate or not
+            exact, _ = hypergradient(Xin, y, path.alphas[i], **kwargs)  # type: ignore[arg-type]
+            assert abs(exact - path.values[i]) <= 1e-8 * abs(exact)
+    best, _ = hypergradient(Xin, y, est.alpha_, **kwargs)  # type: ignore[arg-type]
+    assert abs(best - path.best_value) <= 1e-8 * best
+    if criterion != "sure":  # (SURE's breakpoint values can sit below its interior limits)
+        assert best <= path.values.min() * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_homotopy_finds_the_global_minimum(seed):
+    """Many features and few rows: the hold-out criterion has several local minima; the
+    homotopy's minimum is below every point of a dense exact grid, and when it sits at a
+    kink the one-sided slopes bracket zero."""
+    rng = np.random.default_rng(seed)
+    n, p = 60, 150
+    X = rng.standard_normal((n, p))
+    X[:, 1:] = 0.5 * X[:, :-1] + np.sqrt(0.75) * X[:, 1:]  # correlated neighbours
+    w = np.zeros(p)
+    w[rng.choice(p, 8, replace=False)] = rng.uniform(-2, 2, 8)
+    y = X @ w + 1.5 * rng.standard_normal(n)
+    split = [(np.arange(30), np.arange(30, 60))]
+    est = ImplicitLassoCV(cv=split, eps=1e-2).fit(X, y)
+    best, _ = hypergradient(X, y, est.alpha_, cv=split)
+    a_max = float(np.asarray(est.history_["alpha"])[0])
+    grid = np.geomspace(a_max * 1e-2, a_max, 300)  # (cold exact solves at tiny alphas are slow)
+    values = [hypergradient(X, y, a, cv=split)[0] for a in grid]
+    assert best <= min(values) * (1 + 1e-10)
+    grid_est = ImplicitLassoCV(cv=split, search="grid", eps=1e-2).fit(X, y)
+    assert best <= hypergradient(X, y, grid_est.alpha_, cv=split)[0] * (1 + 1e-10)
+    assert est.path_ is not None
+    if est.path_.slopes is not None:
+        below, above = est.path_.slopes
+        assert below <= 1e-9 * abs(best) and above >= -1e-9 * abs(best)
+
+
+def test_search_option_is_validated():
+    X, y = data(0)
+    with pytest.raises(ValueError, match="search must be"):
+        ImplicitLassoCV(search="lars").fit(X, y)
+    with pytest.raises(ValueError, match="needs a single penalty"):
+        ImplicitWeightedLassoCV(search="homotopy").fit(X, y)
+    grid = ImplicitLassoCV(cv=3, search="grid").fit(X, y)
+    assert grid.path_ is None and "path" in grid.history_["stage"]

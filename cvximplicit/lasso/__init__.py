@@ -3,12 +3,21 @@
 Needs scikit-learn (``pip install cvximplicit[lasso]``).
 
 Example:
-    >>> from cvximplicit.lasso import ImplicitLassoCV, hypergradient
+    >>> from cvximplicit.lasso import ImplicitLassoCV, criterion_path, hypergradient
 """
 
+from ._tuning import CriterionPath as CriterionPath
 from ._tuning import ImplicitElasticNetCV as ImplicitElasticNetCV
 from ._tuning import ImplicitLassoCV as ImplicitLassoCV
 from ._tuning import ImplicitWeightedLassoCV as ImplicitWeightedLassoCV
+from ._tuning import criterion_path as criterion_path
 from ._tuning import hypergradient as hypergradient
 
-__all__ = ["ImplicitElasticNetCV", "ImplicitLassoCV", "ImplicitWeightedLassoCV", "hypergradient"]
+__all__ = [
+    "CriterionPath",
+    "ImplicitElasticNetCV",
+    "ImplicitLassoCV",
+    "ImplicitWeightedLassoCV",
+    "criterion_path",
+    "hypergradient",
+]

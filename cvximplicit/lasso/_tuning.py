@@ -22,11 +22,14 @@ from ._engine import (
     solve_inner,
     validation_loss_and_grad,
 )
+from ._homotopy import CriterionPath, exact_criterion_path, homotopy_feasible
 
 __all__ = [
+    "CriterionPath",
     "ImplicitElasticNetCV",
     "ImplicitLassoCV",
     "ImplicitWeightedLassoCV",
+    "criterion_path",
     "hypergradient",
 ]
 
@@ -189,6 +192,62 @@ def hypergradient(
     return _Criterion(X, y, penalty, criterion, cv, fit_intercept, sigma, tol)(theta)
 
 
+def criterion_path(
+    X: Any,
+    y: Any,
+    criterion: str = "cv",
+    *,
+    cv: Any = 5,
+    fit_intercept: bool = True,
+    sigma: float | None = None,
+    eps: float = 1e-3,
+) -> CriterionPath:
+    r"""The LASSO tuning criterion over ``[eps alpha_max, alpha_max]``, exactly.
+
+    Between consecutive kinks of ``beta(alpha)`` the support ``S`` and signs ``s`` are fixed
+    and the nonsmooth implicit function theorem gives a constant derivative
+    ``d beta_S / d alpha = -(X_S'X_S/n)^{-1} s``: ``beta`` is piecewise linear, and the
+    held-out MSE (``criterion="cv"``, folds as in :func:`hypergradient`) and SURE are
+    piecewise quadratic in ``alpha``.  Each fold's path is integrated from kink to kink
+    (LARS-lasso homotopy), the breakpoints are merged and the global minimum is taken in
+    closed form on each interval.
+
+    Example:
+        >>> import numpy as np
+        >>> from cvximplicit.lasso import criterion_path, hypergradient
+        >>> rng = np.random.default_rng(0); X = rng.standard_normal((60, 30))
+        >>> y = X[:, 0] - 2 * X[:, 1] + 0.5 * rng.standard_normal(60)
+        >>> path = criterion_path(X, y, cv=3)
+        >>> exact, _ = hypergradient(X, y, path.best_alpha, cv=3)
+        >>> bool(abs(exact - path.best_value) < 1e-8 * exact)
+        True
+    """
+    X, y = cast(Any, check_X_y)(X, y, accept_sparse="csc", y_numeric=True, dtype=np.float64)
+    if not 0 < eps < 1:
+        raise ValueError(f"eps must be in (0, 1), got {eps}")
+    crit = _Criterion(X, y, "lasso", criterion, cv, fit_intercept, sigma, 1e-10)
+    a_max = _alpha_max(X, y, fit_intercept)
+    n, p = crit.folds[0].X.shape
+    if not homotopy_feasible(crit.folds, _max_steps(n, p)):
+        raise ValueError(
+            f"the path of a problem with {p} features would not fit in memory; use "
+            "ImplicitLassoCV(search='grid')"
+        )
+    return exact_criterion_path(
+        crit.folds, crit.criterion, crit.sigma, eps * a_max, a_max, _max_steps(n, p)
+    )
+
+
+def _alpha_max(X: Any, y: FloatArray, fit_intercept: bool) -> float:
+    """The smallest penalty with an all-zero solution on the whole data."""
+    if fit_intercept:
+        xm = np.asarray(X.mean(axis=0)).ravel()
+        corr = np.asarray(X.T @ (y - y.mean())).ravel() - xm * (y - y.mean()).sum()
+    else:
+        corr = np.asarray(X.T @ y).ravel()
+    return float(np.abs(corr).max() / X.shape[0]) or 1.0
+
+
 class _ImplicitTuner(RegressorMixin, BaseEstimator):
     """Shared machinery of the tuning estimators (see :class:`ImplicitLassoCV`)."""
 
@@ -202,6 +261,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         sigma: float | None = None,
         fit_intercept: bool = True,
         method: str = "lbfgs",
+        search: str = "auto",
         n_grid: int = 10,
         n_starts: int = 3,
         eps: float = 1e-3,
@@ -212,6 +272,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
     ) -> None:
         self.cv, self.criterion, self.sigma = cv, criterion, sigma
         self.fit_intercept, self.method, self.n_grid, self.eps = fit_intercept, method, n_grid, eps
+        self.search = search
         self.n_starts = n_starts
         self.max_iter, self.tol_outer, self.tol, self.verbose = max_iter, tol_outer, tol, verbose
 
@@ -226,14 +287,6 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
     def _n_theta(self, n_features: int) -> int:
         return {"lasso": 1, "weighted": n_features, "enet": 2}[self._penalty]
 
-    def _alpha_max(self, X: Any, y: FloatArray) -> float:
-        if self.fit_intercept:
-            xm = np.asarray(X.mean(axis=0)).ravel()
-            corr = np.asarray(X.T @ (y - y.mean())).ravel() - xm * (y - y.mean()).sum()
-        else:
-            corr = np.asarray(X.T @ y).ravel()
-        return float(np.abs(corr).max() / X.shape[0]) or 1.0
-
     def fit(self, X: Any, y: Any) -> _ImplicitTuner:
         """Tune the penalties on ``(X, y)``, then refit on all of it with the best ones."""
         X, y = validate_data(self, X, y, accept_sparse="csc", y_numeric=True, dtype=np.float64)
@@ -241,12 +294,23 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         crit = _Criterion(
             X, y, self._penalty, self.criterion, self.cv, self.fit_intercept, self.sigma, self.tol
         )
-        a_max = self._alpha_max(X, y)
+        a_max = _alpha_max(X, y, self.fit_intercept)
         lo, hi = np.log(a_max * self.eps), np.log(a_max)
         history: dict[str, list[Any]] = {
             k: []
-            for k in ("alpha", "criterion", "gradient", "time", "support", "kinks", "singular")
+            for k in (
+                "alpha",
+                "criterion",
+                "gradient",
+                "time",
+                "support",
+                "kinks",
+                "singular",
+                "stage",
+            )
         }
+        if self.method not in ("lbfgs", "gd"):
+            raise ValueError(f"method must be 'lbfgs' or 'gd', got {self.method!r}")
         start = time.perf_counter()
         bar = None
         if self.verbose:
@@ -255,7 +319,11 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             bar = tqdm(desc=f"tuning {self._penalty}", unit=" evaluations")
 
         def record(
-            theta: FloatArray, value: float, grad: FloatArray, support: int | None = None
+            theta: FloatArray,
+            value: float,
+            grad: FloatArray,
+            support: int | None = None,
+            stage: str = "refine",
         ) -> None:
             history["alpha"].append(theta.copy() if theta.size > 1 else float(theta[0]))
             history["criterion"].append(value)
@@ -264,7 +332,8 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             if bar is not None:
                 bar.update()
                 bar.set_postfix(alpha=f"{float(np.mean(theta)):.3g}", criterion=f"{value:.5g}")
-            if support is not None:  # a coarse-path point: no exact solve was made
+            history["stage"].append("path" if support is not None else stage)
+            if support is not None:  # a path point: no exact solve was made
                 history["support"].append(support)
                 history["kinks"].append(0)
                 history["singular"].append(False)
@@ -273,42 +342,94 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             history["kinks"].append(int(sum(s.kinks for s in crit.last)))
             history["singular"].append(bool(any(s.singular for s in crit.last)))
 
-        # 1. a cheap coarse path (warm-started, from alpha_max down) chooses the start, since
-        #    the criterion is nonconvex in alpha and can have several local minima; the
-        #    refinement then stays between the best point's neighbours on the path.
-        grid = np.linspace(hi, lo, self.n_grid)
+        # 1. globalisation: the criterion is nonconvex in alpha and can have many local
+        #    minima.  Single penalty: the exact criterion over the whole range by homotopy
+        #    (piecewise quadratic between the kinks of beta(alpha)); otherwise, or when the
+        #    path would not fit in memory, a coarse warm-started grid.
         k = self._n_theta(p)
-        if self._penalty == "lasso":
-            values = crit.path(np.exp(grid))
-            for t, v, supp in zip(grid, values, crit.path_support):
+        starts: list[tuple[float, tuple[float, float]]] = []  # (log alpha, bounds)
+        search = self._search(crit)
+        self.path_ = None
+        if search == "homotopy":
+            cpath = exact_criterion_path(
+                crit.folds, crit.criterion, crit.sigma, np.exp(lo), np.exp(hi), _max_steps(n, p)
+            )
+            self.path_ = cpath
+            grid = np.log(cpath.alphas)
+            for t, v, supp in zip(grid, cpath.values, cpath.support):
                 record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
+            crit.warm = [c.copy() for c in cpath.coefs]
+            t_best = float(np.log(cpath.best_alpha))
+            below = grid[grid < t_best - 1e-12]
+            above = grid[grid > t_best + 1e-12]
+            starts.append(
+                (
+                    t_best,
+                    (
+                        float(below[0]) if below.size else t_best,
+                        float(above[-1]) if above.size else t_best,
+                    ),
+                )
+            )
+            if cpath.lowest > np.exp(lo) * (1 + 1e-9):  # the path stopped early: grid the rest
+                rest = np.linspace(np.log(cpath.lowest), lo, max(3, self.n_grid // 2))[1:]
+                rest_values = crit.path(np.exp(rest))
+                for t, v, supp in zip(rest, rest_values, crit.path_support):
+                    record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
+                crit.warm = [c.copy() for c in cpath.coefs]
+                j = int(np.argmin(rest_values))
+                if rest_values[j] < cpath.best_value:
+                    nb = np.concatenate([[np.log(cpath.lowest)], rest])
+                    starts.append(
+                        (float(rest[j]), (float(nb[min(j + 2, nb.size - 1)]), float(nb[j])))
+                    )
         else:
-            values = []
-            for t in grid:
-                theta = self._theta(np.full(k, t))
-                value, grad = crit(theta)
-                record(theta, value, grad)
-                values.append(value)
-        # 2. hypergradient refinement in log(alpha), from the best local minima of the path
-        #    (``n_starts`` of them), each kept between its neighbours on the path.
-        values = np.asarray(values, dtype=np.float64)
-        minima = [
-            j
-            for j in range(len(grid))
-            if (j == 0 or values[j] <= values[j - 1])
-            and (j == len(grid) - 1 or values[j] <= values[j + 1])
-        ]
-        minima = sorted(minima, key=lambda j: values[j])[: max(1, self.n_starts)]
+            grid = np.linspace(hi, lo, self.n_grid)
+            if self._penalty == "lasso":
+                values = crit.path(np.exp(grid))
+                for t, v, supp in zip(grid, values, crit.path_support):
+                    record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
+            else:
+                values = []
+                for t in grid:
+                    theta = self._theta(np.full(k, t))
+                    value, grad = crit(theta)
+                    record(theta, value, grad, stage="path")
+                    values.append(value)
+            values = np.asarray(values, dtype=np.float64)
+            minima = [
+                j
+                for j in range(len(grid))
+                if (j == 0 or values[j] <= values[j - 1])
+                and (j == len(grid) - 1 or values[j] <= values[j + 1])
+            ]
+            for j in sorted(minima, key=lambda j: values[j])[: max(1, self.n_starts)]:
+                starts.append(
+                    (
+                        float(grid[j]),
+                        (float(grid[min(j + 1, len(grid) - 1)]), float(grid[max(j - 1, 0)])),
+                    )
+                )
 
+        # 2. hypergradient refinement in log(alpha) from each start, within its bounds
+        #    (after the homotopy this certifies the minimum: the gradient vanishes there, or
+        #    the minimum sits at a kink).
         def fun(t: FloatArray) -> tuple[float, FloatArray]:
             theta = self._theta(t)
             value, grad = crit(theta)
             record(theta, value, grad)
             return value, grad * self._dtheta(t)
 
-        for j in minima:
-            bounds = [(grid[min(j + 1, len(grid) - 1)], grid[max(j - 1, 0)])] * k
-            t0 = np.full(k, grid[j])
+        for number, (t_start, bound) in enumerate(starts):
+            bounds = [bound] * k
+            t0 = np.full(k, t_start)
+            if number == 0 and search == "homotopy":
+                # one exact solve certifies the homotopy's minimum; optimise only if the
+                # path's value there was inaccurate (LARS accumulates round-off)
+                value, _ = fun(t0)
+                assert self.path_ is not None
+                if abs(value - self.path_.best_value) <= 1e-7 * max(abs(value), 1e-300):
+                    continue
             # every evaluation is recorded; the best point of the history is used below
             if self.method == "lbfgs":
                 scipy.optimize.minimize(
@@ -319,14 +440,14 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                     bounds=bounds,
                     options={"maxiter": self.max_iter, "ftol": self.tol_outer},
                 )
-            elif self.method == "gd":
-                _gradient_descent(fun, t0, bounds, self.max_iter, self.tol_outer)
             else:
-                raise ValueError(f"method must be 'lbfgs' or 'gd', got {self.method!r}")
+                _gradient_descent(fun, t0, bounds, self.max_iter, self.tol_outer)
         if bar is not None:
             bar.close()
         values = np.asarray(history["criterion"])
-        i = int(np.argmin(values))  # the optimiser's point, or an earlier one if it was better
+        # the best exactly evaluated point (path values only chose where to look)
+        exact = np.asarray(history["stage"]) == "refine"
+        i = int(np.argmin(np.where(exact, values, np.inf)))
         theta_best = np.atleast_1d(np.asarray(history["alpha"][i], dtype=np.float64))
         # 3. refit on all the data.
         full = make_fold(X, y, np.arange(n), np.arange(n), self.fit_intercept)
@@ -335,8 +456,30 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         self.intercept_ = float(full.y_mean - full.x_mean @ sol.coef) if self.fit_intercept else 0.0
         self._set_alpha(theta_best)
         self.history_ = history
-        self.n_iter_ = len(values)
+        self.n_iter_ = int(exact.sum())
         return self
+
+    def _search(self, crit: _Criterion) -> str:
+        n, p = crit.folds[0].X.shape
+        if self.search not in ("auto", "homotopy", "grid"):
+            raise ValueError(f"search must be 'auto', 'homotopy' or 'grid', got {self.search!r}")
+        if self.search == "grid":
+            return "grid"
+        if self._penalty != "lasso":
+            if self.search == "homotopy":
+                raise ValueError(
+                    "search='homotopy' needs a single penalty (the path is piecewise linear in "
+                    f"one alpha); {type(self).__name__} tunes several: use search='grid'"
+                )
+            return "grid"
+        if not homotopy_feasible(crit.folds, _max_steps(n, p)):
+            if self.search == "homotopy":
+                raise ValueError(
+                    f"search='homotopy' would hold a {p} x {_max_steps(n, p)} path in memory; "
+                    "use search='grid' (or 'auto', which switches by itself)"
+                )
+            return "grid"
+        return "homotopy"
 
     def _theta(self, t: FloatArray) -> FloatArray:
         return np.exp(t)
@@ -358,21 +501,34 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         ax = ax or plt.subplots(figsize=(5, 3.2))[1]
         alphas = np.asarray([np.mean(a) for a in self.history_["alpha"]])
         values = np.asarray(self.history_["criterion"])
+        on_path = np.asarray(self.history_["stage"]) == "path"
+        if self.path_ is not None:  # the exact criterion: one quadratic between breakpoints
+            path = self.path_
+            dense = np.geomspace(path.alphas[-1], path.alphas[0], 2000)
+            dense = np.unique(np.concatenate([dense, path.alphas]))
+            ax.semilogx(dense, path(dense), "-", color="0.6", label="exact criterion (homotopy)")
+            on_grid = on_path & (alphas < path.alphas[-1] * (1 - 1e-12))
+            if np.any(on_grid):
+                ax.semilogx(alphas[on_grid], values[on_grid], "o", color="0.6", ms=3)
+        else:
+            ax.semilogx(alphas[on_path], values[on_path], "o-", color="0.6", label="coarse path")
         ax.semilogx(
-            alphas[: self.n_grid], values[: self.n_grid], "o-", color="0.6", label="coarse path"
-        )
-        ax.semilogx(
-            alphas[self.n_grid :],
-            values[self.n_grid :],
-            ".-",
+            alphas[~on_path],
+            values[~on_path],
+            ".",
             color="C0",
-            label="hypergradient iterates",
+            label="hypergradient evaluations",
         )
         ax.axvline(float(np.mean(self.alpha_)), color="C1", lw=1, label="chosen")
         ax.set_xlabel("alpha" if self._penalty == "lasso" else "mean penalty")
-        ax.set_ylabel(self.criterion)
+        ax.set_ylabel({"cv": "held-out MSE", "sure": "SURE"}.get(self.criterion, "criterion"))
         ax.legend()
         return ax
+
+
+def _max_steps(n: int, p: int) -> int:
+    """Breakpoints allowed on a LASSO path (variables can leave and re-enter)."""
+    return 10 * min(n, p) + 100
 
 
 def _gradient_descent(
@@ -404,10 +560,15 @@ def _gradient_descent(
 class ImplicitLassoCV(_ImplicitTuner):
     r"""LASSO whose penalty is tuned by exact hypergradients of a validation criterion.
 
-    Objective ``1/(2n) ||y - X beta||^2 + alpha ||beta||_1`` (scikit-learn's).  The
-    criterion is minimised over ``log(alpha)``: a coarse warm-started path picks the start
-    (the criterion is nonconvex), then L-BFGS-B uses ``dC/dalpha`` from the implicit
-    function theorem on the support (one ``|S| x |S|`` solve per fold).
+    Objective ``1/(2n) ||y - X beta||^2 + alpha ||beta||_1`` (scikit-learn's).  Between
+    kinks of ``beta(alpha)`` the implicit derivative ``d beta_S/d alpha = -H^{-1} sign(beta_S)``
+    (``H = X_S'X_S/n``) is constant, so the held-out MSE and SURE are piecewise quadratic in
+    ``alpha``.  By default (``search="auto"``) the criterion is computed exactly over
+    ``[eps alpha_max, alpha_max]`` by integrating that derivative from kink to kink (the
+    LARS-lasso homotopy on each fold), its global minimum is taken in closed form, and one
+    exact solve with its hypergradient certifies it.  ``search="grid"`` (and the estimators
+    with several penalties) use a coarse warm-started path, then L-BFGS-B on ``log(alpha)``
+    with the exact hypergradient (one ``|S| x |S|`` solve per fold).
 
     Args:
         cv: folds, as for ``LassoCV``: an int, a scikit-learn splitter, or an iterable of
@@ -416,10 +577,15 @@ class ImplicitLassoCV(_ImplicitTuner):
             estimate; ``sigma`` known or estimated by least squares when n > p).
         method: outer optimiser over ``log(alpha)``: ``"lbfgs"`` (L-BFGS-B, default) or
             ``"gd"`` (projected gradient descent with backtracking; cannot diverge).
+        search: how the nonconvex criterion is globalised: ``"homotopy"`` (the exact
+            piecewise-quadratic criterion over the whole range; single penalty only),
+            ``"grid"`` (coarse path, then hypergradient refinement from its best local
+            minima) or ``"auto"`` (homotopy when it applies and the path fits in memory).
         n_grid: size of the coarse warm-started path (``alpha_max`` down to
             ``eps * alpha_max``, scikit-learn's ``lasso_path``) that chooses where to refine.
         n_starts: refine from the ``n_starts`` best local minima of the coarse path, each
             within its neighbours on the path (the criterion is nonconvex).
+        eps: the searched range is ``[eps * alpha_max, alpha_max]``.
         max_iter, tol_outer: outer iterations and relative-change stopping rule.
         verbose: show a progress bar over criterion evaluations (``tqdm``).
         tol: inner coordinate-descent tolerance (solutions are then polished exactly).
@@ -427,8 +593,14 @@ class ImplicitLassoCV(_ImplicitTuner):
     Attributes:
         alpha_, coef_, intercept_: the chosen penalties and the model refit on all data.
         history_: ``alpha``, ``criterion``, ``gradient``, ``time``, ``support``, ``kinks``
-            (coordinates at the threshold off the support) and ``singular`` (whether
-            ``X_S'X_S`` was singular) for every evaluation, path first.
+            (coordinates at the threshold off the support), ``singular`` (whether
+            ``X_S'X_S`` was singular) and ``stage`` (``"path"``: a path point, no exact
+            solve; ``"refine"``: an exact solve with its hypergradient) for every point,
+            path first.
+        path_: the homotopy's :class:`~cvximplicit.lasso.CriterionPath` (breakpoints,
+            criterion values, the minimum, and its one-sided slopes when it sits at a
+            kink), or ``None`` when a grid was used.
+        n_iter_: number of exact criterion evaluations.
 
     Example:
         >>> import numpy as np
