@@ -226,3 +226,23 @@ def test_search_option_is_validated():
         ImplicitWeightedLassoCV(search="homotopy").fit(X, y)
     grid = ImplicitLassoCV(cv=3, search="grid").fit(X, y)
     assert grid.path_ is None and "path" in grid.history_["stage"]
+
+
+def test_a_path_that_stops_early_is_completed_by_a_grid_and_refinement(monkeypatch):
+    """When the homotopy stops before eps * alpha_max (here: a cap of 6 breakpoints), the
+    rest of the range is gridded and refined by hypergradients, and the reason is kept."""
+    import cvximplicit.lasso._tuning as tuning
+
+    X, y = data(8, n=90, p=30, k=8, noise=1.0)
+    split = [(np.arange(60), np.arange(60, 90))]
+    full = ImplicitLassoCV(cv=split).fit(X, y)
+    monkeypatch.setattr(tuning, "_max_steps", lambda n, p: 6)
+    capped = ImplicitLassoCV(cv=split).fit(X, y)
+    assert capped.path_ is not None and capped.path_.lowest > full.path_.lowest  # type: ignore[union-attr]
+    assert any("max_steps=6" in m for m in capped.path_.messages)
+    assert full.alpha_ < capped.path_.lowest  # the optimum lies in the gridded part
+    below = np.asarray(capped.history_["alpha"]) < capped.path_.lowest
+    assert np.any(below & (np.asarray(capped.history_["stage"]) == "path"))
+    best_full = hypergradient(X, y, full.alpha_, cv=split)[0]
+    best_capped = hypergradient(X, y, capped.alpha_, cv=split)[0]
+    assert best_capped <= best_full * (1 + 1e-4)

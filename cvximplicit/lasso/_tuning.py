@@ -371,18 +371,24 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                     ),
                 )
             )
-            if cpath.lowest > np.exp(lo) * (1 + 1e-9):  # the path stopped early: grid the rest
-                rest = np.linspace(np.log(cpath.lowest), lo, max(3, self.n_grid // 2))[1:]
+            if cpath.lowest > np.exp(lo) * (1 + 1e-9):
+                # the path stopped early (see path_.messages): grid the rest as densely as
+                # the coarse path would, and refine from its best point and from the edge
+                t_low = float(np.log(cpath.lowest))
+                size = max(3, int(np.ceil(self.n_grid * (t_low - lo) / (hi - lo))) + 1)
+                rest = np.linspace(t_low, lo, size)[1:]
                 rest_values = crit.path(np.exp(rest))
                 for t, v, supp in zip(rest, rest_values, crit.path_support):
                     record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
                 crit.warm = [c.copy() for c in cpath.coefs]
                 j = int(np.argmin(rest_values))
+                edge = np.concatenate([[t_low], rest])
                 if rest_values[j] < cpath.best_value:
-                    nb = np.concatenate([[np.log(cpath.lowest)], rest])
                     starts.append(
-                        (float(rest[j]), (float(nb[min(j + 2, nb.size - 1)]), float(nb[j])))
+                        (float(rest[j]), (float(edge[min(j + 2, edge.size - 1)]), float(edge[j])))
                     )
+                if abs(t_best - t_low) <= 1e-12 or rest_values[0] < cpath.best_value:
+                    starts.append((t_low, (float(rest[0]), t_low)))
         else:
             grid = np.linspace(hi, lo, self.n_grid)
             if self._penalty == "lasso":
@@ -425,7 +431,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             t0 = np.full(k, t_start)
             if number == 0 and search == "homotopy":
                 # one exact solve certifies the homotopy's minimum; optimise only if the
-                # path's value there was inaccurate (LARS accumulates round-off)
+                # path's value there disagrees with the exact solve
                 value, _ = fun(t0)
                 assert self.path_ is not None
                 if abs(value - self.path_.best_value) <= 1e-7 * max(abs(value), 1e-300):
