@@ -25,8 +25,8 @@ from ._engine import Fold, _columns
 
 __all__ = ["CriterionPath", "exact_criterion_path", "homotopy_feasible"]
 
-#: largest ``features x breakpoints`` coefficient array (and ``p x p`` Gram matrix for
-#: sparse input) the homotopy may hold; beyond it the estimators use a coarse grid instead.
+#: largest ``features x breakpoints`` coefficient array the homotopy may hold; beyond it
+#: the estimators use a coarse grid instead.
 MAX_ENTRIES = 25_000_000
 
 
@@ -85,10 +85,8 @@ class CriterionPath:
 
 
 def homotopy_feasible(folds: list[Fold], max_steps: int) -> bool:
-    """Whether the path's arrays fit in :data:`MAX_ENTRIES`."""
-    p = folds[0].X.shape[1]
-    sparse = sp.issparse(folds[0].X)
-    return p * max_steps <= MAX_ENTRIES and (not sparse or p * p <= MAX_ENTRIES)
+    """Whether the path's ``features x breakpoints`` array fits in :data:`MAX_ENTRIES`."""
+    return folds[0].X.shape[1] * max_steps <= MAX_ENTRIES
 
 
 def _fold_path(

@@ -433,8 +433,8 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                 # one exact solve certifies the homotopy's minimum; optimise only if the
                 # path's value there disagrees with the exact solve
                 value, _ = fun(t0)
-                assert self.path_ is not None
-                if abs(value - self.path_.best_value) <= 1e-7 * max(abs(value), 1e-300):
+                path_value = self.path_.best_value if self.path_ is not None else np.nan
+                if abs(value - path_value) <= 1e-7 * max(abs(value), 1e-300):
                     continue
             # every evaluation is recorded; the best point of the history is used below
             if self.method == "lbfgs":
