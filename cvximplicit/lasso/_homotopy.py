@@ -159,7 +159,8 @@ def _fold_path(
             H = G_buf[active, : len(active)]
             L = np.linalg.cholesky((H + H.T) / 2) if active else np.zeros((0, 0))
             dependent.clear()
-        if not active:
+        if not active:  # (only by round-off: below alpha_max some coordinate is active)
+            messages.append(f"the homotopy stopped at alpha={alpha:.6g}: the support emptied")
             break
         # direction and rates: beta_S(alpha - t) = beta_S + t dirn, c(alpha - t) = c - t rate
         dirn = scipy.linalg.cho_solve((L, True), signs)
