@@ -72,6 +72,8 @@ class InnerSolution:
     #: once by the exact polish and reused by ``coef_jacobian``.
     gram: FloatArray | None = None
     factor: Any = None
+    #: largest violation of the optimality conditions, relative to the penalty
+    violation: float = 0.0
 
 
 def _matvec(X: Any, b: FloatArray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
@@ -132,7 +134,20 @@ def solve_inner(
         warnings.simplefilter("ignore", SklearnConvergenceWarning)
         model.fit(Xfit, y)
     coef = np.asarray(model.coef_, dtype=np.float64) * scale
-    return _polish(fold, penalty, theta, coef)
+    sol = _polish(fold, penalty, theta, coef)
+    if sol.violation > 1e-7 and penalty != "enet":
+        # coordinate descent stalled (it can on correlated or binary designs): follow the
+        # homotopy down to this penalty instead; each of its breakpoints is certified
+        from ._homotopy import _fold_path
+
+        base = float(theta[0]) if penalty == "lasso" else float(np.mean(theta))
+        rescaled = Fold(Xfit, y, Xfit, y, np.zeros(p) if centered else fold.x_mean * scale, 0.0)
+        alphas, coefs = _fold_path(rescaled, base, 10 * min(X.shape) + 100, [])
+        if abs(alphas[-1] - base) <= 1e-12 * base:
+            exact = _polish(fold, penalty, theta, coefs[:, [-1]].toarray().ravel() * scale)
+            if exact.violation < sol.violation:
+                sol = exact
+    return sol
 
 
 def _penalty_vectors(penalty: str, theta: FloatArray, p: int) -> tuple[FloatArray, float]:
@@ -169,12 +184,30 @@ def _polish(fold: Fold, penalty: str, theta: FloatArray, coef: FloatArray) -> In
                 coef = coef.copy()
                 coef[S] = exact
     r = y - _matvec(X, coef, fold.x_mean, centered)
-    corr = np.abs(np.asarray(X.T @ r).ravel() - (fold.x_mean * r.sum() if centered else 0)) / n
+    signed = (np.asarray(X.T @ r).ravel() - (fold.x_mean * r.sum() if centered else 0)) / n
+    corr = np.abs(signed)
     off = np.ones(p, dtype=bool)
     off[S] = False
     kinks = int(np.count_nonzero(off & (np.abs(corr - a) <= 1e-8 * np.maximum(a, 1e-300))))
+    # optimality: |X_j'r/n| <= a_j off the support, X_S'r/n = a_S sign(b_S) (+ ridge b_S) on it
+    scale = np.maximum(a, 1e-300)
+    violation = max(
+        float(np.max((corr - a)[off] / scale[off], initial=0.0)),
+        float(
+            np.max(
+                np.abs(signed[S] - a[S] * np.sign(coef[S]) - ridge * coef[S]) / scale[S],
+                initial=0.0,
+            )
+        ),
+    )
     return InnerSolution(
-        coef=coef, support=S, kinks=kinks, singular=singular, gram=H, factor=factor
+        coef=coef,
+        support=S,
+        kinks=kinks,
+        singular=singular,
+        gram=H,
+        factor=factor,
+        violation=violation,
     )
 
 

@@ -15,6 +15,7 @@ opposite signs.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -25,8 +26,8 @@ from ._engine import Fold, _columns
 
 __all__ = ["CriterionPath", "exact_criterion_path", "homotopy_feasible"]
 
-#: largest ``features x breakpoints`` coefficient array the homotopy may hold; beyond it
-#: the estimators use a coarse grid instead.
+#: largest residual array (evaluation rows x merged breakpoints over all folds) the
+#: homotopy may hold; beyond it the estimators use a coarse grid instead.
 MAX_ENTRIES = 25_000_000
 
 
@@ -84,16 +85,19 @@ class CriterionPath:
         return out
 
 
-def homotopy_feasible(folds: list[Fold], max_steps: int) -> bool:
-    """Whether the path's ``features x breakpoints`` array fits in :data:`MAX_ENTRIES`."""
-    return folds[0].X.shape[1] * max_steps <= MAX_ENTRIES
+def homotopy_feasible(folds: list[Fold], criterion: str) -> bool:
+    """Whether the residuals on the merged breakpoints (``rows x folds x breakpoints``, with
+    a path's length estimated as ``3 min(n, p) + 100``) fit in :data:`MAX_ENTRIES`."""
+    n, p = folds[0].X.shape
+    rows = sum((f.y if criterion == "sure" else f.y_val).size for f in folds)
+    return rows * len(folds) * (3 * min(n, p) + 100) <= MAX_ENTRIES
 
 
 def _fold_path(
     fold: Fold, alpha_min: float, max_steps: int, messages: list[str]
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[FloatArray, Any]:
     """One fold's LASSO path from ``alpha_max`` down to ``alpha_min``: breakpoints
-    (decreasing) and the coefficients there (``p x breakpoints``).
+    (decreasing) and the coefficients there (sparse, ``p x breakpoints``).
 
     Between events the coefficients move along ``d beta_S / d(-alpha) = H^{-1} s`` and the
     correlations ``c = X'(y - X beta)/n`` along ``-X'X_S H^{-1} s / n``; the next event is
@@ -130,7 +134,8 @@ def _fold_path(
     event = ("enter", int(np.argmax(np.abs(c))))
     for _ in range(max_steps):
         kind, j = event
-        just_left = j if kind == "leave" else -1  # may not re-enter at once
+        just_left = j if kind == "leave" else -1
+        left_sign = float(signs[active.index(j)]) if kind == "leave" else 0.0
         if kind == "enter":
             col = _columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
             b = G_buf[j, : len(active)]  # X_S'x_j/n
@@ -159,6 +164,9 @@ def _fold_path(
             H = G_buf[active, : len(active)]
             L = np.linalg.cholesky((H + H.T) / 2) if active else np.zeros((0, 0))
             dependent.clear()
+            if active:  # re-solve on the reduced support (the zero was only up to round-off)
+                beta = scipy.linalg.cho_solve((L, True), c0[active] - alpha * signs)
+                c = c0 - G_buf[:, : len(active)] @ beta
         if not active:  # (only by round-off: below alpha_max some coordinate is active)
             messages.append(f"the homotopy stopped at alpha={alpha:.6g}: the support emptied")
             break
@@ -169,12 +177,12 @@ def _fold_path(
         off = np.ones(p, dtype=bool)
         off[active] = False
         off[list(dependent)] = False
-        if just_left >= 0:
-            off[just_left] = False
         with np.errstate(divide="ignore", invalid="ignore"):
             up = np.where(off & (1 - rate > 1e-12), (alpha - c) / (1 - rate), np.inf)
             down = np.where(off & (1 + rate > 1e-12), (alpha + c) / (1 + rate), np.inf)
             leave = np.where(dirn * beta < 0, -beta / dirn, np.inf)
+        if just_left >= 0:  # a coordinate that just left may re-enter, but not on its old side
+            (up if left_sign > 0 else down)[just_left] = np.inf
         t_enter = np.minimum(np.maximum(up, 0.0), np.maximum(down, 0.0))
         j_enter = int(np.argmin(t_enter)) if t_enter.size else -1
         k_leave = int(np.argmin(leave))
@@ -191,21 +199,24 @@ def _fold_path(
             beta[k_leave] = 0.0
         r = y - XS @ beta
         c = c0 - G @ beta
-        coef_S = np.array(active)
-        records.append((alpha, coef_S, beta.copy()))
-        if event[0] == "stop":
-            break
-        # certificate: signs kept on the support, no correlation above the threshold off it
+        # certificate: signs kept, correlations equal to alpha on the support and at most
+        # alpha off it
         off_all = np.ones(p, dtype=bool)
         off_all[active] = False
-        excess = float(np.abs(c[off_all]).max(initial=0.0)) - alpha
+        excess = max(
+            float(np.abs(c[off_all]).max(initial=0.0)) - alpha,
+            float(np.abs(c[active] - alpha * signs).max(initial=0.0)),
+        )
         wrong_sign = np.any(beta * signs < -1e-9 * np.abs(beta).max(initial=1.0))
         if excess > 1e-7 * alpha or wrong_sign:
             messages.append(
                 f"the homotopy stopped at alpha={alpha:.6g}: its optimality conditions failed "
-                f"(max off-support correlation exceeds alpha by {excess / alpha:.1e} relative)"
+                f"(correlations off by {excess / alpha:.1e} relative to alpha"
+                f"{', a sign changed' if wrong_sign else ''})"
             )
-            records.pop()
+            break
+        records.append((alpha, np.array(active), beta.copy()))
+        if event[0] == "stop":
             break
         if float(r @ r) <= 1e-20 * float(y @ y):
             messages.append(
@@ -218,26 +229,57 @@ def _fold_path(
     return _stack(records, p)
 
 
-def _stack(
-    records: list[tuple[float, np.ndarray, FloatArray]], p: int
-) -> tuple[FloatArray, FloatArray]:
+def _stack(records: list[tuple[float, np.ndarray, FloatArray]], p: int) -> tuple[FloatArray, Any]:
+    """Breakpoints and the coefficients there as a sparse ``p x breakpoints`` matrix."""
     alphas = np.array([a for a, _, _ in records])
-    coefs = np.zeros((p, len(records)))
-    for i, (_, S, b) in enumerate(records):
-        coefs[S, i] = b
+    indptr = np.cumsum([0] + [S.size for _, S, _ in records])
+    indices = np.concatenate([S for _, S, _ in records]).astype(np.int64)
+    data = np.concatenate([b for _, _, b in records]).astype(np.float64)
+    coefs = sp.csc_matrix((data, indices, indptr), shape=(p, len(records)))
+    coefs.eliminate_zeros()  # (coefficients leaving at a breakpoint are exact zeros there)
     return alphas, coefs
 
 
-def _interpolate(alphas: FloatArray, columns: FloatArray, at: FloatArray) -> FloatArray:
-    """Columns given at decreasing breakpoints ``alphas``, linearly interpolated at ``at``
-    (constant beyond the first breakpoint, where the coefficients are zero)."""
+def _segments(alphas: FloatArray, at: FloatArray) -> tuple[np.ndarray, FloatArray]:
+    """For each ``at``: the index ``i`` of the interval ``[alphas[i+1], alphas[i]]`` of the
+    decreasing breakpoints holding it and the weight ``w`` of ``alphas[i]`` (clipped: 1
+    above the first breakpoint, where the coefficients are zero)."""
     if alphas.size == 1:
-        return np.repeat(columns[:, :1], at.size, axis=1)
-    ra, rc = alphas[::-1], columns[:, ::-1]
+        return np.zeros(at.size, dtype=np.int64), np.ones(at.size)
+    ra = alphas[::-1]
     j = np.clip(np.searchsorted(ra, at, side="right") - 1, 0, ra.size - 2)
     width = ra[j + 1] - ra[j]
     w = np.clip(np.where(width > 0, (at - ra[j]) / np.where(width > 0, width, 1.0), 0.0), 0, 1)
-    return rc[:, j] * (1 - w) + rc[:, j + 1] * w
+    # at a breakpoint up to round-off (alpha_max computed two ways): exactly there
+    w = np.where(np.abs(at - ra[j + 1]) <= 1e-12 * ra[j + 1], 1.0, w)
+    w = np.where(np.abs(at - ra[j]) <= 1e-12 * ra[j], 0.0, w)
+    return alphas.size - 2 - j, w
+
+
+def _predict(X_eval: Any, coefs: Any, x_mean: FloatArray) -> FloatArray:
+    """``X_eval @ coefs`` (dense, rows x breakpoints), centering sparse ``X_eval`` implicitly."""
+    pred = coefs.T @ X_eval.T
+    pred = np.asarray(pred.toarray() if sp.issparse(pred) else pred).T
+    if sp.issparse(X_eval) and np.any(x_mean):
+        pred = pred - np.asarray(coefs.T @ x_mean).ravel()
+    return pred
+
+
+def _support_sizes(coefs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Support size at each breakpoint, and inside each interval (the union of its ends';
+    a single breakpoint counts as its own interval)."""
+    nnz = np.diff(coefs.indptr)
+    if coefs.shape[1] == 1:
+        return np.concatenate([nnz, nnz]), nnz
+    return np.concatenate([nnz, nnz[-1:]]), (abs(coefs[:, 1:]) + abs(coefs[:, :-1])).getnnz(axis=0)
+
+
+def _interpolate(alphas: FloatArray, columns: FloatArray, at: FloatArray) -> FloatArray:
+    """Dense columns given at decreasing breakpoints, linearly interpolated at ``at``."""
+    if alphas.size == 1:
+        return np.repeat(columns[:, :1], at.size, axis=1)
+    i, w = _segments(alphas, at)
+    return columns[:, i] * w + columns[:, i + 1] * (1 - w)
 
 
 def exact_criterion_path(
@@ -255,6 +297,7 @@ def exact_criterion_path(
     lowest = min(alpha_max, max(alpha_min, max(float(a[-1]) for a, _ in paths)))
     grid = np.concatenate([a for a, _ in paths] + [np.array([alpha_max, lowest])])
     grid = np.unique(grid[(grid >= lowest) & (grid <= alpha_max)])[::-1]
+    grid = grid[np.concatenate([[True], -np.diff(grid) > 1e-12 * grid[:-1]])]  # near-duplicates
     m = len(folds)
     # per interval [grid[i+1], grid[i]]: f(tau) = qa tau^2 + 2 qb tau + qc, tau in [0, 1]
     qa = np.zeros(grid.size - 1)
@@ -265,22 +308,20 @@ def exact_criterion_path(
     inner_df = np.zeros(grid.size - 1)
     for fold, (alphas, coefs) in zip(folds, paths):
         X_eval, y_eval = (fold.X, fold.y) if criterion == "sure" else (fold.X_val, fold.y_val)
-        pred = np.asarray(X_eval @ coefs)
-        if sp.issparse(X_eval) and np.any(fold.x_mean):
-            pred = pred - fold.x_mean @ coefs
+        pred = _predict(X_eval, coefs, fold.x_mean)
         resid = _interpolate(alphas, y_eval[:, None] - pred, grid)
-        coef_at = _interpolate(alphas, coefs, grid)
-        nnz = np.count_nonzero(np.abs(coef_at) > 0, axis=0)
+        nnz, union = _support_sizes(coefs)
+        i, w = _segments(alphas, grid)
+        support += np.where(w == 1, nnz[i], np.where(w == 0, nnz[i + 1], union[i])) / m
         scale = 1.0 / (m * y_eval.size)
         values += scale * np.einsum("ij,ij->j", resid, resid)
-        support += nnz / m
         u, v = resid[:, 1:], resid[:, :-1] - resid[:, 1:]  # residual at lower end, slope
         qa += scale * np.einsum("ij,ij->j", v, v)
         qb += scale * np.einsum("ij,ij->j", u, v)
         qc += scale * np.einsum("ij,ij->j", u, u)
-        if criterion == "sure":  # support inside an interval: union of its ends' supports
-            inside = (np.abs(coef_at[:, 1:]) > 0) | (np.abs(coef_at[:, :-1]) > 0)
-            inner_df += np.count_nonzero(inside, axis=0)
+        if criterion == "sure":  # support inside each merged interval
+            k, _ = _segments(alphas, np.sqrt(grid[1:] * grid[:-1]))
+            inner_df += union[k]
     if criterion == "sure":
         s2, n = (sigma or 0.0) ** 2, folds[0].y.size
         values += -s2 + 2 * s2 * support / n
@@ -292,9 +333,10 @@ def exact_criterion_path(
         tau = np.clip(tau, 1e-6, 1 - 1e-6)
     inner = qa * tau**2 + 2 * qb * tau + qc
     i_in = int(np.argmin(inner)) if inner.size else -1
-    i_end = int(np.argmin(values)) if criterion != "sure" or i_in < 0 else 0
+    # breakpoints as candidates; for SURE only alpha_max, where beta = 0 exactly
+    i_end = int(np.argmin(values)) if criterion != "sure" else 0
     slopes = None
-    if i_in >= 0 and (criterion == "sure" or (inner[i_in] < values[i_end] and 0 < tau[i_in] < 1)):
+    if i_in >= 0 and inner[i_in] < values[i_end] and (criterion == "sure" or 0 < tau[i_in] < 1):
         best_alpha = float(grid[i_in + 1] + tau[i_in] * (grid[i_in] - grid[i_in + 1]))
         best_value = float(inner[i_in])
     else:  # at a breakpoint: a kink of beta(alpha); the one-sided slopes dC/dalpha
@@ -303,8 +345,11 @@ def exact_criterion_path(
         below = 2 * (qa[i_end] + qb[i_end]) / width[i_end] if i_end < grid.size - 1 else np.nan
         above = 2 * qb[i_end - 1] / width[i_end - 1] if i_end > 0 else np.nan
         slopes = (float(below), float(above))
-    at = np.array([best_alpha])
-    coefs_best = [_interpolate(a, c, at)[:, 0] for a, c in paths]
+    coefs_best = []
+    for a, c in paths:
+        (i,), (w,) = _segments(a, np.array([best_alpha]))
+        ends = c[:, [i, min(i + 1, a.size - 1)]].toarray()
+        coefs_best.append(ends[:, 0] * w + ends[:, 1] * (1 - w))
     return CriterionPath(
         alphas=grid,
         values=values,

@@ -228,10 +228,10 @@ def criterion_path(
     crit = _Criterion(X, y, "lasso", criterion, cv, fit_intercept, sigma, 1e-10)
     a_max = _alpha_max(X, y, fit_intercept)
     n, p = crit.folds[0].X.shape
-    if not homotopy_feasible(crit.folds, _max_steps(n, p)):
+    if not homotopy_feasible(crit.folds, criterion):
         raise ValueError(
-            f"the path of a problem with {p} features would not fit in memory; use "
-            "ImplicitLassoCV(search='grid')"
+            f"the criterion path over {len(crit.folds)} folds would not fit in memory; use "
+            "fewer folds or ImplicitLassoCV(search='grid')"
         )
     return exact_criterion_path(
         crit.folds, crit.criterion, crit.sigma, eps * a_max, a_max, _max_steps(n, p)
@@ -311,6 +311,8 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         }
         if self.method not in ("lbfgs", "gd"):
             raise ValueError(f"method must be 'lbfgs' or 'gd', got {self.method!r}")
+        if not 0 < self.eps < 1:
+            raise ValueError(f"eps must be in (0, 1), got {self.eps}")
         start = time.perf_counter()
         bar = None
         if self.verbose:
@@ -400,7 +402,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                 for t in grid:
                     theta = self._theta(np.full(k, t))
                     value, grad = crit(theta)
-                    record(theta, value, grad, stage="path")
+                    record(theta, value, grad, stage="grid")
                     values.append(value)
             values = np.asarray(values, dtype=np.float64)
             minima = [
@@ -452,7 +454,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             bar.close()
         values = np.asarray(history["criterion"])
         # the best exactly evaluated point (path values only chose where to look)
-        exact = np.asarray(history["stage"]) == "refine"
+        exact = np.asarray(history["stage"]) != "path"
         i = int(np.argmin(np.where(exact, values, np.inf)))
         theta_best = np.atleast_1d(np.asarray(history["alpha"][i], dtype=np.float64))
         # 3. refit on all the data.
@@ -466,7 +468,6 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         return self
 
     def _search(self, crit: _Criterion) -> str:
-        n, p = crit.folds[0].X.shape
         if self.search not in ("auto", "homotopy", "grid"):
             raise ValueError(f"search must be 'auto', 'homotopy' or 'grid', got {self.search!r}")
         if self.search == "grid":
@@ -478,10 +479,10 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                     f"one alpha); {type(self).__name__} tunes several: use search='grid'"
                 )
             return "grid"
-        if not homotopy_feasible(crit.folds, _max_steps(n, p)):
+        if not homotopy_feasible(crit.folds, crit.criterion):
             if self.search == "homotopy":
                 raise ValueError(
-                    f"search='homotopy' would hold a {p} x {_max_steps(n, p)} path in memory; "
+                    f"search='homotopy' over {len(crit.folds)} folds would not fit in memory; "
                     "use search='grid' (or 'auto', which switches by itself)"
                 )
             return "grid"
@@ -507,7 +508,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         ax = ax or plt.subplots(figsize=(5, 3.2))[1]
         alphas = np.asarray([np.mean(a) for a in self.history_["alpha"]])
         values = np.asarray(self.history_["criterion"])
-        on_path = np.asarray(self.history_["stage"]) == "path"
+        on_path = np.isin(self.history_["stage"], ["path", "grid"])
         if self.path_ is not None:  # the exact criterion: one quadratic between breakpoints
             path = self.path_
             dense = np.geomspace(path.alphas[-1], path.alphas[0], 2000)
@@ -601,7 +602,9 @@ class ImplicitLassoCV(_ImplicitTuner):
         history_: ``alpha``, ``criterion``, ``gradient``, ``time``, ``support``, ``kinks``
             (coordinates at the threshold off the support), ``singular`` (whether
             ``X_S'X_S`` was singular) and ``stage`` (``"path"``: a path point, no exact
-            solve; ``"refine"``: an exact solve with its hypergradient) for every point,
+            solve; ``"grid"``: an exact solve on the coarse grid of the estimators with
+            several penalties; ``"refine"``: an exact solve with its hypergradient during
+            refinement) for every point,
             path first.
         path_: the homotopy's :class:`~cvximplicit.lasso.CriterionPath` (breakpoints,
             criterion values, the minimum, and its one-sided slopes when it sits at a
