@@ -70,19 +70,11 @@ class CriterionPath:
             )
         if self.quadratics is None or self.alphas.size < 2:
             return np.full(at.size, self.values[0])
-        ra = self.alphas[::-1]
-        i = (
-            self.alphas.size
-            - 2
-            - np.clip(np.searchsorted(ra, at, side="right") - 1, 0, ra.size - 2)
-        )
-        lo, hi = self.alphas[i + 1], self.alphas[i]
-        t = np.clip((at - lo) / (hi - lo), 0.0, 1.0)
+        i, t = _segments(self.alphas, at)  # t: position in the interval, 1 at its top
         qa, qb, qc = self.quadratics[i].T
         out = qa * t**2 + 2 * qb * t + qc
-        exact = np.isin(at, self.alphas)  # breakpoints: their own value (SURE jumps there)
-        out[exact] = self.values[np.searchsorted(-self.alphas, -at[exact])]
-        return out
+        # at a breakpoint: its own value (SURE jumps there)
+        return np.where(t == 1, self.values[i], np.where(t == 0, self.values[i + 1], out))
 
 
 def homotopy_feasible(folds: list[Fold], criterion: str) -> bool:
