@@ -321,11 +321,12 @@ def exact_criterion_path(
     tau = np.clip(-qb / np.where(qa > 0, qa, np.inf), 0.0, 1.0)
     if criterion == "sure":
         # SURE jumps at breakpoints (df = |S| drops where a coordinate is exactly zero); an
-        # exact solve cannot reproduce that zero, so minimise over interval interiors only
+        # exact solve cannot reproduce that zero, so minimise over interval interiors (and
+        # alpha_max below, where beta = 0 exactly)
         tau = np.clip(tau, 1e-6, 1 - 1e-6)
     inner = qa * tau**2 + 2 * qb * tau + qc
     i_in = int(np.argmin(inner)) if inner.size else -1
-    # breakpoints as candidates; for SURE only alpha_max, where beta = 0 exactly
+    # breakpoints as candidates; for SURE only alpha_max
     i_end = int(np.argmin(values)) if criterion != "sure" else 0
     slopes = None
     if i_in >= 0 and inner[i_in] < values[i_end] and (criterion == "sure" or 0 < tau[i_in] < 1):
