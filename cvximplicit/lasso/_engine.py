@@ -81,6 +81,12 @@ def _matvec(X: Any, b: FloatArray, x_mean: FloatArray, sparse_centered: bool) ->
     return out - x_mean @ b if sparse_centered else out
 
 
+def _correlations(X: Any, r: FloatArray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
+    """``X'r/n`` with ``X`` centered (implicitly for sparse ``X``)."""
+    out = np.asarray(X.T @ r).ravel()
+    return (out - x_mean * r.sum() if sparse_centered else out) / X.shape[0]
+
+
 def _columns(X: Any, S: np.ndarray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
     XS = X[:, S]
     XS = XS.toarray() if sp.issparse(XS) else np.asarray(XS)
@@ -138,11 +144,11 @@ def solve_inner(
     if sol.violation > 1e-7 and penalty != "enet":
         # coordinate descent stalled (it can on correlated or binary designs): follow the
         # homotopy down to this penalty instead; each of its breakpoints is certified
-        from ._homotopy import _fold_path
+        from ._homotopy import _fold_path, max_steps
 
         base = float(theta[0]) if penalty == "lasso" else float(np.mean(theta))
         rescaled = Fold(Xfit, y, Xfit, y, np.zeros(p) if centered else fold.x_mean * scale, 0.0)
-        alphas, coefs = _fold_path(rescaled, base, 10 * min(X.shape) + 100, [])
+        alphas, coefs = _fold_path(rescaled, base, max_steps(*X.shape), [])
         if abs(alphas[-1] - base) <= 1e-12 * base:
             exact = _polish(fold, penalty, theta, coefs[:, [-1]].toarray().ravel() * scale)
             if exact.violation < sol.violation:
@@ -184,7 +190,7 @@ def _polish(fold: Fold, penalty: str, theta: FloatArray, coef: FloatArray) -> In
                 coef = coef.copy()
                 coef[S] = exact
     r = y - _matvec(X, coef, fold.x_mean, centered)
-    signed = (np.asarray(X.T @ r).ravel() - (fold.x_mean * r.sum() if centered else 0)) / n
+    signed = _correlations(X, r, fold.x_mean, centered)
     corr = np.abs(signed)
     off = np.ones(p, dtype=bool)
     off[S] = False

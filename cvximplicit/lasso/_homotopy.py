@@ -22,7 +22,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .._typing import FloatArray
-from ._engine import Fold, _columns
+from ._engine import Fold, _columns, _correlations
 
 __all__ = ["CriterionPath", "exact_criterion_path", "homotopy_feasible"]
 
@@ -77,6 +77,11 @@ class CriterionPath:
         return np.where(t == 1, self.values[i], np.where(t == 0, self.values[i + 1], out))
 
 
+def max_steps(n: int, p: int) -> int:
+    """Breakpoints allowed on a LASSO path (coordinates can leave and re-enter)."""
+    return 10 * min(n, p) + 100
+
+
 def homotopy_feasible(folds: list[Fold], criterion: str) -> bool:
     """Whether the residuals on the merged breakpoints (``rows x folds x breakpoints``, with
     a path's length estimated as ``3 min(n, p) + 100``) fit in :data:`MAX_ENTRIES`."""
@@ -105,8 +110,7 @@ def _fold_path(
     centered = sp.issparse(X) and bool(np.any(fold.x_mean))
 
     def correlations(r: FloatArray) -> FloatArray:
-        out = np.asarray(X.T @ r).ravel()
-        return (out - fold.x_mean * r.sum() if centered else out) / n
+        return _correlations(X, r, fold.x_mean, centered)
 
     c0 = correlations(y)
     c = c0
@@ -266,12 +270,12 @@ def _support_sizes(coefs: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([nnz, nnz[-1:]]), (abs(coefs[:, 1:]) + abs(coefs[:, :-1])).getnnz(axis=0)
 
 
-def _interpolate(alphas: FloatArray, columns: FloatArray, at: FloatArray) -> FloatArray:
-    """Dense columns given at decreasing breakpoints, linearly interpolated at ``at``."""
-    if alphas.size == 1:
-        return np.repeat(columns[:, :1], at.size, axis=1)
-    i, w = _segments(alphas, at)
-    return columns[:, i] * w + columns[:, i + 1] * (1 - w)
+def _interpolate(columns: Any, i: np.ndarray, w: FloatArray) -> FloatArray:
+    """Columns given at decreasing breakpoints, linearly interpolated at the points whose
+    intervals and weights :func:`_segments` returned (dense result)."""
+    ends = columns[:, np.concatenate([i, np.minimum(i + 1, columns.shape[1] - 1)])]
+    ends = ends.toarray() if sp.issparse(ends) else ends
+    return ends[:, : i.size] * w + ends[:, i.size :] * (1 - w)
 
 
 def exact_criterion_path(
@@ -301,9 +305,9 @@ def exact_criterion_path(
     for fold, (alphas, coefs) in zip(folds, paths):
         X_eval, y_eval = (fold.X, fold.y) if criterion == "sure" else (fold.X_val, fold.y_val)
         pred = _predict(X_eval, coefs, fold.x_mean)
-        resid = _interpolate(alphas, y_eval[:, None] - pred, grid)
-        nnz, union = _support_sizes(coefs)
         i, w = _segments(alphas, grid)
+        resid = _interpolate(y_eval[:, None] - pred, i, w)
+        nnz, union = _support_sizes(coefs)
         support += np.where(w == 1, nnz[i], np.where(w == 0, nnz[i + 1], union[i])) / m
         scale = 1.0 / (m * y_eval.size)
         values += scale * np.einsum("ij,ij->j", resid, resid)
@@ -338,11 +342,8 @@ def exact_criterion_path(
         below = 2 * (qa[i_end] + qb[i_end]) / width[i_end] if i_end < grid.size - 1 else np.nan
         above = 2 * qb[i_end - 1] / width[i_end - 1] if i_end > 0 else np.nan
         slopes = (float(below), float(above))
-    coefs_best = []
-    for a, c in paths:
-        (i,), (w,) = _segments(a, np.array([best_alpha]))
-        ends = c[:, [i, min(i + 1, a.size - 1)]].toarray()
-        coefs_best.append(ends[:, 0] * w + ends[:, 1] * (1 - w))
+    at = np.array([best_alpha])
+    coefs_best = [_interpolate(c, *_segments(a, at))[:, 0] for a, c in paths]
     return CriterionPath(
         alphas=grid,
         values=values,

@@ -23,6 +23,7 @@ from ._engine import (
     validation_loss_and_grad,
 )
 from ._homotopy import CriterionPath, exact_criterion_path, homotopy_feasible
+from ._homotopy import max_steps as _max_steps
 
 __all__ = [
     "CriterionPath",
@@ -71,10 +72,11 @@ class _Criterion:
         self.warm: list[FloatArray | None] = [None] * len(self.folds)
         self.last: list[InnerSolution] = []
 
-    def path(self, alphas: FloatArray) -> FloatArray:
-        """The criterion along a decreasing grid of LASSO penalties, by scikit-learn's
-        warm-started ``lasso_path`` (moderate tolerance: it only chooses where to refine).
-        The solutions at the best penalty warm-start the refinement."""
+    def path(self, alphas: FloatArray, warm_start: bool = True) -> tuple[FloatArray, FloatArray]:
+        """The criterion and the mean support size along a decreasing grid of LASSO
+        penalties, by scikit-learn's warm-started ``lasso_path`` (moderate tolerance: it only
+        chooses where to refine).  With ``warm_start``, the solutions at the best penalty
+        warm-start the refinement."""
         totals = np.zeros(alphas.size)
         paths = []
         for fold in self.folds:
@@ -98,10 +100,11 @@ class _Criterion:
                     values - sigma**2 + 2 * sigma**2 * np.count_nonzero(coefs, axis=0) / fold.y.size
                 )
             totals += values
-        best = int(np.argmin(totals))
-        self.warm = [c[:, best].copy() for c in paths]
-        self.path_support = np.mean([np.count_nonzero(c, axis=0) for c in paths], axis=0)
-        return totals / len(self.folds)
+        if warm_start:
+            best = int(np.argmin(totals))
+            self.warm = [c[:, best].copy() for c in paths]
+        support = np.mean([np.count_nonzero(c, axis=0) for c in paths], axis=0)
+        return totals / len(self.folds), support
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray]:
         total, grad = 0.0, np.zeros(len(theta))
@@ -344,6 +347,10 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             history["kinks"].append(int(sum(s.kinks for s in crit.last)))
             history["singular"].append(bool(any(s.singular for s in crit.last)))
 
+        def record_path(log_alphas: FloatArray, values: Any, supports: Any) -> None:
+            for t, v, supp in zip(log_alphas, values, supports):
+                record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
+
         # 1. globalisation: the criterion is nonconvex in alpha and can have many local
         #    minima.  Single penalty: the exact criterion over the whole range by homotopy
         #    (piecewise quadratic between the kinks of beta(alpha)); otherwise, or when the
@@ -358,8 +365,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
             )
             self.path_ = cpath
             grid = np.log(cpath.alphas)
-            for t, v, supp in zip(grid, cpath.values, cpath.support):
-                record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
+            record_path(grid, cpath.values, cpath.support)
             crit.warm = [c.copy() for c in cpath.coefs]
             t_best = float(np.log(cpath.best_alpha))
             below = grid[grid < t_best - 1e-12]
@@ -379,10 +385,8 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                 t_low = float(np.log(cpath.lowest))
                 size = max(3, int(np.ceil(self.n_grid * (t_low - lo) / (hi - lo))) + 1)
                 rest = np.linspace(t_low, lo, size)[1:]
-                rest_values = crit.path(np.exp(rest))
-                for t, v, supp in zip(rest, rest_values, crit.path_support):
-                    record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
-                crit.warm = [c.copy() for c in cpath.coefs]
+                rest_values, rest_support = crit.path(np.exp(rest), warm_start=False)
+                record_path(rest, rest_values, rest_support)
                 j = int(np.argmin(rest_values))
                 edge = np.concatenate([[t_low], rest])
                 if rest_values[j] < cpath.best_value:
@@ -394,9 +398,8 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         else:
             grid = np.linspace(hi, lo, self.n_grid)
             if self._penalty == "lasso":
-                values = crit.path(np.exp(grid))
-                for t, v, supp in zip(grid, values, crit.path_support):
-                    record(np.exp(np.array([t])), float(v), np.array([np.nan]), round(float(supp)))
+                values, supports = crit.path(np.exp(grid))
+                record_path(grid, values, supports)
             else:
                 values = []
                 for t in grid:
@@ -531,11 +534,6 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         ax.set_ylabel({"cv": "held-out MSE", "sure": "SURE"}.get(self.criterion, "criterion"))
         ax.legend()
         return ax
-
-
-def _max_steps(n: int, p: int) -> int:
-    """Breakpoints allowed on a LASSO path (variables can leave and re-enter)."""
-    return 10 * min(n, p) + 100
 
 
 def _gradient_descent(
