@@ -25,6 +25,8 @@ from ._cones import ZeroCone as ZeroCone
 from ._conic import ConicSolution as ConicSolution
 from ._conic import DataTangent as DataTangent
 from ._diagnostics import Diagnostics as Diagnostics
+from ._diagnostics import PolishOutcome as PolishOutcome
+from ._diagnostics import Timings as Timings
 from ._errors import ConvergenceError as ConvergenceError
 from ._errors import ConvergenceWarning as ConvergenceWarning
 from ._errors import CvximplicitError as CvximplicitError
@@ -50,5 +52,6 @@ from ._solvers import Clarabel as Clarabel
 from ._solvers import ConeData as ConeData
 from ._solvers import Solver as Solver
 from ._solvers import SolverStatus as SolverStatus
+from ._tolerances import Tolerances as Tolerances
 
 __version__ = "0.1.0"

@@ -22,20 +22,18 @@ implicit function theorem: one factorization of ``B`` serves every VJP and JVP.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
+import time
 import warnings
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from ._cones import Cone, KinkPolicy
-from ._diagnostics import Diagnostics
+from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import (
     DegenerateDerivativeError,
     DegenerateDerivativeWarning,
@@ -44,21 +42,65 @@ from ._errors import (
     SolverFailedError,
     UnboundedError,
 )
+from ._factor import Factorization, Refined, factorize
 from ._solvers import ConeData, RawSolution, Solver, SolverStatus
+from ._tolerances import Tolerances
+from ._typing import FloatArray, IntArray, Sparse
 
-__all__ = ["ConeSet", "ConicSolution", "DataTangent", "LinearSystem", "solve_conic"]
+__all__ = [
+    "ConeSet",
+    "ConicSolution",
+    "DataTangent",
+    "Jacobian",
+    "NewtonStructure",
+    "solve_conic",
+]
 
-from ._typing import FloatArray, Sparse, shape2
 
-#: Pivot ratio ``min |U_ii| / max |U_ii|`` of the LU factors below which ``B`` is treated as
-#: numerically singular.
-SINGULAR_PIVOT_RATIO = 1e-13
-#: Largest ``n + m`` for which the least-squares fallback uses a dense SVD (else LSMR).
-DENSE_LSTSQ_LIMIT = 3000
+def _weighted_count(index: IntArray, weights: np.ndarray, size: int) -> FloatArray:
+    """``out[k] = sum of weights[index == k]`` (a scatter-add)."""
+    return cast(FloatArray, np.bincount(index, weights, minlength=size))
+
+
+class Jacobian:
+    """``D``, an element of the conservative Jacobian of ``Pi_{K*}``, on a fixed pattern.
+
+    ``values[k]`` is the entry at ``(rows[k], cols[k])``; the pattern is the cones' (the
+    diagonal for polyhedral cones, one dense block per member otherwise), so two Jacobians
+    of one program compare entry by entry and products cost one ``bincount``.
+    """
+
+    __slots__ = ("cols", "diagonal", "dim", "rows", "values")
+
+    def __init__(
+        self, rows: IntArray, cols: IntArray, values: FloatArray, dim: int, diagonal: bool
+    ) -> None:
+        self.rows, self.cols, self.values, self.dim = rows, cols, values, dim
+        #: Whether the pattern is the diagonal in order (then ``values`` is the diagonal).
+        self.diagonal = diagonal
+
+    def matvec(self, z: FloatArray) -> FloatArray:
+        if self.diagonal:
+            return self.values * z
+        return _weighted_count(self.rows, self.values * z[self.cols], self.dim)
+
+    def rmatvec(self, w: FloatArray) -> FloatArray:
+        if self.diagonal:
+            return self.values * w
+        return _weighted_count(self.cols, self.values * w[self.rows], self.dim)
+
+    def sparse(self) -> Sparse:
+        """``D`` as a CSR array (duplicates summed)."""
+        return sp.csr_array((self.values, (self.rows, self.cols)), shape=(self.dim, self.dim))
+
+    def distance(self, other: Jacobian) -> float:
+        """Largest entry change between two Jacobians on the same pattern."""
+        return float(np.abs(self.values - other.values).max(initial=0.0))
 
 
 class ConeSet:
-    """The cones of a program, with their slices of the constraint vector."""
+    """The cones of a program, with their slices of the constraint vector and the fixed
+    pattern of their Jacobians."""
 
     def __init__(self, cones: Sequence[Cone]) -> None:
         self.cones = tuple(c for c in cones if c.dim > 0)
@@ -66,27 +108,36 @@ class ConeSet:
         self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         self.dim = int(bounds[-1])
         self.diagonal = all(c.diagonal for c in self.cones)
+        rows, cols = [], []
+        for cone, sl in zip(self.cones, self.slices):
+            r, c = cone.jacobian_pattern()
+            rows.append(r + sl.start)
+            cols.append(c + sl.start)
+        empty = np.zeros(0, np.int64)
+        self.pattern: tuple[IntArray, IntArray] = (
+            np.concatenate(rows) if rows else empty,
+            np.concatenate(cols) if cols else empty,
+        )
 
     def project_dual(self, v: FloatArray) -> FloatArray:
+        if len(self.cones) == 1:
+            return self.cones[0].project_dual(v)
         out = np.empty_like(v)
         for cone, sl in zip(self.cones, self.slices):
             out[sl] = cone.project_dual(v[sl])
         return out
 
+    def jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Jacobian:
+        """The chosen element ``D`` of the conservative Jacobian of ``Pi_{K*}`` at ``v``."""
+        parts = [
+            cone.jacobian_values(v[sl], kink, tol) for cone, sl in zip(self.cones, self.slices)
+        ]
+        values = np.concatenate(parts) if parts else np.zeros(0)
+        return Jacobian(*self.pattern, values, self.dim, self.diagonal)
+
     def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
-        """Block-diagonal ``D``; a ``dia_array`` when every cone's Jacobian is diagonal."""
-        if self.diagonal:
-            d = np.empty(self.dim)
-            for cone, sl in zip(self.cones, self.slices):
-                d[sl] = cone.dual_jacobian_diagonal(v[sl], kink, tol)
-            return sp.dia_array((d[None, :], [0]), shape=(self.dim, self.dim))
-        rows, cols, vals = [], [], []
-        for cone, sl in zip(self.cones, self.slices):
-            block = cone.dual_jacobian(v[sl], kink, tol).tocoo()
-            rows.append(block.row + sl.start)
-            cols.append(block.col + sl.start)
-            vals.append(block.data)
-        return _assemble(rows, cols, vals, (self.dim, self.dim))
+        """``D`` as a sparse matrix (see :meth:`jacobian`)."""
+        return self.jacobian(v, kink, tol).sparse()
 
     def kinks(self, v: FloatArray, tol: float) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -109,224 +160,120 @@ class DataTangent:
     c: FloatArray
 
 
-def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> FloatArray:
-    """The normal-map residual ``F(x, v)`` (see the module docstring)."""
-    y = cones.project_dual(v)
-    return np.concatenate([data.P @ x + data.A.T @ y + data.c, data.A @ x + y - v - data.b])
+class NewtonStructure:
+    """The sparsity of ``B = [[P, A'D], [A, D - I]]`` worked out once per program.
 
+    ``B`` is assembled on every polishing step and for every derivative; building it from
+    triplets with scipy costs more than factorizing it on small programs.  Here every
+    contribution (``P``, ``A``, ``D - I`` and the products ``A_{li} D_{lj}`` that make up
+    ``A'D``) gets its position in ``B``'s CSC storage up front, so assembly is one
+    ``bincount`` and the pattern never has to be rediscovered.
+    """
 
-def _assemble(rows: list[Any], cols: list[Any], vals: list[Any], shape: tuple[int, int]) -> Sparse:
-    """One CSC matrix from lists of COO triplets (duplicates are summed)."""
-    if not rows:
-        return sp.csc_array(shape)
-    return sp.csc_array(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape
-    )
+    def __init__(
+        self,
+        n: int,
+        m: int,
+        P_pattern: tuple[IntArray, IntArray],
+        A_pattern: tuple[IntArray, IntArray],
+        cones: ConeSet,
+    ) -> None:
+        self.n, self.m = n, m
+        size = n + m
+        self.size = size
+        (pr, pc), (ar, ac) = P_pattern, A_pattern
+        dr, dc = cones.pattern
+        # A'D: for every entry A_{l i} and every D_{l j} in the same row l: (i, n + j).
+        order = np.argsort(dr, kind="stable")
+        counts = np.bincount(dr, minlength=m)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        per = counts[ar]
+        a_of = np.repeat(np.arange(ar.size), per)
+        within = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
+        d_of = order[np.repeat(starts[ar], per) + within]
+        self._ad = (a_of, d_of)
+        rows = np.concatenate([pr, ar + n, dr + n, ac[a_of]])
+        cols = np.concatenate([pc, ac, dc + n, dc[d_of] + n])
+        keys, inverse = np.unique(cols * size + rows, return_inverse=True)
+        self._slot = inverse
+        self.rows = (keys % size).astype(np.int64)
+        self.cols = (keys // size).astype(np.int64)
+        self._eye = (dr == dc).astype(np.float64)
+        self._nnz = keys.size
+
+    def values(self, data: ConeData, D: Jacobian) -> FloatArray:
+        """The entries of ``B`` at ``(rows, cols)``."""
+        a_of, d_of = self._ad
+        weights = np.concatenate(
+            [data.P.data, data.A.data, D.values - self._eye, data.A.data[a_of] * D.values[d_of]]
+        )
+        return _weighted_count(self._slot, weights, self._nnz)
+
+    def matrix(self, data: ConeData, D: Jacobian) -> Sparse:
+        """``B`` in CSC format, without the entries that vanish at this ``D``."""
+        vals = self.values(data, D)
+        keep = vals != 0
+        counts = np.bincount(self.cols[keep], minlength=self.size)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return sp.csc_array((vals[keep], self.rows[keep], indptr), shape=(self.size, self.size))
+
+    def factorize(self, data: ConeData, D: Jacobian, tol: Tolerances) -> Factorization:
+        """Factorize ``B`` (dense or sparse by size, see :func:`~cvximplicit._factor.factorize`)."""
+        return factorize(self.matrix(data, D), tol)
+
+    def matvec(self, data: ConeData, D: Jacobian, z: FloatArray) -> FloatArray:
+        """``B z`` without assembling ``B``."""
+        x, v = z[: self.n], z[self.n :]
+        Dv = D.matvec(v)
+        return np.concatenate([data.P @ x + data.A.T @ Dv, data.A @ x + Dv - v])
+
+    def rmatvec(self, data: ConeData, D: Jacobian, w: FloatArray) -> FloatArray:
+        """``B' w`` without assembling ``B``."""
+        w1, w2 = w[: self.n], w[self.n :]
+        return np.concatenate([data.P @ w1 + data.A.T @ w2, D.rmatvec(data.A @ w1 + w2) - w2])
+
+    def refined(
+        self, base: Factorization, data: ConeData, D: Jacobian, tol: Tolerances
+    ) -> Factorization:
+        """``base`` (of a nearby ``B``) refined against this ``B``."""
+        return Refined(
+            base,
+            lambda z: self.matvec(data, D, z),
+            lambda w: self.rmatvec(data, D, w),
+            lambda: self.factorize(data, D, tol),
+            tol.refinement_steps,
+        )
 
 
 def newton_matrix(data: ConeData, D: Sparse) -> Sparse:
-    """``B = [[P, A'D], [A, D - I]]`` in CSC format, without explicit zeros."""
-    n, m = data.n, data.m
-    if D.format == "dia":  # zero and nonnegative cones only: no sparse products needed
-        d = D.diagonal()
-        (pr, pc), (ar, ac) = data.patterns
-        scaled = data.A.data * d[ar]
-        keep = scaled != 0
-        slack = np.flatnonzero(d != 1.0)
-        return _assemble(
-            [pr, ac[keep], ar + n, slack + n],
-            [pc, ar[keep] + n, ac, slack + n],
-            [data.P.data, scaled[keep], data.A.data, d[slack] - 1.0],
-            (n + m, n + m),
-        )
-    P, A = data.P.tocoo(), data.A.tocoo()
-    AtD = (data.A.T @ D).tocoo()
-    Dc = D.tocoo()
-    diag = np.arange(m)
-    B = _assemble(
-        [P.row, AtD.row, A.row + n, Dc.row + n, diag + n],
-        [P.col, AtD.col + n, A.col, Dc.col + n, diag + n],
-        [P.data, AtD.data, A.data, Dc.data, -np.ones(m)],
-        (n + m, n + m),
+    """``B = [[P, A'D], [A, D - I]]`` from a sparse ``D`` (reference assembly for tests)."""
+    eye = sp.eye_array(data.m)
+    return sp.block_array([[data.P, data.A.T @ D], [data.A, D - eye]], format="csc")
+
+
+@dataclasses.dataclass
+class Residual:
+    """``F(x, v)`` with ``y = Pi_{K*}(v)``, and its size relative to the terms that make it."""
+
+    F: FloatArray
+    y: FloatArray
+    #: ``max_i |F_i| / (1 + |terms_i|)``: see :class:`~cvximplicit.Tolerances`.
+    relative: float
+    norm: float
+
+
+def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> Residual:
+    """The normal-map residual ``F(x, v)`` (see the module docstring)."""
+    y = cones.project_dual(v)
+    Px, Aty, Ax = data.P @ x, data.A.T @ y, data.A @ x
+    s = y - v
+    F = np.concatenate([Px + Aty + data.c, Ax + s - data.b])
+    scale = np.concatenate(
+        [np.abs(Px) + np.abs(Aty) + np.abs(data.c), np.abs(Ax) + np.abs(s) + np.abs(data.b)]
     )
-    B.eliminate_zeros()  # (D - I) cancels on active rows; explicit zeros would add fill-in
-    return B
-
-
-class NewtonOperator:
-    """``B`` as products only (``B z`` and ``B' z``), without assembling it."""
-
-    def __init__(self, data: ConeData, D: Sparse) -> None:
-        self.data = data
-        self.D = D
-
-    def matvec(self, z: FloatArray) -> FloatArray:
-        n = self.data.n
-        x, v = z[:n], z[n:]
-        Dv = self.D @ v
-        return np.concatenate([self.data.P @ x + self.data.A.T @ Dv, self.data.A @ x + Dv - v])
-
-    def rmatvec(self, w: FloatArray) -> FloatArray:
-        n = self.data.n
-        w1, w2 = w[:n], w[n:]
-        return np.concatenate(
-            [self.data.P @ w1 + self.data.A.T @ w2, self.D.T @ (self.data.A @ w1 + w2) - w2]
-        )
-
-    def matrix(self) -> Sparse:
-        return newton_matrix(self.data, self.D)
-
-
-class LinearSystem:
-    """Solves ``B z = r`` and ``B' z = r`` for one ``B``, factorized once.
-
-    A sparse LU (SuperLU) is used when ``B`` is invertible.  When it is (numerically) singular
-    the implicit function theorem does not apply: with ``strict`` a
-    :class:`DegenerateDerivativeError` is raised, otherwise a
-    :class:`DegenerateDerivativeWarning` is emitted and minimum-norm least-squares solutions
-    are returned (dense SVD for ``n + m <= 3000``, LSMR beyond).
-    """
-
-    def __init__(self, B: Sparse, *, strict: bool = False, warn: bool = True) -> None:
-        self.B = B
-        self.size = shape2(B)[0]
-        self.degenerate = False
-        self.strict = strict
-        self._lu: spla.SuperLU | None = None
-        self._svd: tuple[FloatArray, FloatArray, FloatArray] | None = None
-        self._condition: float | None = None
-        # Set by ``near``: the LU is of a nearby matrix and solves are refined against ``B``.
-        self._refine = False
-        self._operator: NewtonOperator | None = None
-        reason = ""
-        if self.size == 0:
-            self.method = "empty"
-            return
-        try:
-            lu = spla.splu(B, permc_spec="COLAMD")
-            pivots = np.abs(lu.U.diagonal())
-            ratio = float(pivots.min() / pivots.max()) if pivots.max() > 0 else 0.0
-            if ratio < SINGULAR_PIVOT_RATIO:
-                reason = f"LU pivot ratio {ratio:.1e}"
-            else:
-                self._lu = lu
-        except RuntimeError as exc:  # "Factor is exactly singular"
-            reason = str(exc)
-        if self._lu is not None:
-            self.method = "sparse LU"
-            return
-        self.degenerate = True
-        message = (
-            f"the derivative system B is singular at this solution ({reason}): the implicit "
-            "function theorem's hypothesis fails here (non-unique solution, linearly dependent "
-            "active constraints, or a kink where the chosen Jacobian element is singular). "
-        )
-        if strict:
-            raise DegenerateDerivativeError(message + "strict=True was requested.")
-        if warn:
-            warnings.warn(
-                message + "Least-squares derivatives are returned; they need not be elements "
-                "of a conservative Jacobian. Try kink='inactive' or kink='active', perturb the "
-                "problem, or pass strict=True to raise instead.",
-                DegenerateDerivativeWarning,
-                stacklevel=4,
-            )
-        if self.size <= DENSE_LSTSQ_LIMIT:
-            self.method = "least squares (dense SVD)"
-            u, sv, vt = scipy.linalg.svd(B.toarray(), full_matrices=False)
-            keep = sv > sv[0] * 1e-12 if sv.size and sv[0] > 0 else np.zeros(sv.size, bool)
-            self._svd = (u[:, keep], sv[keep], vt[keep])
-        else:
-            self.method = "least squares (LSMR)"
-
-    def near(self, operator: NewtonOperator) -> LinearSystem:
-        """A system for ``operator``'s ``B`` that reuses this factorization of a nearby matrix.
-
-        Solves are refined iteratively against the exact ``B`` (applied as products, never
-        assembled), so they are exact to rounding; if the refinement does not converge
-        quickly, ``B`` is assembled and factorized after all.
-        """
-        if self._lu is None:
-            return LinearSystem(operator.matrix(), strict=self.strict, warn=False)
-        other = copy.copy(self)
-        other._B = None
-        other._operator = operator
-        other._condition = None
-        other._refine = True
-        other.method = "sparse LU (reused with iterative refinement)"
-        return other
-
-    @property
-    def B(self) -> Sparse:
-        """The matrix ``B`` (assembled on demand for a system made by ``near``)."""
-        if self._B is None:
-            assert self._operator is not None
-            self._B = self._operator.matrix()
-        return self._B
-
-    @B.setter
-    def B(self, value: Sparse) -> None:
-        self._B = value
-
-    def _lu_solve(self, rhs: FloatArray, transpose: bool) -> FloatArray:
-        assert self._lu is not None
-        trans = "T" if transpose else "N"
-        z = self._lu.solve(rhs, trans=trans)
-        if not self._refine:
-            return z
-        op = self._operator
-        assert op is not None
-        apply = op.rmatvec if transpose else op.matvec
-        for _ in range(6):
-            dz = self._lu.solve(rhs - apply(z), trans=trans)
-            z = z + dz
-            if np.linalg.norm(dz) <= 1e-15 * max(float(np.linalg.norm(z)), 1e-300):
-                return z
-        # Too far from the factorized matrix: factorize B itself.
-        fresh = LinearSystem(op.matrix(), strict=self.strict, warn=True)
-        self.__dict__.update(fresh.__dict__)
-        return self.solve(rhs, transpose)
-
-    def solve(self, rhs: FloatArray, transpose: bool = False) -> FloatArray:
-        """``B^{-1} rhs`` (or ``B^{-T} rhs``); least-squares solutions when ``B`` is singular."""
-        if self.size == 0:
-            return np.zeros(0)
-        if self._lu is not None:
-            return self._lu_solve(rhs, transpose)
-        if self._svd is not None:
-            u, sv, vt = self._svd
-            if transpose:
-                return u @ ((vt @ rhs) / sv)
-            return vt.T @ ((u.T @ rhs) / sv)
-        op = self.B.T if transpose else self.B
-        return spla.lsmr(op, rhs, atol=1e-14, btol=1e-14, maxiter=20 * self.size)[0]
-
-    def condition(self) -> float:
-        """Estimate of the 1-norm condition number ``||B||_1 ||B^{-1}||_1``."""
-        if self._condition is None:
-            if self.size == 0:
-                self._condition = 1.0
-            elif self.degenerate:
-                self._condition = float("inf")
-            else:
-                norm_b = float(np.max(np.asarray(abs(self.B).sum(axis=0))))
-                norm_inv = cast(float, spla.onenormest(_Inverse(self)))
-                self._condition = norm_b * float(norm_inv)
-        return self._condition
-
-
-class _Inverse(spla.LinearOperator):
-    """``B^{-1}`` as an operator, for the condition estimate."""
-
-    def __init__(self, system: LinearSystem) -> None:
-        super().__init__(dtype=np.float64, shape=(system.size, system.size))
-        self.system = system
-
-    def _matvec(self, x: FloatArray) -> FloatArray:
-        return self.system.solve(np.ravel(x))
-
-    def _rmatvec(self, x: FloatArray) -> FloatArray:
-        return self.system.solve(np.ravel(x), transpose=True)
+    scale += 1.0
+    relative = float(np.max(np.abs(F) / scale, initial=0.0))
+    return Residual(F, y, relative, float(np.linalg.norm(F)))
 
 
 def _status_error(
@@ -344,8 +291,9 @@ class ConicSolution:
 
     Produced by :func:`solve_conic`.  ``vjp`` and ``jvp`` differentiate the solution with
     respect to the data ``(P, A, b, c)`` through the implicit function theorem applied to the
-    residual ``F``; the factorization of ``B`` is computed once, on first use (or reused from
-    the last polishing step), and shared by every later call.
+    residual ``F``.  The factorization of ``B`` is the last polishing step's when it is ``B``
+    at the returned point, else computed by :meth:`factorization` on first use; either way
+    it is shared by every later call.
     """
 
     def __init__(
@@ -359,43 +307,81 @@ class ConicSolution:
         kink: KinkPolicy,
         kink_tol: float,
         strict: bool,
-        system: LinearSystem | None = None,
-        D: Sparse | None = None,
+        structure: NewtonStructure,
+        tolerances: Tolerances,
+        factorization: Factorization | None = None,
+        jacobian: Jacobian | None = None,
+        y: FloatArray | None = None,
     ) -> None:
         self.data = data
         self.cones = cones
         self.x = x
         self.v = v
-        self.y = cones.project_dual(v)
+        self.y = cones.project_dual(v) if y is None else y
         self.s = self.y - v
         self.diagnostics = diagnostics
         self.kink = kink
         self.kink_tol = kink_tol
         self.strict = strict
-        self._system = system
-        self._D = D
+        self.structure = structure
+        self.tolerances = tolerances
+        self._factorization = factorization
+        self._jacobian = jacobian
 
     # Factorizations cannot be pickled; a solution sent across processes refactorizes.
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
-        state["_system"] = None
+        state["_factorization"] = None
         return state
 
     @property
-    def D(self) -> Sparse:
+    def jacobian(self) -> Jacobian:
         """The chosen element of the conservative Jacobian of ``Pi_{K*}`` at ``v``."""
-        if self._D is None:
-            self._D = self.cones.dual_jacobian(self.v, self.kink, self.kink_tol)
-        return self._D
+        if self._jacobian is None:
+            self._jacobian = self.cones.jacobian(self.v, self.kink, self.kink_tol)
+        return self._jacobian
 
     @property
-    def system(self) -> LinearSystem:
-        """The factorized ``B`` (computed on first use)."""
-        if self._system is None:
-            self._system = LinearSystem(newton_matrix(self.data, self.D), strict=self.strict)
-        self.diagnostics.linear_solve = self._system.method
-        self.diagnostics.degenerate = self._system.degenerate
-        return self._system
+    def D(self) -> Sparse:
+        """:attr:`jacobian` as a sparse matrix."""
+        return self.jacobian.sparse()
+
+    def factorization(self) -> Factorization:
+        """The factorized ``B`` (computed on first use; warns or raises if singular)."""
+        if self._factorization is None:
+            start = time.perf_counter()
+            fact = self.structure.factorize(self.data, self.jacobian, self.tolerances)
+            self.diagnostics.timings.factorization += time.perf_counter() - start
+            self._factorization = fact
+        fact = self._factorization
+        if self.diagnostics.linear_solve is None:
+            self.diagnostics.linear_solve = fact.method
+            self.diagnostics.degenerate = fact.degenerate
+            if fact.degenerate:
+                self._degenerate(fact)
+        return fact
+
+    def _degenerate(self, fact: Factorization) -> None:
+        message = (
+            f"the derivative system B is singular at this solution ({fact.reason}): the implicit "
+            "function theorem's hypothesis fails here (non-unique solution, linearly dependent "
+            "active constraints, or a kink where the chosen Jacobian element is singular). "
+        )
+        if self.strict:
+            raise DegenerateDerivativeError(message + "strict=True was requested.")
+        warnings.warn(
+            message + "Least-squares derivatives are returned; they need not be elements "
+            "of a conservative Jacobian. Try kink='inactive' or kink='active', perturb the "
+            "problem, or pass strict=True to raise instead.",
+            DegenerateDerivativeWarning,
+            stacklevel=5,
+        )
+
+    def condition(self) -> float:
+        """Estimate of the 1-norm condition number of ``B`` (``inf`` when singular)."""
+        cond = self.factorization().condition()
+        self.diagnostics.condition = cond
+        return cond
 
     def vjp(
         self,
@@ -413,8 +399,8 @@ class ConicSolution:
         gx = np.zeros(n) if gx is None else np.asarray(gx, dtype=np.float64)
         gy = np.zeros(m) if gy is None else np.asarray(gy, dtype=np.float64)
         gs = np.zeros(m) if gs is None else np.asarray(gs, dtype=np.float64)
-        gv = self.D.T @ (gy + gs) - gs
-        lam = self.system.solve(np.concatenate([gx, gv]), transpose=True)
+        gv = self.jacobian.rmatvec(gy + gs) - gs
+        lam = self.factorization().solve(np.concatenate([gx, gv]), transpose=True)
         lx, lv = lam[:n], lam[n:]
         (pr, pc), (ar, ac) = self.data.patterns
         x, y = self.x, self.y
@@ -436,9 +422,9 @@ class ConicSolution:
         dP = sp.csc_array((tangent.P, P.indices, P.indptr), shape=P.shape)
         dA = sp.csc_array((tangent.A, A.indices, A.indptr), shape=A.shape)
         rhs = -np.concatenate([dP @ self.x + dA.T @ self.y + tangent.c, dA @ self.x - tangent.b])
-        dz = self.system.solve(rhs)
+        dz = self.factorization().solve(rhs)
         dx, dv = dz[:n], dz[n:]
-        dy = self.D @ dv
+        dy = self.jacobian.matvec(dv)
         return dx, dy, dy - dv
 
 
@@ -446,11 +432,13 @@ class ConicSolution:
 class _Polished:
     x: FloatArray
     v: FloatArray
-    residual: float
+    res: Residual
     steps: int
-    outcome: str
-    D: Sparse | None
-    system: LinearSystem | None
+    outcome: PolishOutcome
+    D: Jacobian | None
+    factorization: Factorization | None
+    #: Seconds spent factorizing (part of the polishing time).
+    factor_time: float = 0.0
 
 
 def _kink_tol(kink_tol: float, res: float, v: FloatArray) -> float:
@@ -461,58 +449,96 @@ def _kink_tol(kink_tol: float, res: float, v: FloatArray) -> float:
 def _polish(
     data: ConeData,
     cones: ConeSet,
+    structure: NewtonStructure,
     x: FloatArray,
     v: FloatArray,
+    res: Residual,
     *,
     kink: KinkPolicy,
-    kink_tol: float,
-    max_iter: int,
-    target: float,
-    floor: float,
+    tol: Tolerances,
 ) -> _Polished:
     """Semismooth Newton on ``F`` from the solver's point, accepting only decreasing steps.
 
     The Newton matrix is ``B`` itself.  The factorization of the last ``B`` is returned when it
     is also ``B`` at the returned point (always so for polyhedral cones once the active set
-    has settled), so that derivatives need no further factorization.
+    has settled), so that derivatives need no further factorization.  Where ``B`` is singular
+    the minimum-norm (least-squares) step is tried.
     """
-    F = residual(data, cones, x, v)
-    res = float(np.linalg.norm(F))
-    D = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, 0.0, v))
-    system: LinearSystem | None = None
+    D = cones.jacobian(v, kink, _kink_tol(tol.kink, 0.0, v))
+    fact: Factorization | None = None
     steps = 0
-    for _ in range(max_iter):
-        if res <= target:
-            return _Polished(x, v, res, steps, "converged", D, system)
-        if system is None:
-            system = LinearSystem(newton_matrix(data, D), warn=False)
-            if system.degenerate:
-                return _Polished(x, v, res, steps, "singular", D, None)
-        dz = system.solve(-F)
-        # Backtracking on ||F||: full steps near the solution, shorter ones while the active
-        # set is still being identified.
-        for alpha in 0.5 ** np.arange(11):
+    factor_time = 0.0
+    halvings = 0.5 ** np.arange(tol.backtracking_steps)
+    for _ in range(tol.polish_max_iter):
+        if res.relative <= tol.target:
+            return _Polished(x, v, res, steps, PolishOutcome.CONVERGED, D, fact, factor_time)
+        if fact is None:
+            start = time.perf_counter()
+            fact = structure.factorize(data, D, tol)
+            factor_time += time.perf_counter() - start
+        dz = fact.solve(-res.F)
+        for alpha in halvings:
             x_new, v_new = x + alpha * dz[: data.n], v + alpha * dz[data.n :]
-            F_new = residual(data, cones, x_new, v_new)
-            res_new = float(np.linalg.norm(F_new))
-            if res_new < (1.0 - 1e-4 * alpha) * res:
+            res_new = residual(data, cones, x_new, v_new)
+            if res_new.norm < (1.0 - 1e-4 * alpha) * res.norm:
                 break
         else:
-            # Keep the current point (``system`` is B there).  A residual already at the
-            # floating-point floor counts as converged.
-            outcome = "converged" if res <= floor else "stalled"
-            return _Polished(x, v, res, steps, outcome, D, system)
+            # Keep the current point (``fact`` is B there).
+            outcome = PolishOutcome.SINGULAR if fact.degenerate else PolishOutcome.STALLED
+            return _Polished(x, v, res, steps, outcome, D, fact, factor_time)
         steps += 1
-        x, v, F, res = x_new, v_new, F_new, res_new
-        D_new = cones.dual_jacobian(v, kink, _kink_tol(kink_tol, 0.0, v))
-        change = float(np.abs(sp.csr_array(D_new - D).data).max(initial=0.0))
-        if change > 1e-3:  # the active set moved: refactorize
-            system = None
-        elif change > 1e-14 and system is not None:  # a curved cone moved a little: reuse
-            system = system.near(NewtonOperator(data, D_new))
+        x, v, res = x_new, v_new, res_new
+        D_new = cones.jacobian(v, kink, _kink_tol(tol.kink, 0.0, v))
+        change = D_new.distance(D)
+        if change > tol.active_set_change or fact.degenerate:  # the active set moved
+            fact = None
+        elif change > 1e-14:  # a curved cone moved a little: reuse with refinement
+            fact = structure.refined(fact, data, D_new, tol)
         D = D_new
-    outcome = "converged" if res <= target else "max_iter"
-    return _Polished(x, v, res, steps, outcome, D, system)
+    outcome = PolishOutcome.CONVERGED if res.relative <= tol.target else PolishOutcome.MAX_ITER
+    return _Polished(x, v, res, steps, outcome, D, fact, factor_time)
+
+
+class _Attempt:
+    """One solver call and its polishing."""
+
+    def __init__(
+        self,
+        data: ConeData,
+        cones: ConeSet,
+        structure: NewtonStructure,
+        solver: Solver,
+        *,
+        kink: KinkPolicy,
+        polish: bool,
+        tol: Tolerances,
+    ) -> None:
+        raw = solver.solve(data, cones.cones)
+        self.raw = raw
+        if raw.status is SolverStatus.INFEASIBLE:
+            raise _status_error(raw, InfeasibleError, "found the problem infeasible")
+        if raw.status is SolverStatus.UNBOUNDED:
+            raise _status_error(raw, UnboundedError, "found the problem unbounded")
+        if raw.status is SolverStatus.FAILED or not raw.has_point:
+            raise _status_error(raw, SolverFailedError, "failed")
+        assert raw.x is not None and raw.y is not None and raw.s is not None
+        start = time.perf_counter()
+        x, v = raw.x.copy(), raw.y - raw.s
+        self.res0 = residual(data, cones, x, v)
+        if polish:
+            self.p = _polish(data, cones, structure, x, v, self.res0, kink=kink, tol=tol)
+        else:
+            self.p = _Polished(x, v, self.res0, 0, PolishOutcome.OFF, None, None)
+        self.polish_time = time.perf_counter() - start
+
+
+def _settings_hint(solver: Solver) -> str:
+    names = ", ".join(f"{k}={v!r}" for k, v in solver.tight.items())
+    return (
+        f"tighten the solver settings (for {solver.name}: {names})"
+        if names
+        else ("tighten the solver settings")
+    )
 
 
 def solve_conic(
@@ -522,76 +548,104 @@ def solve_conic(
     *,
     kink: KinkPolicy = KinkPolicy.ACTIVE,
     polish: bool = True,
-    polish_max_iter: int = 10,
-    kink_tol: float = 1e-9,
+    tolerances: Tolerances | None = None,
     strict: bool = False,
+    structure: NewtonStructure | None = None,
 ) -> ConicSolution:
-    """Solve, polish and prepare to differentiate one canonical cone program.
+    """Solve, polish, certify and prepare to differentiate one canonical cone program.
+
+    A point is returned only when its relative residual is at most ``tolerances.certify``;
+    otherwise the solve is retried once with the solver's tighter settings.  If the point
+    still cannot be certified, an :class:`InaccurateSolutionWarning` names the residual (or,
+    above ``tolerances.reject``, a :class:`SolverFailedError` is raised).
 
     Raises :class:`InfeasibleError`, :class:`UnboundedError` or :class:`SolverFailedError`
-    when the solver returns no usable point, and warns with
-    :class:`InaccurateSolutionWarning` when it returns an inaccurate one that polishing could
-    not make accurate.
+    when the solver returns no usable point.
     """
-    raw = solver.solve(data, cones.cones)
-    if raw.status is SolverStatus.INFEASIBLE:
-        raise _status_error(raw, InfeasibleError, "found the problem infeasible")
-    if raw.status is SolverStatus.UNBOUNDED:
-        raise _status_error(raw, UnboundedError, "found the problem unbounded")
-    if raw.status is SolverStatus.FAILED or not raw.has_point:
-        raise _status_error(raw, SolverFailedError, "failed")
-    assert raw.x is not None and raw.y is not None and raw.s is not None
-    scale = 1.0 + max(
-        float(np.abs(data.b).max(initial=0.0)), float(np.abs(data.c).max(initial=0.0))
-    )
-    x, v = raw.x.copy(), raw.y - raw.s
-    res0 = float(np.linalg.norm(residual(data, cones, x, v)))
-    if polish:
-        p = _polish(
-            data,
-            cones,
-            x,
-            v,
-            kink=kink,
-            kink_tol=kink_tol,
-            max_iter=polish_max_iter,
-            target=1e-13 * scale,
-            floor=1e-9 * scale,
-        )
-    else:
-        p = _Polished(x, v, res0, 0, "off", None, None)
+    tol = Tolerances() if tolerances is None else tolerances
+    if structure is None:
+        structure = NewtonStructure(data.n, data.m, *data.patterns, cones)
+    total_start = time.perf_counter()
+    attempt = _Attempt(data, cones, structure, solver, kink=kink, polish=polish, tol=tol)
+    setup = attempt.raw.setup_time
+    solve = attempt.raw.solve_time
+    polish_time = attempt.polish_time
+    factor_time = attempt.p.factor_time
+    retried = False
+    if polish and attempt.p.res.relative > tol.certify:
+        tighter = solver.tightened()
+        if tighter is not None:
+            retried = True
+            try:
+                second = _Attempt(data, cones, structure, tighter, kink=kink, polish=True, tol=tol)
+            except (SolverFailedError, InfeasibleError, UnboundedError):
+                if attempt.p.res.relative > tol.reject:
+                    raise
+                second = None
+            if second is not None:
+                setup += second.raw.setup_time
+                solve += second.raw.solve_time
+                polish_time += second.polish_time
+                factor_time += second.p.factor_time
+                if second.p.res.relative <= attempt.p.res.relative:
+                    attempt = second
+    raw, p = attempt.raw, attempt.p
     status = raw.status
+    rel = p.res.relative
     if status is SolverStatus.INCOMPLETE:
-        if p.residual > 1e-7 * scale:
+        if rel > tol.certify:
             raise _status_error(raw, SolverFailedError, "stopped without converging")
+        status = SolverStatus.INACCURATE
+    if rel > tol.reject:
+        raise SolverFailedError(
+            f"the {raw.solver} solve returned a point (status '{raw.raw_status}') that is not "
+            f"a solution: its relative KKT residual is {rel:.2e} after polishing"
+            + (" and a retry with tighter settings" if retried else "")
+            + ". The problem may be unbounded, infeasible or badly scaled: check it with "
+            "CVXPY, rescale the data, or " + _settings_hint(solver) + ".",
+            status=SolverStatus.FAILED,
+            solver=raw.solver,
+        )
+    certified = rel <= tol.certify
+    if (polish and not certified) or (not polish and status is SolverStatus.INACCURATE):
+        warnings.warn(
+            f"{raw.solver} returned a solution (status '{raw.raw_status}') whose relative KKT "
+            f"residual is {rel:.2e} after polishing ({p.outcome.value}, {p.steps} steps"
+            + (", retried with tighter settings" if retried else "")
+            + f"), above the certified level {tol.certify:.0e}. Values and derivatives at this "
+            "point are approximate: " + _settings_hint(solver) + " or check the problem's "
+            "scaling.",
+            InaccurateSolutionWarning,
+            stacklevel=3,
+        )
         status = SolverStatus.INACCURATE
     # The same tolerance as the Jacobian element polishing used (the residual is then at the
     # floating-point floor); without polishing the point is inexact and the residual counts.
-    tol = _kink_tol(kink_tol, 0.0 if polish else p.residual, p.v)
+    ktol = _kink_tol(tol.kink, 0.0 if polish else p.res.norm, p.v)
+    total = time.perf_counter() - total_start
     diagnostics = Diagnostics(
         status=status,
         solver=raw.solver,
         raw_status=raw.raw_status,
         iterations=raw.iterations,
         solve_time=raw.solve_time,
-        residual_before_polish=res0,
-        residual=p.residual,
+        residual_before_polish=attempt.res0.norm,
+        residual=p.res.norm,
+        relative_residual=p.res.relative,
+        certified=certified,
+        retried=retried,
         polish_steps=p.steps,
         polish=p.outcome,
         kink_policy=kink.value,
-        kinks=cones.kinks(p.v, tol),
+        kinks_counter=lambda: cones.kinks(p.v, ktol),
+        timings=Timings(
+            setup=setup,
+            solve=solve,
+            polish=polish_time - factor_time,
+            factorization=factor_time,
+            total=total,
+        ),
     )
-    if p.outcome != "converged" and (
-        status is SolverStatus.INACCURATE or (polish and p.residual > 1e-6 * scale)
-    ):
-        warnings.warn(
-            f"{raw.solver} returned a solution (status '{raw.raw_status}') whose KKT residual "
-            f"is {p.residual:.2e} after polishing ({p.outcome}, {p.steps} steps). Values and "
-            "derivatives at this point are approximate: tighten the solver settings or check "
-            "the problem's scaling.",
-            InaccurateSolutionWarning,
-            stacklevel=3,
-        )
     return ConicSolution(
         data,
         cones,
@@ -599,8 +653,11 @@ def solve_conic(
         p.v,
         diagnostics,
         kink=kink,
-        kink_tol=tol,
+        kink_tol=ktol,
         strict=strict,
-        system=p.system,
-        D=p.D,
+        structure=structure,
+        tolerances=tol,
+        factorization=p.factorization,
+        jacobian=p.D,
+        y=p.res.y,
     )

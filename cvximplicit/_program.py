@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -15,10 +16,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._compile import Compiled, canonicalize
 from ._cones import KinkPolicy, as_kink_policy
-from ._conic import ConeSet, ConicSolution, DataTangent, solve_conic
+from ._conic import ConeSet, ConicSolution, DataTangent, NewtonStructure, solve_conic
 from ._diagnostics import Diagnostics
 from ._errors import ParameterError, SolverError
-from ._solvers import ConeData, Solver, SolverLike, get_solver
+from ._solvers import ConeData, DataLayout, Solver, SolverLike, get_solver
+from ._tolerances import Tolerances
 
 __all__ = ["BatchSolution", "Program", "Solution", "compile"]
 
@@ -44,9 +46,13 @@ class Program:
         kink: KinkPolicy,
         polish: bool,
         strict: bool,
+        tolerances: Tolerances | None = None,
     ) -> None:
         self._compiled = compiled
         self._cones = ConeSet(compiled.cones)
+        self.tolerances = Tolerances() if tolerances is None else tolerances
+        # Worked out once per program, shared by every solve (and pickled with tasks).
+        self._prepared = _Prepared.build(compiled, self._cones)
         self.problem = problem
         self.parameters = parameters
         self.variables = variables
@@ -97,11 +103,21 @@ class Program:
 
     def canonical_data(self, *values: ArrayLike) -> ConeData:
         """The canonical data ``(P, A, b, c)`` for these parameter values."""
-        return _data_from_stacked(self._compiled, self._stack(self._check(values)))
+        return _data_from_stacked(self._compiled, self._stack(self._check(values)), self._prepared)
 
     # ----------------------------------------------------------------- solve
     def _task(self, index: int, u: FloatArray, solver: Solver) -> _Task:
-        return _Task(self._compiled, index, u, solver, self.kink, self.polish, self.strict)
+        return _Task(
+            self._compiled,
+            self._prepared,
+            index,
+            u,
+            solver,
+            self.kink,
+            self.polish,
+            self.strict,
+            self.tolerances,
+        )
 
     def solve(
         self,
@@ -189,7 +205,32 @@ class Program:
         )
 
 
-def _data_from_stacked(compiled: Compiled, u: FloatArray) -> ConeData:
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """What a program works out once: its cones, the layout of its data and of ``B``."""
+
+    cones: ConeSet
+    layout: DataLayout
+    newton: NewtonStructure
+
+    @staticmethod
+    def build(compiled: Compiled, cones: ConeSet) -> _Prepared:
+        n, m = compiled.n, compiled.m
+        patterns = []
+        for indices, indptr in (
+            (compiled.P_indices, compiled.P_indptr),
+            (compiled.A_indices, compiled.A_indptr),
+        ):
+            cols = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
+            patterns.append((indices.astype(np.int64), cols))
+        return _Prepared(
+            cones=cones,
+            layout=DataLayout(n, compiled.P_indices, compiled.P_indptr),
+            newton=NewtonStructure(n, m, patterns[0], patterns[1], cones),
+        )
+
+
+def _data_from_stacked(compiled: Compiled, u: FloatArray, prepared: _Prepared) -> ConeData:
     """The canonical data ``(P, A, b, c) = G u + g0`` on the fixed sparsity patterns."""
     P, A, b, c = compiled.split_data(compiled.data_vector(u))
     n = compiled.n
@@ -198,6 +239,7 @@ def _data_from_stacked(compiled: Compiled, u: FloatArray) -> ConeData:
         A=sp.csc_array((A, compiled.A_indices, compiled.A_indptr), shape=(compiled.m, n)),
         b=b.copy(),
         c=c.copy(),
+        layout=prepared.layout,
     )
 
 
@@ -206,23 +248,30 @@ class _Task:
     """One solve, free of CVXPY objects so that process pools and Dask pickle it cheaply."""
 
     compiled: Compiled
+    prepared: _Prepared
     index: int
     u: FloatArray
     solver: Solver
     kink: KinkPolicy
     polish: bool
     strict: bool
+    tolerances: Tolerances
 
     def run(self) -> ConicSolution:
+        start = time.perf_counter()
         try:
-            return solve_conic(
-                _data_from_stacked(self.compiled, self.u),
-                ConeSet(self.compiled.cones),
+            conic = solve_conic(
+                _data_from_stacked(self.compiled, self.u, self.prepared),
+                self.prepared.cones,
                 self.solver,
                 kink=self.kink,
                 polish=self.polish,
                 strict=self.strict,
+                tolerances=self.tolerances,
+                structure=self.prepared.newton,
             )
+            conic.diagnostics.timings.total = time.perf_counter() - start
+            return conic
         except SolverError as exc:
             if self.index < 0:
                 raise
@@ -264,19 +313,20 @@ class Solution:
 
     @property
     def diagnostics(self) -> Diagnostics:
-        """Status, residuals, polishing, kinks and the derivative system's condition.
-
-        Reading it factorizes ``B`` if no derivative was requested yet, and estimates its
-        condition number.
-        """
-        system = self.conic.system
-        self.conic.diagnostics.condition = system.condition()
+        """Status, residuals, certification, polishing, kinks, the time split, and (once a
+        derivative was taken or :meth:`condition` called) the derivative system.  Reading it
+        computes nothing."""
         return self.conic.diagnostics
 
     @property
     def info(self) -> Diagnostics:
-        """The diagnostics as they stand, without factorizing or estimating anything."""
+        """Alias of :attr:`diagnostics`."""
         return self.conic.diagnostics
+
+    def condition(self) -> float:
+        """Estimate the 1-norm condition number of the derivative matrix ``B`` (factorizing
+        it if no derivative was taken yet); also recorded in :attr:`diagnostics`."""
+        return self.conic.condition()
 
     def _cotangent(self, cotangents: Sequence[ArrayLike | None]) -> tuple[FloatArray, FloatArray]:
         outputs = self._compiled.outputs
@@ -416,6 +466,7 @@ def compile(
     kink: KinkPolicy | str = KinkPolicy.ACTIVE,
     polish: bool = True,
     strict: bool = False,
+    tolerances: Tolerances | None = None,
     gp: bool = False,
     verbose: bool = False,
 ) -> Program:
@@ -446,6 +497,8 @@ def compile(
         polish: refine the solver's point by safeguarded semismooth Newton steps.
         strict: raise :class:`DegenerateDerivativeError` instead of warning and returning
             least-squares derivatives when ``B`` is singular.
+        tolerances: the :class:`Tolerances` of polishing, certification, kink detection and
+            the derivative's linear algebra (defaults suit double precision).
         verbose: let the solver print its progress (shorthand for ``solver_args``).
         gp: the problem is a (DPP) geometric program: CVXPY's log-log transformation is
             applied, parameters enter through their logarithms (so they must be positive) and
@@ -484,4 +537,5 @@ def compile(
         kink=as_kink_policy(kink),
         polish=polish,
         strict=strict,
+        tolerances=tolerances,
     )

@@ -98,16 +98,46 @@ class Cone(ABC):
             return self.project(v)
         return v + self.project(-v)
 
-    @abstractmethod
     def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
         """An element ``D`` of the conservative Jacobian of ``Pi_{K*}`` at ``v`` (``dim x dim``).
 
         Within ``tol`` of a kink the element is chosen by ``kink`` (see :class:`KinkPolicy`).
+        Assembled from :meth:`jacobian_pattern` and :meth:`jacobian_values`.
         """
+        rows, cols = self.jacobian_pattern()
+        values = self.jacobian_values(v, kink, tol)
+        return sp.csr_array((values, (rows, cols)), shape=(self.dim, self.dim))
+
+    def jacobian_pattern(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Fixed (row, column) positions of the entries of ``dual_jacobian``, whatever ``v``:
+        the diagonal for diagonal cones, one dense block per member otherwise."""
+        if self.diagonal:
+            index = np.arange(self.dim, dtype=np.int64)
+            return index, index
+        return self._block_layout().pattern()
+
+    def jacobian_values(self, v: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
+        """The values of ``dual_jacobian`` at the positions of :meth:`jacobian_pattern`."""
+        if self.diagonal:
+            return self.dual_jacobian_diagonal(v, kink, tol)
+        return self._block_layout().flatten(self.dual_jacobian_blocks(v, kink, tol))
 
     def dual_jacobian_diagonal(self, v: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
         """The diagonal of ``dual_jacobian`` (only for cones with ``diagonal = True``)."""
         raise NotImplementedError(f"{type(self).__name__} has no diagonal Jacobian")
+
+    def dual_jacobian_blocks(
+        self, v: FloatArray, kink: KinkPolicy, tol: float
+    ) -> dict[int, FloatArray]:
+        """Per-member dense Jacobian blocks ``{d: (k, d, d)}`` grouped by member size (cones
+        made of several members, with ``diagonal = False``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no block Jacobian")
+
+    def _block_layout(self) -> BlockLayout:
+        layout = getattr(self, "_layout", None)
+        if not isinstance(layout, BlockLayout):
+            raise NotImplementedError(f"{type(self).__name__} has no member layout")
+        return layout
 
     @abstractmethod
     def kinks(self, v: FloatArray, tol: float) -> int:
@@ -157,6 +187,23 @@ class BlockLayout:
 
     def put(self, out: FloatArray, d: int, values: FloatArray) -> None:
         out[self._index(d)] = values
+
+    def pattern(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """(row, column) of every entry of the member blocks, groups in order, row-major."""
+        rows, cols = [], []
+        for d in self.groups:
+            idx = self._index(d)
+            rows.append(np.broadcast_to(idx[:, :, None], (idx.shape[0], d, d)).ravel())
+            cols.append(np.broadcast_to(idx[:, None, :], (idx.shape[0], d, d)).ravel())
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(rows), np.concatenate(cols)
+
+    def flatten(self, blocks: dict[int, FloatArray]) -> FloatArray:
+        """The blocks' values in the order of :meth:`pattern`."""
+        if not blocks:
+            return np.zeros(0)
+        return np.concatenate([np.ravel(blocks[d]) for d in self.groups])
 
     def block_diagonal(self, blocks: dict[int, FloatArray]) -> Sparse:
         rows, cols, vals = [], [], []

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
-from .._typing import Sparse
 from ._base import Cone, FloatArray, KinkPolicy
 
 __all__ = ["NonnegativeCone"]
@@ -32,9 +30,6 @@ class NonnegativeCone(Cone):
 
     def project(self, v: FloatArray) -> FloatArray:
         return np.maximum(v, 0.0)
-
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
-        return sp.diags_array(self.dual_jacobian_diagonal(v, kink, tol), format="csr")
 
     def dual_jacobian_diagonal(self, v: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
         d = (v > 0).astype(np.float64)

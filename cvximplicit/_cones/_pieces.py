@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .._typing import FloatArray, IntArray, Sparse
+from .._typing import FloatArray, IntArray
 from ._base import BlockLayout, Cone, KinkPolicy
 
 __all__ = ["ThreeDimensionalCone"]
@@ -126,9 +126,11 @@ class ThreeDimensionalCone(Cone):
             kinked[suspect] = np.any(labels != region[suspect, None], axis=1)
         return kinked
 
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
+    def dual_jacobian_blocks(
+        self, v: FloatArray, kink: KinkPolicy, tol: float
+    ) -> dict[int, FloatArray]:
         if self.count == 0:
-            return self._layout.block_diagonal({})
+            return {}
         W = -self._members(v)  # D = I - JPi_K(-v)
         prm = self._params
         P = self._project3(W, prm)
@@ -144,7 +146,7 @@ class ThreeDimensionalCone(Cone):
                 np.argmax(trace, axis=1) if kink is KinkPolicy.ACTIVE else np.argmin(trace, axis=1)
             )
             D[kinked] = candidates[np.arange(pick.size), pick]
-        return self._layout.block_diagonal({3: D})
+        return {3: D}
 
     def kinks(self, v: FloatArray, tol: float) -> int:
         if self.count == 0:

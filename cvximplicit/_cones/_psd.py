@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._typing import FloatArray, IntArray, Sparse
+from .._typing import FloatArray, IntArray
 from ._base import BlockLayout, Cone, KinkPolicy
 
 __all__ = ["PSDCone"]
@@ -131,7 +131,9 @@ class PSDCone(Cone):
         both_zero = (np.abs(li) <= tol) & (np.abs(lj) <= tol)
         return np.where(both_zero, 1.0 if kink is KinkPolicy.ACTIVE else 0.0, omega)
 
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
+    def dual_jacobian_blocks(
+        self, v: FloatArray, kink: KinkPolicy, tol: float
+    ) -> dict[int, FloatArray]:
         blocks = {}
         for d in self._layout.groups:
             k = self._order(d)
@@ -148,7 +150,7 @@ class PSDCone(Cone):
             full = np.einsum("cik,clkm,cjm->clij", U, inner, U, optimize=True)
             # column l of the Jacobian is svec of the image of E_l
             blocks[d] = np.swapaxes(full[:, :, rows, cols] * scale, 1, 2)
-        return self._layout.block_diagonal(blocks)
+        return blocks
 
     def kinks(self, v: FloatArray, tol: float) -> int:
         count = 0

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._typing import Sparse
 from ._base import BlockLayout, Cone, FloatArray, KinkPolicy
 
 __all__ = ["SecondOrderCone"]
@@ -82,7 +81,9 @@ class SecondOrderCone(Cone):
         origin = (np.abs(t) <= tol) & (r <= tol)
         return on_k, on_polar, origin
 
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
+    def dual_jacobian_blocks(
+        self, v: FloatArray, kink: KinkPolicy, tol: float
+    ) -> dict[int, FloatArray]:
         blocks = {}
         for d in self._layout.groups:
             block = self._layout.take(v, d)
@@ -112,7 +113,7 @@ class SecondOrderCone(Cone):
                 )[:, None, None] * (w[:, :, None] * w[:, None, :])
                 jac[use_formula] = f
             blocks[d] = jac
-        return self._layout.block_diagonal(blocks)
+        return blocks
 
     def kinks(self, v: FloatArray, tol: float) -> int:
         count = 0

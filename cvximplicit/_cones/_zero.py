@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
-from .._typing import Sparse
 from ._base import Cone, FloatArray, KinkPolicy
 
 __all__ = ["ZeroCone"]
@@ -32,10 +30,6 @@ class ZeroCone(Cone):
 
     def project_dual(self, v: FloatArray) -> FloatArray:
         return v.copy()
-
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
-        del v, kink, tol
-        return sp.eye_array(self._dim, format="csr")
 
     def dual_jacobian_diagonal(self, v: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
         del kink, tol

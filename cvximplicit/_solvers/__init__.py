@@ -6,6 +6,7 @@ from typing import Any
 
 from .._errors import UnsupportedProblemError
 from ._base import ConeData as ConeData
+from ._base import DataLayout as DataLayout
 from ._base import RawSolution as RawSolution
 from ._base import Solver as Solver
 from ._base import SolverStatus as SolverStatus

@@ -32,7 +32,7 @@ from .._cones import Cone
 from .._errors import SolverNotInstalledError, UnsupportedProblemError
 from .._typing import IntArray, Sparse
 
-__all__ = ["ConeData", "RawSolution", "Solver", "SolverStatus"]
+__all__ = ["ConeData", "DataLayout", "RawSolution", "Solver", "SolverStatus"]
 
 
 class SolverStatus(enum.Enum):
@@ -49,6 +49,31 @@ class SolverStatus(enum.Enum):
     FAILED = "failed"
 
 
+class DataLayout:
+    """The fixed sparsity of a program's ``P`` and ``A`` with what backends precompute on it.
+
+    One per compiled program, shared by all its solves: it identifies the structure (solvers
+    key kept workspaces on it, see :meth:`Solver.solve`) and selects the upper triangle of
+    ``P`` without building a new matrix structure on every solve.
+    """
+
+    __slots__ = ("P_upper_indices", "P_upper_indptr", "P_upper_mask", "__weakref__")
+
+    def __init__(self, n: int, P_indices: IntArray, P_indptr: IntArray) -> None:
+        cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(P_indptr))
+        self.P_upper_mask = P_indices <= cols
+        self.P_upper_indices = np.ascontiguousarray(P_indices[self.P_upper_mask])
+        counts = np.bincount(cols[self.P_upper_mask], minlength=n)
+        self.P_upper_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(P_indptr.dtype)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if k != "__weakref__"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
 @dataclasses.dataclass(frozen=True)
 class ConeData:
     """Numerical data of one canonical cone program.
@@ -58,12 +83,15 @@ class ConeData:
         A: ``m x n`` CSC matrix.
         b: length ``m``.
         c: length ``n``.
+        layout: the program's fixed structure when the data comes from a compiled program
+            (lets backends reuse work across solves); ``None`` for one-off data.
     """
 
     P: sp.csc_array
     A: sp.csc_array
     b: NDArray[np.float64]
     c: NDArray[np.float64]
+    layout: DataLayout | None = None
 
     @property
     def n(self) -> int:
@@ -85,7 +113,13 @@ class ConeData:
     @property
     def P_upper(self) -> Sparse:
         """The upper triangle of ``P`` (what Clarabel, SCS and OSQP take)."""
-        return sp.triu(self.P, format="csc")
+        if self.layout is None:
+            return sp.triu(self.P, format="csc")
+        lay = self.layout
+        return sp.csc_array(
+            (self.P.data[lay.P_upper_mask], lay.P_upper_indices, lay.P_upper_indptr),
+            shape=self.P.shape,
+        )
 
 
 @dataclasses.dataclass
@@ -100,6 +134,8 @@ class RawSolution:
     iterations: int
     solve_time: float
     solver: str
+    #: Wall seconds spent building (or updating) the backend's problem before it solves.
+    setup_time: float = 0.0
 
     @property
     def has_point(self) -> bool:
@@ -128,6 +164,9 @@ class Solver(ABC):
     releases_gil: ClassVar[bool] = True
     #: Vector layout of the backend (see ``Cone.permutation``); ``"canonical"`` needs no change.
     convention: ClassVar[str] = "canonical"
+    #: Settings of the one retry made when a solve's point cannot be certified (tighter
+    #: tolerances, more iterations); they override the user's.
+    tight: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **settings: Any) -> None:
         self.settings: dict[str, Any] = {**self.defaults, **settings}
@@ -137,6 +176,12 @@ class Solver(ABC):
         if not settings:
             return self
         return type(self)(**{**self.settings, **settings})
+
+    def tightened(self) -> Solver | None:
+        """A copy with :attr:`tight` settings, or ``None`` when they change nothing."""
+        if all(self.settings.get(k) == v for k, v in self.tight.items()):
+            return None
+        return type(self)(**{**self.settings, **self.tight})
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.settings.items() if self.defaults.get(k) != v}
@@ -168,11 +213,13 @@ class Solver(ABC):
         module = self._import()
         perm = self._row_permutation(cones)
         if perm is not None:
-            data = ConeData(P=data.P, A=data.A[perm, :].tocsc(), b=data.b[perm], c=data.c)
+            data = ConeData(
+                P=data.P, A=data.A[perm, :].tocsc(), b=data.b[perm], c=data.c, layout=data.layout
+            )
         start = time.perf_counter()
         raw = self._solve(module, data, cones)
         if raw.solve_time <= 0.0:
-            raw.solve_time = time.perf_counter() - start
+            raw.solve_time = max(time.perf_counter() - start - raw.setup_time, 0.0)
         if perm is not None:
             inverse = np.empty_like(perm)
             inverse[perm] = np.arange(perm.size)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
@@ -17,7 +20,7 @@ from .._cones import (
     SecondOrderCone,
     ZeroCone,
 )
-from ._base import ConeData, RawSolution, Solver, SolverStatus
+from ._base import ConeData, DataLayout, RawSolution, Solver, SolverStatus
 
 __all__ = ["Clarabel"]
 
@@ -60,6 +63,15 @@ class Clarabel(Solver):
         PowerCone,
     )
     defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "direct_solve_method": "qdldl"}
+    #: Settings used for the one retry of a solve whose point could not be certified.
+    tight: ClassVar[Mapping[str, Any]] = {
+        "tol_gap_abs": 1e-12,
+        "tol_gap_rel": 1e-12,
+        "tol_feas": 1e-12,
+        "tol_ktratio": 1e-10,
+        "max_iter": 500,
+    }
+
     #: Used instead of Clarabel's own tolerances when the program has exponential or power
     #: cones (unless the user sets them).
     curved_defaults: ClassVar[Mapping[str, Any]] = {
@@ -67,6 +79,12 @@ class Clarabel(Solver):
         "tol_gap_rel": 1e-10,
         "tol_feas": 1e-10,
     }
+
+    def __init__(self, *, keep: bool = True, **settings: Any) -> None:
+        super().__init__(**settings)
+        #: Keep one solver per program and thread and update its data in place.
+        self.keep = keep
+        self._local = threading.local()
 
     def _cone_objects(self, clarabel: Any, cone: Cone) -> list[Any]:
         makers = {
@@ -79,7 +97,14 @@ class Clarabel(Solver):
         }
         return makers[type(cone)](cone)
 
-    def _solve(self, module: ModuleType, data: ConeData, cones: Sequence[Cone]) -> RawSolution:
+    def __getstate__(self) -> dict[str, Any]:
+        # Kept solvers are per process and per thread; a pickled copy starts without them.
+        return {"settings": self.settings, "keep": self.keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(keep=state["keep"], **state["settings"])
+
+    def _settings_object(self, module: ModuleType, cones: Sequence[Cone]) -> Any:
         settings = module.DefaultSettings()
         chosen = dict(self.settings)
         if any(isinstance(c, (ExponentialCone, PowerCone)) for c in cones):
@@ -89,8 +114,31 @@ class Clarabel(Solver):
                 setattr(settings, key, value)
             except AttributeError:
                 raise TypeError(f"Clarabel has no setting {key!r}") from None
-        objects = [obj for cone in cones if cone.dim for obj in self._cone_objects(module, cone)]
-        solver = module.DefaultSolver(data.P_upper, data.c, data.A, data.b, objects, settings)
+        return settings
+
+    def _kept_solvers(self) -> weakref.WeakKeyDictionary[DataLayout, Any]:
+        kept = getattr(self._local, "kept", None)
+        if kept is None:
+            kept = self._local.kept = weakref.WeakKeyDictionary()
+        return kept
+
+    def _solve(self, module: ModuleType, data: ConeData, cones: Sequence[Cone]) -> RawSolution:
+        start = time.perf_counter()
+        P = data.P_upper
+        # A solver kept from the last solve of the same program in this thread is updated in
+        # place (same sparsity, same cones): it skips the symbolic analysis and allocation.
+        layout = data.layout
+        kept = self._kept_solvers() if layout is not None and self.keep else None
+        solver = None if kept is None or layout is None else kept.get(layout)
+        if solver is not None and solver.is_data_update_allowed():
+            solver.update(P=P, q=data.c, A=data.A, b=data.b)
+        else:
+            settings = self._settings_object(module, cones)
+            objects = [o for cone in cones if cone.dim for o in self._cone_objects(module, cone)]
+            solver = module.DefaultSolver(P, data.c, data.A, data.b, objects, settings)
+            if kept is not None and layout is not None:
+                kept[layout] = solver
+        setup = time.perf_counter() - start
         result = solver.solve()
         raw_status = str(result.status)
         x, z, s = (np.asarray(v, dtype=np.float64) for v in (result.x, result.z, result.s))
@@ -103,4 +151,5 @@ class Clarabel(Solver):
             iterations=int(result.iterations),
             solve_time=float(result.solve_time),
             solver=self.name,
+            setup_time=setup,
         )

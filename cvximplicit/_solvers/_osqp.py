@@ -45,6 +45,12 @@ class OSQP(Solver):
         "eps_rel": 1e-7,
         "polishing": True,
     }
+    tight: ClassVar[Mapping[str, Any]] = {
+        "eps_abs": 1e-11,
+        "eps_rel": 1e-11,
+        "max_iter": 400_000,
+        "polishing": True,
+    }
 
     def _solve(self, module: ModuleType, data: ConeData, cones: Sequence[Cone]) -> RawSolution:
         lower = np.empty(data.m)

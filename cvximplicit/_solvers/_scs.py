@@ -57,6 +57,7 @@ class SCS(Solver):
         PowerCone,
     )
     defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "eps_abs": 1e-7, "eps_rel": 1e-7}
+    tight: ClassVar[Mapping[str, Any]] = {"eps_abs": 1e-11, "eps_rel": 1e-11, "max_iters": 500_000}
 
     def _cone_dict(self, cones: Sequence[Cone]) -> dict[str, Any]:
         fields: dict[str, Any] = {}

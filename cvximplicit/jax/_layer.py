@@ -16,7 +16,7 @@ import numpy as np
 from jax.core import Tracer
 
 from .._cones import KinkPolicy
-from .._diagnostics import Diagnostics
+from .._diagnostics import Diagnostics, PolishOutcome
 from .._errors import CvximplicitError, SolverError
 from .._program import Program, Solution, compile
 from .._solvers import SolverLike, SolverStatus
@@ -345,9 +345,10 @@ def _failure_diagnostics(error: SolverError, kink_policy: str) -> Diagnostics:
         residual_before_polish=float("nan"),
         residual=float("nan"),
         polish_steps=0,
-        polish="off",
+        polish=PolishOutcome.OFF,
         kink_policy=kink_policy,
-        kinks={},
+        kinks_counter={},
+        certified=False,
     )
 
 

@@ -1,0 +1,69 @@
+"""Every numerical threshold of the solve, polish and derivative path, in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["Tolerances"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerances:
+    """Thresholds of polishing, certification, kink detection and linear algebra.
+
+    Residuals are *relative*: each entry of the normal-map residual ``F(x, v)`` is divided
+    by ``1 +`` the magnitude of the terms that make it up (``|P x| + |A' y| + |c|`` in the
+    stationarity rows, ``|A x| + |s| + |b|`` in the feasibility rows), and the largest such
+    ratio is compared with the thresholds below.  A point is *certified* when this relative
+    residual is at most ``certify``.
+
+    Attributes:
+        target: polishing stops once the relative residual is at most this.
+        certify: a point whose relative residual exceeds this is not returned silently: the
+            solve is retried with tighter solver settings, then an
+            :class:`~cvximplicit.InaccurateSolutionWarning` (or an error, see ``reject``) says
+            what happened.
+        reject: above this relative residual after the retry, no values are returned: a
+            :class:`~cvximplicit.SolverFailedError` is raised (such a point is not a solution:
+            typically the problem is unbounded, infeasible or badly scaled).
+        kink: relative distance (times ``max(1, |v|)``) below which a point counts as a kink
+            of a cone projection, where the :class:`~cvximplicit.KinkPolicy` chooses.
+        singular_pivot_ratio: ``min |U_ii| / max |U_ii|`` of the LU factors of ``B`` below
+            which ``B`` is treated as singular.
+        active_set_change: largest change of an entry of ``D`` between Newton steps up to
+            which the previous factorization is reused with iterative refinement.
+        polish_max_iter: largest number of semismooth Newton steps.
+        backtracking_steps: step halvings tried before a Newton step counts as stalled.
+        refinement_steps: iterative-refinement sweeps with a reused factorization before
+            ``B`` is factorized afresh.
+        dense_lu_limit: ``B`` with at most this many rows is factorized densely (LAPACK),
+            larger dense-ish ones too while ``nnz >= dense_fill * size**2``; otherwise a sparse
+            LU (SuperLU).  Measured in ``benchmarks/core.py``: dense LU was 2-6x faster up to
+            about 250 rows.
+        dense_fill: see ``dense_lu_limit``.
+        dense_lstsq_limit: largest size for a dense SVD least-squares fallback (else LSMR).
+    """
+
+    target: float = 1e-13
+    certify: float = 1e-7
+    reject: float = 1e-3
+    kink: float = 1e-9
+    singular_pivot_ratio: float = 1e-13
+    active_set_change: float = 1e-3
+    polish_max_iter: int = 10
+    backtracking_steps: int = 11
+    refinement_steps: int = 6
+    dense_lu_limit: int = 256
+    dense_fill: float = 0.2
+    dense_lstsq_limit: int = 3000
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not value >= 0:
+                raise ValueError(f"Tolerances.{field.name} must be >= 0, got {value!r}")
+        if not self.target <= self.certify <= self.reject:
+            raise ValueError(
+                "Tolerances must satisfy target <= certify <= reject, got "
+                f"{self.target}, {self.certify}, {self.reject}"
+            )
