@@ -32,6 +32,7 @@ from typing import cast
 import numpy as np
 import scipy.sparse as sp
 
+from ._blas import single_thread_blas
 from ._cones import Cone, KinkPolicy
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import (
@@ -67,10 +68,10 @@ class Jacobian:
 
     ``values[k]`` is the entry at ``(rows[k], cols[k])``; the pattern is the cones' (the
     diagonal for polyhedral cones, one dense block per member otherwise), so two Jacobians
-    of one program compare entry by entry and products cost one ``bincount``.
+    of one program compare entry by entry.
     """
 
-    __slots__ = ("cols", "diagonal", "dim", "rows", "values")
+    __slots__ = ("_csr", "cols", "diagonal", "dim", "rows", "values")
 
     def __init__(
         self, rows: IntArray, cols: IntArray, values: FloatArray, dim: int, diagonal: bool
@@ -78,20 +79,30 @@ class Jacobian:
         self.rows, self.cols, self.values, self.dim = rows, cols, values, dim
         #: Whether the pattern is the diagonal in order (then ``values`` is the diagonal).
         self.diagonal = diagonal
+        self._csr: Sparse | None = None
 
     def matvec(self, z: FloatArray) -> FloatArray:
         if self.diagonal:
             return self.values * z
-        return _weighted_count(self.rows, self.values * z[self.cols], self.dim)
+        return self.sparse() @ z
 
     def rmatvec(self, w: FloatArray) -> FloatArray:
         if self.diagonal:
             return self.values * w
-        return _weighted_count(self.cols, self.values * w[self.rows], self.dim)
+        return self.sparse().T @ w
 
     def sparse(self) -> Sparse:
-        """``D`` as a CSR array (duplicates summed)."""
-        return sp.csr_array((self.values, (self.rows, self.cols)), shape=(self.dim, self.dim))
+        """``D`` as a CSR array (built once)."""
+        if self._csr is None:
+            self._csr = sp.csr_array(
+                (self.values, (self.rows, self.cols)), shape=(self.dim, self.dim)
+            )
+        return self._csr
+
+    def dense(self) -> FloatArray:
+        out = np.zeros((self.dim, self.dim))
+        out[self.rows, self.cols] = self.values
+        return out
 
     def distance(self, other: Jacobian) -> float:
         """Largest entry change between two Jacobians on the same pattern."""
@@ -164,10 +175,11 @@ class NewtonStructure:
     """The sparsity of ``B = [[P, A'D], [A, D - I]]`` worked out once per program.
 
     ``B`` is assembled on every polishing step and for every derivative; building it from
-    triplets with scipy costs more than factorizing it on small programs.  Here every
-    contribution (``P``, ``A``, ``D - I`` and the products ``A_{li} D_{lj}`` that make up
-    ``A'D``) gets its position in ``B``'s CSC storage up front, so assembly is one
-    ``bincount`` and the pattern never has to be rediscovered.
+    triplets with scipy costs more than factorizing it on small programs.  Small (or
+    dense-ish) ``B`` are assembled straight into a dense array and factorized by LAPACK
+    (``A'D`` is then one BLAS product).  Otherwise every contribution (``P``, ``A``,
+    ``D - I`` and, for polyhedral cones, ``A'D``) gets its position in ``B``'s CSC storage
+    up front, so assembly is one scatter-add and the pattern is never rediscovered.
     """
 
     def __init__(
@@ -177,20 +189,35 @@ class NewtonStructure:
         P_pattern: tuple[IntArray, IntArray],
         A_pattern: tuple[IntArray, IntArray],
         cones: ConeSet,
+        tol: Tolerances | None = None,
     ) -> None:
+        tol = Tolerances() if tol is None else tol
         self.n, self.m = n, m
         size = n + m
         self.size = size
         (pr, pc), (ar, ac) = P_pattern, A_pattern
         dr, dc = cones.pattern
-        # A'D: for every entry A_{l i} and every D_{l j} in the same row l: (i, n + j).
-        order = np.argsort(dr, kind="stable")
+        self._P, self._A, self._D = (pr, pc), (ar, ac), (dr, dc)
+        self._eye = (dr == dc).astype(np.float64)
+        # Upper bound on the stored entries of B: P, A, D and A'D (at most nnz(A) * block).
         counts = np.bincount(dr, minlength=m)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        per = counts[ar]
-        a_of = np.repeat(np.arange(ar.size), per)
-        within = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
-        d_of = order[np.repeat(starts[ar], per) + within]
+        triples = int(counts[ar].sum())
+        self.dense = size <= tol.dense_lu_limit or (
+            size <= 4 * tol.dense_lu_limit
+            and pr.size + 2 * ar.size + dr.size >= tol.dense_fill * size * size
+        )
+        self._product = not cones.diagonal and triples > 4 * (ar.size + dr.size)
+        if self.dense:
+            return
+        if self._product:  # A'D by a sparse product; the rest on a fixed pattern
+            a_of = d_of = np.zeros(0, np.int64)
+        else:  # A'D: every A_{l i} with every D_{l j} of the same row l lands at (i, n + j)
+            order = np.argsort(dr, kind="stable")
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            per = counts[ar]
+            a_of = np.repeat(np.arange(ar.size), per)
+            within = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
+            d_of = order[np.repeat(starts[ar], per) + within]
         self._ad = (a_of, d_of)
         rows = np.concatenate([pr, ar + n, dr + n, ac[a_of]])
         cols = np.concatenate([pc, ac, dc + n, dc[d_of] + n])
@@ -198,27 +225,52 @@ class NewtonStructure:
         self._slot = inverse
         self.rows = (keys % size).astype(np.int64)
         self.cols = (keys // size).astype(np.int64)
-        self._eye = (dr == dc).astype(np.float64)
         self._nnz = keys.size
 
-    def values(self, data: ConeData, D: Jacobian) -> FloatArray:
-        """The entries of ``B`` at ``(rows, cols)``."""
+    def dense_matrix(self, data: ConeData, D: Jacobian) -> FloatArray:
+        """``B`` as a dense array."""
+        n = self.n
+        B = np.zeros((self.size, self.size))
+        (pr, pc), (ar, ac) = self._P, self._A
+        B[pr, pc] = data.P.data
+        B[ar + n, ac] = data.A.data
+        lower = B[n:, :n]
+        if D.diagonal:
+            B[:n, n:] = lower.T * D.values
+            B[n + np.arange(self.m), n + np.arange(self.m)] = D.values - 1.0
+        else:
+            Dd = D.dense()
+            B[:n, n:] = lower.T @ Dd
+            Dd[np.arange(self.m), np.arange(self.m)] -= 1.0
+            B[n:, n:] = Dd
+        return B
+
+    def matrix(self, data: ConeData, D: Jacobian) -> Sparse:
+        """``B`` in CSC format, without the entries that vanish at this ``D``."""
+        if self.dense:
+            return sp.csc_array(self.dense_matrix(data, D))
         a_of, d_of = self._ad
         weights = np.concatenate(
             [data.P.data, data.A.data, D.values - self._eye, data.A.data[a_of] * D.values[d_of]]
         )
-        return _weighted_count(self._slot, weights, self._nnz)
-
-    def matrix(self, data: ConeData, D: Jacobian) -> Sparse:
-        """``B`` in CSC format, without the entries that vanish at this ``D``."""
-        vals = self.values(data, D)
+        vals = _weighted_count(self._slot, weights, self._nnz)
         keep = vals != 0
         counts = np.bincount(self.cols[keep], minlength=self.size)
         indptr = np.concatenate([[0], np.cumsum(counts)])
-        return sp.csc_array((vals[keep], self.rows[keep], indptr), shape=(self.size, self.size))
+        B = sp.csc_array((vals[keep], self.rows[keep], indptr), shape=(self.size, self.size))
+        if self._product:
+            AtD = (data.A.T @ D.sparse()).tocsc()
+            zero = sp.csc_array((self.n, self.n))
+            top = sp.hstack([zero, AtD], format="csc")
+            bottom = sp.csc_array((self.m, self.size))
+            B = (B + sp.vstack([top, bottom], format="csc")).tocsc()
+            B.eliminate_zeros()
+        return B
 
     def factorize(self, data: ConeData, D: Jacobian, tol: Tolerances) -> Factorization:
-        """Factorize ``B`` (dense or sparse by size, see :func:`~cvximplicit._factor.factorize`)."""
+        """Factorize ``B`` (dense or sparse, see :func:`~cvximplicit._factor.factorize`)."""
+        if self.dense:
+            return factorize(self.dense_matrix(data, D), tol)
         return factorize(self.matrix(data, D), tol)
 
     def matvec(self, data: ConeData, D: Jacobian, z: FloatArray) -> FloatArray:
@@ -232,12 +284,16 @@ class NewtonStructure:
         w1, w2 = w[: self.n], w[self.n :]
         return np.concatenate([data.P @ w1 + data.A.T @ w2, D.rmatvec(data.A @ w1 + w2) - w2])
 
-    def refined(
-        self, base: Factorization, data: ConeData, D: Jacobian, tol: Tolerances
+    def update(
+        self, previous: Factorization, data: ConeData, D: Jacobian, tol: Tolerances
     ) -> Factorization:
-        """``base`` (of a nearby ``B``) refined against this ``B``."""
+        """A factorization for ``B`` at ``D`` when ``previous`` is of a nearby ``B``: a dense
+        ``B`` is refactorized (cheaper than refinement sweeps at these sizes), a sparse one is
+        reused with iterative refinement against the exact ``B``."""
+        if self.dense:
+            return self.factorize(data, D, tol)
         return Refined(
-            base,
+            previous,
             lambda z: self.matvec(data, D, z),
             lambda w: self.rmatvec(data, D, w),
             lambda: self.factorize(data, D, tol),
@@ -350,7 +406,8 @@ class ConicSolution:
         """The factorized ``B`` (computed on first use; warns or raises if singular)."""
         if self._factorization is None:
             start = time.perf_counter()
-            fact = self.structure.factorize(self.data, self.jacobian, self.tolerances)
+            with single_thread_blas:
+                fact = self.structure.factorize(self.data, self.jacobian, self.tolerances)
             self.diagnostics.timings.factorization += time.perf_counter() - start
             self._factorization = fact
         fact = self._factorization
@@ -400,7 +457,9 @@ class ConicSolution:
         gy = np.zeros(m) if gy is None else np.asarray(gy, dtype=np.float64)
         gs = np.zeros(m) if gs is None else np.asarray(gs, dtype=np.float64)
         gv = self.jacobian.rmatvec(gy + gs) - gs
-        lam = self.factorization().solve(np.concatenate([gx, gv]), transpose=True)
+        fact = self.factorization()
+        with single_thread_blas:
+            lam = fact.solve(np.concatenate([gx, gv]), transpose=True)
         lx, lv = lam[:n], lam[n:]
         (pr, pc), (ar, ac) = self.data.patterns
         x, y = self.x, self.y
@@ -422,7 +481,9 @@ class ConicSolution:
         dP = sp.csc_array((tangent.P, P.indices, P.indptr), shape=P.shape)
         dA = sp.csc_array((tangent.A, A.indices, A.indptr), shape=A.shape)
         rhs = -np.concatenate([dP @ self.x + dA.T @ self.y + tangent.c, dA @ self.x - tangent.b])
-        dz = self.factorization().solve(rhs)
+        fact = self.factorization()
+        with single_thread_blas:
+            dz = fact.solve(rhs)
         dx, dv = dz[:n], dz[n:]
         dy = self.jacobian.matvec(dv)
         return dx, dy, dy - dv
@@ -459,43 +520,60 @@ def _polish(
 ) -> _Polished:
     """Semismooth Newton on ``F`` from the solver's point, accepting only decreasing steps.
 
-    The Newton matrix is ``B`` itself.  The factorization of the last ``B`` is returned when it
-    is also ``B`` at the returned point (always so for polyhedral cones once the active set
-    has settled), so that derivatives need no further factorization.  Where ``B`` is singular
-    the minimum-norm (least-squares) step is tried.
+    The Newton matrix is ``B`` itself.  While the active set stays put, a step reuses the
+    last factorization (a chord step: from a solver's point the change of ``B`` is of the
+    order of the residual, so convergence stays fast); a step that fails with a stale
+    factorization is retried with a fresh one.  The factorization returned is of ``B`` at the
+    returned point (refactorized or refined if needed), so derivatives need no further work.
+    Where ``B`` is singular the minimum-norm (least-squares) step is tried.
     """
     D = cones.jacobian(v, kink, _kink_tol(tol.kink, 0.0, v))
     fact: Factorization | None = None
+    fresh = False  # whether ``fact`` is of B at the current D
     steps = 0
     factor_time = 0.0
     halvings = 0.5 ** np.arange(tol.backtracking_steps)
-    for _ in range(tol.polish_max_iter):
-        if res.relative <= tol.target:
-            return _Polished(x, v, res, steps, PolishOutcome.CONVERGED, D, fact, factor_time)
-        if fact is None:
-            start = time.perf_counter()
-            fact = structure.factorize(data, D, tol)
-            factor_time += time.perf_counter() - start
-        dz = fact.solve(-res.F)
+
+    def line_search(f: Factorization) -> tuple[FloatArray, FloatArray, Residual] | None:
+        dz = f.solve(-res.F)
         for alpha in halvings:
             x_new, v_new = x + alpha * dz[: data.n], v + alpha * dz[data.n :]
             res_new = residual(data, cones, x_new, v_new)
             if res_new.norm < (1.0 - 1e-4 * alpha) * res.norm:
-                break
-        else:
-            # Keep the current point (``fact`` is B there).
+                return x_new, v_new, res_new
+        return None
+
+    outcome = PolishOutcome.MAX_ITER
+    for _ in range(tol.polish_max_iter):
+        if res.relative <= tol.target:
+            outcome = PolishOutcome.CONVERGED
+            break
+        step = None if fact is None else line_search(fact)
+        if step is None and not fresh:  # no factorization yet, or a stale one failed
+            start = time.perf_counter()
+            fact, fresh = structure.factorize(data, D, tol), True
+            factor_time += time.perf_counter() - start
+            step = line_search(fact)
+        assert fact is not None
+        if step is None:  # keep the current point (``fact`` is B there)
             outcome = PolishOutcome.SINGULAR if fact.degenerate else PolishOutcome.STALLED
-            return _Polished(x, v, res, steps, outcome, D, fact, factor_time)
+            break
         steps += 1
-        x, v, res = x_new, v_new, res_new
+        x, v, res = step
         D_new = cones.jacobian(v, kink, _kink_tol(tol.kink, 0.0, v))
         change = D_new.distance(D)
-        if change > tol.active_set_change or fact.degenerate:  # the active set moved
-            fact = None
-        elif change > 1e-14:  # a curved cone moved a little: reuse with refinement
-            fact = structure.refined(fact, data, D_new, tol)
         D = D_new
-    outcome = PolishOutcome.CONVERGED if res.relative <= tol.target else PolishOutcome.MAX_ITER
+        if change > tol.active_set_change or fact.degenerate:  # the active set moved
+            fact, fresh = None, False
+        elif change > 1e-14:  # a curved cone moved a little: chord steps from here
+            fresh = False
+    else:
+        if res.relative <= tol.target:
+            outcome = PolishOutcome.CONVERGED
+    if fact is not None and not fresh:
+        start = time.perf_counter()
+        fact = structure.update(fact, data, D, tol)
+        factor_time += time.perf_counter() - start
     return _Polished(x, v, res, steps, outcome, D, fact, factor_time)
 
 
@@ -562,9 +640,33 @@ def solve_conic(
     Raises :class:`InfeasibleError`, :class:`UnboundedError` or :class:`SolverFailedError`
     when the solver returns no usable point.
     """
+    with single_thread_blas:
+        return _solve_conic(
+            data,
+            cones,
+            solver,
+            kink=kink,
+            polish=polish,
+            tolerances=tolerances,
+            strict=strict,
+            structure=structure,
+        )
+
+
+def _solve_conic(
+    data: ConeData,
+    cones: ConeSet,
+    solver: Solver,
+    *,
+    kink: KinkPolicy = KinkPolicy.ACTIVE,
+    polish: bool = True,
+    tolerances: Tolerances | None = None,
+    strict: bool = False,
+    structure: NewtonStructure | None = None,
+) -> ConicSolution:
     tol = Tolerances() if tolerances is None else tolerances
     if structure is None:
-        structure = NewtonStructure(data.n, data.m, *data.patterns, cones)
+        structure = NewtonStructure(data.n, data.m, *data.patterns, cones, tol)
     total_start = time.perf_counter()
     attempt = _Attempt(data, cones, structure, solver, kink=kink, polish=polish, tol=tol)
     setup = attempt.raw.setup_time

@@ -205,8 +205,9 @@ def _use_dense(size: int, nnz: int, tol: Tolerances) -> bool:
     )
 
 
-def factorize(B: Sparse, tol: Tolerances | None = None) -> Factorization:
-    """Factorize ``B`` (sparse), choosing the method by size and fill (see the module doc).
+def factorize(B: Sparse | FloatArray, tol: Tolerances | None = None) -> Factorization:
+    """Factorize ``B``, choosing the method by size and fill (see the module doc); a dense
+    ``B`` (numpy array) is factorized densely.
 
     Never raises on a singular ``B``: the result is then a :class:`LeastSquares` with
     ``degenerate=True`` and the ``reason``.
@@ -216,8 +217,8 @@ def factorize(B: Sparse, tol: Tolerances | None = None) -> Factorization:
     if size == 0:
         return _Empty(0)
     reason = ""
-    if _use_dense(size, int(B.nnz), tol):
-        dense = B.toarray()
+    if isinstance(B, np.ndarray) or _use_dense(size, int(B.nnz), tol):
+        dense = B if isinstance(B, np.ndarray) else B.toarray()
         lu, piv, _ = scipy.linalg.lapack.dgetrf(dense)  # pyright: ignore[reportAttributeAccessIssue]
         pivots = np.abs(np.diagonal(lu))
         top = float(pivots.max())

@@ -52,7 +52,7 @@ class Program:
         self._cones = ConeSet(compiled.cones)
         self.tolerances = Tolerances() if tolerances is None else tolerances
         # Worked out once per program, shared by every solve (and pickled with tasks).
-        self._prepared = _Prepared.build(compiled, self._cones)
+        self._prepared = _Prepared.build(compiled, self._cones, self.tolerances)
         self.problem = problem
         self.parameters = parameters
         self.variables = variables
@@ -214,7 +214,7 @@ class _Prepared:
     newton: NewtonStructure
 
     @staticmethod
-    def build(compiled: Compiled, cones: ConeSet) -> _Prepared:
+    def build(compiled: Compiled, cones: ConeSet, tol: Tolerances) -> _Prepared:
         n, m = compiled.n, compiled.m
         patterns = []
         for indices, indptr in (
@@ -226,7 +226,7 @@ class _Prepared:
         return _Prepared(
             cones=cones,
             layout=DataLayout(n, compiled.P_indices, compiled.P_indptr),
-            newton=NewtonStructure(n, m, patterns[0], patterns[1], cones),
+            newton=NewtonStructure(n, m, patterns[0], patterns[1], cones, tol),
         )
 
 

@@ -123,9 +123,19 @@ def _hard_points(rng, boundary, polar_boundary, count):
     return np.concatenate([V, *near])
 
 
-def test_exponential_projection_on_1e5_points(rng):
-    from cvximplicit._cones._exp import project_exp
+def _implementation(name: str, compiled: str, numpy_name: str, module: str):
+    """The compiled kernel (skipped without numba) or the numpy implementation."""
+    import importlib
 
+    if name == "compiled":
+        kernels = pytest.importorskip("cvximplicit._cones._numba_kernels")
+        return getattr(kernels, compiled)
+    return getattr(importlib.import_module(f"cvximplicit._cones.{module}"), numpy_name)
+
+
+@pytest.mark.parametrize("impl", ["compiled", "numpy"])
+def test_exponential_projection_on_1e5_points(rng, impl):
+    project_exp = _implementation(impl, "project_exp_rows", "project_exp_numpy", "_exp")
     n = 20_000
     s = rng.lognormal(0, 2, n)
     r = s * rng.uniform(-30, 5, n)
@@ -145,9 +155,9 @@ def test_exponential_projection_on_1e5_points(rng):
     assert idem < 1e-12 and polar < 1e-12 and orth < 1e-13, (idem, polar, orth)
 
 
-def test_power_projection_on_1e5_points(rng):
-    from cvximplicit._cones._pow import project_pow
-
+@pytest.mark.parametrize("impl", ["compiled", "numpy"])
+def test_power_projection_on_1e5_points(rng, impl):
+    project_pow = _implementation(impl, "project_pow_rows", "project_pow_numpy", "_pow")
     n = 20_000
     a = rng.uniform(0.05, 0.95, 100_000 + 9 * 2 * n + 110)
     x, y = rng.lognormal(0, 2, n), rng.lognormal(0, 2, n)
@@ -161,6 +171,22 @@ def test_power_projection_on_1e5_points(rng):
     a[100_000 + 4 * n : 100_000 + 8 * n] = np.tile(an, 4)
     idem, polar, orth = _moreau_metrics(lambda W: project_pow(W, a), V)
     assert idem < 1e-12 and polar < 1e-12 and orth < 1e-13, (idem, polar, orth)
+
+
+def test_compiled_projections_agree_with_numpy(rng):
+    """The numba kernels run the numpy algorithms member by member: same results to rounding."""
+    kernels = pytest.importorskip("cvximplicit._cones._numba_kernels")
+    from cvximplicit._cones._exp import project_exp_numpy
+    from cvximplicit._cones._pow import project_pow_numpy
+
+    V = rng.standard_normal((30_000, 3)) * rng.choice([1e-6, 1e-3, 1.0, 1e3, 1e6], (30_000, 1))
+    V[::7, 2] = 0.0  # the z = 0 plane of the power cone and s-faces
+    V[::11, 1] = 0.0
+    a = rng.uniform(0.02, 0.98, V.shape[0])
+    scale = np.maximum(1.0, np.abs(V).max(axis=1))[:, None]
+    exp_gap = np.abs(kernels.project_exp_rows(V) - project_exp_numpy(V)) / scale
+    pow_gap = np.abs(kernels.project_pow_rows(V, a) - project_pow_numpy(V, a)) / scale
+    assert exp_gap.max() < 1e-13 and pow_gap.max() < 1e-13, (exp_gap.max(), pow_gap.max())
 
 
 @pytest.mark.parametrize("kind", ["exponential", "power"])

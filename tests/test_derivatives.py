@@ -218,12 +218,13 @@ def test_strict_and_degenerate_derivatives():
 
 
 def test_refined_reuse_matches_fresh_factorization():
-    """Curved cones: polishing reuses a nearby LU with refinement; B is still exact."""
+    """Curved cones, sparse B: polishing reuses a nearby LU with refinement; B is still exact."""
     from cvximplicit._conic import newton_matrix
     from cvximplicit._factor import factorize
 
     family = FAMILIES["socp"](np.random.default_rng(8))
-    program = ci.compile(family.problem, family.parameters, family.variables)
+    sparse = ci.Tolerances(dense_lu_limit=0)  # force the sparse path on this small problem
+    program = ci.compile(family.problem, family.parameters, family.variables, tolerances=sparse)
     sol = program.solve(*family.values).conic
     system = sol.factorization()
     assert "refinement" in system.method

@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._typing import FloatArray, IntArray
+from ._kernels import compiled_kernels
 from ._pieces import ThreeDimensionalCone
 from ._roots import bracketed_root
 
@@ -121,7 +122,16 @@ def _root(V: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
 
 
 def project_exp(V: FloatArray) -> FloatArray:
-    """Euclidean projections of the rows of ``V`` onto the exponential cone."""
+    """Euclidean projections of the rows of ``V`` onto the exponential cone (compiled when
+    numba is installed, see ``_kernels.py``)."""
+    kernels = compiled_kernels()
+    if kernels is not None:
+        return kernels.project_exp_rows(V)
+    return project_exp_numpy(V)
+
+
+def project_exp_numpy(V: FloatArray) -> FloatArray:
+    """:func:`project_exp` in numpy, vectorised over the rows."""
     V = np.asarray(V, dtype=np.float64)
     P, pdist = _primal_heuristic(V)
     Q, ddist = _polar_heuristic(V)

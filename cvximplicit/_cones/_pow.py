@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._typing import FloatArray, IntArray
+from ._kernels import compiled_kernels
 from ._pieces import ThreeDimensionalCone
 from ._roots import bracketed_root
 
@@ -81,7 +82,16 @@ def _root(W: FloatArray, a: FloatArray) -> tuple[FloatArray, np.ndarray]:
 
 
 def project_pow(V: FloatArray, a: FloatArray) -> FloatArray:
-    """Euclidean projections of the rows of ``V`` onto power cones with exponents ``a``."""
+    """Euclidean projections of the rows of ``V`` onto power cones with exponents ``a``
+    (compiled when numba is installed, see ``_kernels.py``)."""
+    kernels = compiled_kernels()
+    if kernels is not None:
+        return kernels.project_pow_rows(V, a)
+    return project_pow_numpy(V, a)
+
+
+def project_pow_numpy(V: FloatArray, a: FloatArray) -> FloatArray:
+    """:func:`project_pow` in numpy, vectorised over the rows."""
     V = np.asarray(V, dtype=np.float64)
     a = np.broadcast_to(np.asarray(a, dtype=np.float64), V.shape[:1])
     scale = np.maximum(1.0, np.abs(V).max(axis=1))

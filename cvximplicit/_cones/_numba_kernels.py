@@ -1,0 +1,302 @@
+"""numba kernels behind ``_kernels.compiled_kernels`` (see its docstring)."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .._typing import FloatArray
+
+__all__ = ["project_exp_rows", "project_pow_rows"]
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+_BIG = 1e15
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+@_jit
+def _nmax(a: float, b: float) -> float:
+    """``max`` that propagates NaN like ``np.maximum``."""
+    if a != a or b != b:
+        return math.nan
+    return a if a > b else b
+
+
+@_jit
+def _nmin(a: float, b: float) -> float:
+    if a != a or b != b:
+        return math.nan
+    return a if a < b else b
+
+
+@_jit
+def _h(r: float, s: float, t: float, rho: float) -> tuple[float, float]:
+    ep, em = np.exp(rho), np.exp(-rho)
+    f = ((rho - 1) * r + s) * ep - (r - rho * s) * em - (rho * (rho - 1) + 1) * t
+    df = (rho * r + s) * ep + (r - (rho - 1) * s) * em - (2 * rho - 1) * t
+    return f, df
+
+
+@_jit
+def _exp_root(r: float, s: float, t: float, lo: float, hi: float) -> float:
+    """``_roots.bracketed_root`` for one member, with ``rtol = 1e-15``."""
+    x = 0.5 * (lo + hi)
+    if not lo < hi:
+        return x
+    flo, _ = _h(r, s, t, lo)
+    fhi, _ = _h(r, s, t, hi)
+    last = 0
+    for _ in range(100):
+        f, df = _h(r, s, t, x)
+        if f < 0:
+            lo, flo = x, f
+            if last == 1:
+                fhi = 0.5 * fhi
+            last = 1
+        else:
+            hi, fhi = x, f
+            if last == -1:
+                flo = 0.5 * flo
+            last = -1
+        newton = x - f / df
+        falsi = (lo * fhi - hi * flo) / (fhi - flo)
+        if np.isfinite(newton) and lo < newton < hi:
+            nxt = newton
+        elif np.isfinite(falsi) and lo < falsi < hi:
+            nxt = falsi
+        else:
+            nxt = 0.5 * (lo + hi)
+        if f == 0:
+            nxt = x
+        scale = max(abs(x), _TINY)
+        done = f == 0 or abs(nxt - x) <= 1e-15 * scale or hi - lo <= 1e-15 * scale
+        x = nxt
+        if done:
+            break
+    return x
+
+
+@_jit
+def _exp_bracket(r: float, s: float, t: float, pdist: float, ddist: float) -> tuple[float, float]:
+    """``_exp._bracket`` for one member."""
+    baselow, baseupr, low, upr = -_BIG, _BIG, -_BIG, _BIG
+    Dp = math.sqrt(max(pdist**2 - min(s, 0.0) ** 2, 0.0))
+    Dd = math.sqrt(max(ddist**2 - min(r, 0.0) ** 2, 0.0))
+    disc = math.sqrt(max(r * r + s * s - r * s, 0.0))
+    psi_p = (r - s + disc) / r if r > s else -s / (r - s - disc)
+    ppsi = ((psi_p - 1) * r + s) / (psi_p * (psi_p - 1) + 1)
+    psi_d = (r - disc) / s if s > r else (r - s) / (r + disc)
+    dpsi = (r - psi_d * s) / (psi_d * (psi_d - 1) + 1)
+    if t > 0:
+        low = _nmax(low, np.log(t / ppsi))
+    if t < 0:
+        upr = _nmin(upr, -np.log(-t / dpsi))
+    if r > 0:
+        baselow = 1 - s / r
+        low = _nmax(low, baselow)
+        tpu = _nmax(1e-12, _nmin(Dd, Dp + t))
+        om = np.exp(low) / (low * (low - 1) + 1)
+        if low < 2:
+            om = _nmin(om, math.exp(2.0) / 3)
+        val = r * om
+        sgn = -1.0 if val < 0 else 1.0
+        cand = _nmax(low, baselow + tpu / _nmax(abs(val), 1e-300) * sgn)
+        upr = _nmin(upr, cand)
+    if s > 0:
+        baseupr = r / s
+        upr = _nmin(upr, baseupr)
+        tdl = -_nmax(1e-12, _nmin(Dp, Dd - t))
+        om = -np.exp(-upr) / (upr * (upr - 1) + 1)
+        if upr > -1:
+            om = _nmax(om, -math.exp(1.0) / 3)
+        val = s * om
+        sgn = -1.0 if val < 0 else 1.0
+        cand = _nmin(upr, baseupr - tdl / _nmax(abs(val), 1e-300) * sgn)
+        low = _nmax(low, cand)
+    if low != low or low == -np.inf:
+        low = -_BIG
+    elif low == np.inf:
+        low = _BIG
+    if upr != upr or upr == np.inf:
+        upr = _BIG
+    elif upr == -np.inf:
+        upr = -_BIG
+    lo = min(max(min(low, upr), baselow), baseupr)
+    hi = min(max(max(low, upr), baselow), baseupr)
+    fl, _ = _h(r, s, t, lo)
+    fu, _ = _h(r, s, t, hi)
+    if lo != hi and fl * fu > 0:
+        if abs(fl) < abs(fu):
+            hi = lo
+        else:
+            lo = hi
+    return lo, hi
+
+
+@_jit
+def _exp_member(r: float, s: float, t: float, out: FloatArray) -> None:
+    """``_exp.project_exp`` for one member, written into ``out``."""
+    # Primal heuristic: the face s = 0, or straight up in t.
+    p0, p1, p2 = min(r, 0.0), 0.0, max(t, 0.0)
+    pdist = math.sqrt((r - p0) ** 2 + s**2 + (t - p2) ** 2)
+    if s > 0:
+        tp = max(t, s * np.exp(r / s))
+        if np.isfinite(tp) and tp - t < pdist:
+            p0, p1, p2, pdist = r, s, tp, tp - t
+    # Polar heuristic.
+    q0, q1, q2 = 0.0, min(s, 0.0), min(t, 0.0)
+    ddist = math.sqrt(r**2 + (s - q1) ** 2 + (t - q2) ** 2)
+    if r > 0:
+        td = min(t, -r * np.exp(s / r - 1))
+        if np.isfinite(td) and t - td < ddist:
+            q0, q1, q2, ddist = r, s, td, t - td
+    out[0], out[1], out[2] = p0, p1, p2
+    scale = max(1.0, abs(r), abs(s), abs(t))
+    tol = 1e-15 * scale
+    err = max(abs(p0 + q0 - r), abs(p1 + q1 - s), abs(p2 + q2 - t))
+    if (s <= 0 and r <= 0) or min(pdist, ddist) <= tol:
+        return
+    if err <= tol and p0 * q0 + p1 * q1 + p2 * q2 <= tol * scale:
+        return
+    lo, hi = _exp_bracket(r, s, t, pdist, ddist)
+    rho = _exp_root(r, s, t, lo, hi)
+    quad = rho * (rho - 1) + 1
+    lin_p, lin_d = (rho - 1) * r + s, r - rho * s
+    kappa_p = (abs((rho - 1) * r) + abs(s)) / max(abs(lin_p), 1e-300)
+    kappa_d = (abs(r) + abs(rho * s)) / max(abs(lin_d), 1e-300)
+    if kappa_p <= kappa_d:
+        c = lin_p / quad
+        c0, c1, c2 = rho * c, c, np.exp(rho) * c
+    else:
+        c = lin_d / quad
+        c0, c1, c2 = r - c, s - (1 - rho) * c, t + np.exp(-rho) * c
+    finite = np.isfinite(c0) and np.isfinite(c1) and np.isfinite(c2)
+    dist = math.sqrt((c0 - r) ** 2 + (c1 - s) ** 2 + (c2 - t) ** 2) if finite else np.inf
+    if lin_p > 0 and lin_d > 0 and finite and dist <= pdist * (1 + 1e-12):
+        out[0], out[1], out[2] = c0, c1, c2
+
+
+@_jit
+def _project_exp_rows(V: FloatArray, out: FloatArray) -> None:
+    for i in range(V.shape[0]):
+        _exp_member(V[i, 0], V[i, 1], V[i, 2], out[i])
+
+
+@_jit
+def _root_pos(c: float, q: float) -> float:
+    root = math.sqrt(c * c + 4 * q)
+    if c >= 0:
+        return 0.5 * (c + root)
+    return 2 * q / (root - c) if root - c > 0 else 0.0
+
+
+@_jit
+def _pow_f(x0: float, y0: float, z0: float, a: float, u: float, upper: bool) -> tuple[float, float]:
+    """``_pow._f`` for one member (``z0 = |z|``)."""
+    gap = u * (z0 - u)
+    g = max(gap, 0.0)
+    x, y = _root_pos(x0, a * g), _root_pos(y0, (1 - a) * g)
+    geo = x**a * y ** (1 - a)
+    dgap = z0 - 2 * u
+    dx = a * dgap / np.sqrt(x0**2 + 4 * a * gap)
+    dy = (1 - a) * dgap / np.sqrt(y0**2 + 4 * (1 - a) * gap)
+    dgeo = a * (y / x) ** (1 - a) * dx + (1 - a) * (x / y) ** a * dy
+    if upper:
+        return -(geo - (z0 - u)), -(dgeo + 1)
+    return geo - u, dgeo - 1
+
+
+@_jit
+def _pow_root(x0: float, y0: float, z0: float, a: float, upper: bool) -> float:
+    """``_roots.bracketed_root`` on ``-_pow_f`` over ``[0, |z0|/2]`` (``rtol = 4e-16``)."""
+    lo, hi = 0.0, 0.5 * z0
+    x = 0.5 * hi
+    if not lo < hi:
+        return x
+    f, _ = _pow_f(x0, y0, z0, a, lo, upper)
+    flo = -f
+    f, _ = _pow_f(x0, y0, z0, a, hi, upper)
+    fhi = -f
+    last = 0
+    for _ in range(100):
+        f, df = _pow_f(x0, y0, z0, a, x, upper)
+        f, df = -f, -df
+        if f < 0:
+            lo, flo = x, f
+            if last == 1:
+                fhi = 0.5 * fhi
+            last = 1
+        else:
+            hi, fhi = x, f
+            if last == -1:
+                flo = 0.5 * flo
+            last = -1
+        newton = x - f / df
+        falsi = (lo * fhi - hi * flo) / (fhi - flo)
+        if np.isfinite(newton) and lo < newton < hi:
+            nxt = newton
+        elif np.isfinite(falsi) and lo < falsi < hi:
+            nxt = falsi
+        else:
+            nxt = 0.5 * (lo + hi)
+        if f == 0:
+            nxt = x
+        scale = max(abs(x), _TINY)
+        done = f == 0 or abs(nxt - x) <= 4e-16 * scale or hi - lo <= 4e-16 * scale
+        x = nxt
+        if done:
+            break
+    return x
+
+
+@_jit
+def _pow_member(x0: float, y0: float, z: float, a: float, out: FloatArray) -> None:
+    """``_pow.project_pow`` for one member, written into ``out``."""
+    scale = max(1.0, abs(x0), abs(y0), abs(z))
+    tol = 1e-15 * scale
+    geo = x0**a * y0 ** (1 - a) if x0 > 0 and y0 > 0 else 0.0
+    if x0 >= 0 and y0 >= 0 and geo >= abs(z) - tol:
+        out[0], out[1], out[2] = x0, y0, z
+        return
+    u, v = -x0, -y0
+    geo = (u / a) ** a * (v / (1 - a)) ** (1 - a) if u > 0 and v > 0 else 0.0
+    if u >= 0 and v >= 0 and geo >= abs(z) - tol:
+        out[0], out[1], out[2] = 0.0, 0.0, 0.0
+        return
+    if abs(z) <= tol:
+        out[0], out[1], out[2] = max(x0, 0.0), max(y0, 0.0), 0.0
+        return
+    z0 = abs(z)
+    mid, _ = _pow_f(x0, y0, z0, a, 0.5 * z0, False)
+    upper = mid > 0
+    w = _pow_root(x0, y0, z0, a, upper)
+    g = max(w * (z0 - w), 0.0)
+    r = z0 - w if upper else w
+    out[0] = _root_pos(x0, a * g)
+    out[1] = _root_pos(y0, (1 - a) * g)
+    out[2] = np.sign(z) * r
+
+
+@_jit
+def _project_pow_rows(V: FloatArray, a: FloatArray, out: FloatArray) -> None:
+    for i in range(V.shape[0]):
+        _pow_member(V[i, 0], V[i, 1], V[i, 2], a[i], out[i])
+
+
+def project_exp_rows(V: FloatArray) -> FloatArray:
+    """Projections of the rows of ``V`` (``(N, 3)``) onto the exponential cone."""
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    out = np.empty_like(V)
+    _project_exp_rows(V, out)
+    return out
+
+
+def project_pow_rows(V: FloatArray, a: FloatArray) -> FloatArray:
+    """Projections of the rows of ``V`` onto power cones with exponents ``a`` (one per row)."""
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    a = np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), V.shape[:1]))
+    out = np.empty_like(V)
+    _project_pow_rows(V, a, out)
+    return out
