@@ -43,7 +43,7 @@ from ._errors import (
     SolverFailedError,
     UnboundedError,
 )
-from ._factor import Factorization, Refined, factorize
+from ._factor import Factorization, Refined, factorize, use_dense
 from ._solvers import ConeData, RawSolution, Solver, SolverStatus
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse
@@ -202,10 +202,7 @@ class NewtonStructure:
         # Upper bound on the stored entries of B: P, A, D and A'D (at most nnz(A) * block).
         counts = np.bincount(dr, minlength=m)
         triples = int(counts[ar].sum())
-        self.dense = size <= tol.dense_lu_limit or (
-            size <= 4 * tol.dense_lu_limit
-            and pr.size + 2 * ar.size + dr.size >= tol.dense_fill * size * size
-        )
+        self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
         self._product = not cones.diagonal and triples > 4 * (ar.size + dr.size)
         if self.dense:
             return
@@ -277,12 +274,12 @@ class NewtonStructure:
         """``B z`` without assembling ``B``."""
         x, v = z[: self.n], z[self.n :]
         Dv = D.matvec(v)
-        return np.concatenate([data.P @ x + data.A.T @ Dv, data.A @ x + Dv - v])
+        return np.concatenate([data.P @ x + data.AT @ Dv, data.A @ x + Dv - v])
 
     def rmatvec(self, data: ConeData, D: Jacobian, w: FloatArray) -> FloatArray:
         """``B' w`` without assembling ``B``."""
         w1, w2 = w[: self.n], w[self.n :]
-        return np.concatenate([data.P @ w1 + data.A.T @ w2, D.rmatvec(data.A @ w1 + w2) - w2])
+        return np.concatenate([data.P @ w1 + data.AT @ w2, D.rmatvec(data.A @ w1 + w2) - w2])
 
     def update(
         self, previous: Factorization, data: ConeData, D: Jacobian, tol: Tolerances
@@ -321,7 +318,7 @@ class Residual:
 def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> Residual:
     """The normal-map residual ``F(x, v)`` (see the module docstring)."""
     y = cones.project_dual(v)
-    Px, Aty, Ax = data.P @ x, data.A.T @ y, data.A @ x
+    Px, Aty, Ax = data.P @ x, data.AT @ y, data.A @ x
     s = y - v
     F = np.concatenate([Px + Aty + data.c, Ax + s - data.b])
     scale = np.concatenate(
@@ -527,16 +524,22 @@ def _polish(
     returned point (refactorized or refined if needed), so derivatives need no further work.
     Where ``B`` is singular the minimum-norm (least-squares) step is tried.
     """
-    D = cones.jacobian(v, kink, _kink_tol(tol.kink, 0.0, v))
-    fact: Factorization | None = None
-    fresh = False  # whether ``fact`` is of B at the current D
+
+    def jacobian(v: FloatArray) -> Jacobian:
+        return cones.jacobian(v, kink, _kink_tol(tol.kink, 0.0, v))
+
+    D = jacobian(v)
+    fact: Factorization | None = None  # of B at ``D_fact``
+    D_fact = D
     steps = 0
     factor_time = 0.0
     halvings = 0.5 ** np.arange(tol.backtracking_steps)
 
-    def line_search(f: Factorization) -> tuple[FloatArray, FloatArray, Residual] | None:
+    def line_search(
+        f: Factorization, full_only: bool
+    ) -> tuple[FloatArray, FloatArray, Residual] | None:
         dz = f.solve(-res.F)
-        for alpha in halvings:
+        for alpha in halvings[:1] if full_only else halvings:
             x_new, v_new = x + alpha * dz[: data.n], v + alpha * dz[data.n :]
             res_new = residual(data, cones, x_new, v_new)
             if res_new.norm < (1.0 - 1e-4 * alpha) * res.norm:
@@ -548,32 +551,42 @@ def _polish(
         if res.relative <= tol.target:
             outcome = PolishOutcome.CONVERGED
             break
-        step = None if fact is None else line_search(fact)
-        if step is None and not fresh:  # no factorization yet, or a stale one failed
-            start = time.perf_counter()
-            fact, fresh = structure.factorize(data, D, tol), True
-            factor_time += time.perf_counter() - start
-            step = line_search(fact)
+        # A chord step with the last factorization, taken only if the full step decreases
+        # ||F|| (then B barely moved); otherwise B at the current point, with backtracking.
+        step = None if fact is None else line_search(fact, full_only=True)
+        if step is None:
+            if fact is not None:
+                D = jacobian(v)
+            if fact is None or D is not D_fact:
+                start = time.perf_counter()
+                fact, D_fact = structure.factorize(data, D, tol), D
+                factor_time += time.perf_counter() - start
+            step = line_search(fact, full_only=False)
         assert fact is not None
-        if step is None:  # keep the current point (``fact`` is B there)
+        if step is None:  # keep the current point
             outcome = PolishOutcome.SINGULAR if fact.degenerate else PolishOutcome.STALLED
             break
         steps += 1
         x, v, res = step
-        D_new = cones.jacobian(v, kink, _kink_tol(tol.kink, 0.0, v))
-        change = D_new.distance(D)
-        D = D_new
-        if change > tol.active_set_change or fact.degenerate:  # the active set moved
-            fact, fresh = None, False
-        elif change > 1e-14:  # a curved cone moved a little: chord steps from here
-            fresh = False
+        if fact.degenerate:  # least-squares steps: always from B at the current point
+            fact = None
     else:
         if res.relative <= tol.target:
             outcome = PolishOutcome.CONVERGED
-    if fact is not None and not fresh:
-        start = time.perf_counter()
-        fact = structure.update(fact, data, D, tol)
-        factor_time += time.perf_counter() - start
+    if steps:
+        D = jacobian(v)
+    if fact is not None and D is not D_fact:
+        change = D.distance(D_fact)
+        if change == 0.0:
+            D = D_fact
+        else:
+            start = time.perf_counter()
+            fact = (
+                structure.update(fact, data, D, tol)
+                if change <= tol.active_set_change
+                else structure.factorize(data, D, tol)
+            )
+            factor_time += time.perf_counter() - start
     return _Polished(x, v, res, steps, outcome, D, fact, factor_time)
 
 

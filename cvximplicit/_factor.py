@@ -199,9 +199,10 @@ class _Inverse(spla.LinearOperator):
         return self.factorization.solve(np.ravel(x), transpose=True)
 
 
-def _use_dense(size: int, nnz: int, tol: Tolerances) -> bool:
+def use_dense(size: int, nnz: int, tol: Tolerances) -> bool:
+    """Whether a ``size x size`` matrix with ``nnz`` stored entries is factorized densely."""
     return size <= tol.dense_lu_limit or (
-        size <= 4 * tol.dense_lu_limit and nnz >= tol.dense_fill * size * size
+        size <= tol.dense_fill_limit and nnz >= tol.dense_fill * size * size
     )
 
 
@@ -217,7 +218,7 @@ def factorize(B: Sparse | FloatArray, tol: Tolerances | None = None) -> Factoriz
     if size == 0:
         return _Empty(0)
     reason = ""
-    if isinstance(B, np.ndarray) or _use_dense(size, int(B.nnz), tol):
+    if isinstance(B, np.ndarray) or use_dense(size, int(B.nnz), tol):
         dense = B if isinstance(B, np.ndarray) else B.toarray()
         lu, piv, _ = scipy.linalg.lapack.dgetrf(dense)  # pyright: ignore[reportAttributeAccessIssue]
         pivots = np.abs(np.diagonal(lu))

@@ -36,11 +36,13 @@ class Tolerances:
         backtracking_steps: step halvings tried before a Newton step counts as stalled.
         refinement_steps: iterative-refinement sweeps with a reused factorization before
             ``B`` is factorized afresh.
-        dense_lu_limit: ``B`` with at most this many rows is factorized densely (LAPACK),
-            larger dense-ish ones too while ``nnz >= dense_fill * size**2``; otherwise a sparse
-            LU (SuperLU).  Measured in ``benchmarks/core.py``: dense LU was 2-6x faster up to
-            about 250 rows.
+        dense_lu_limit: ``B`` with at most this many rows is factorized densely (LAPACK,
+            one thread), and so is a ``B`` of up to ``dense_fill_limit`` rows with
+            ``nnz >= dense_fill * size**2``; otherwise a sparse LU (SuperLU).  Measured on the
+            benchmark families: dense 0.03-0.26 ms vs sparse 0.15-0.80 ms up to 205 rows; at
+            about 300 rows dense costs 0.7-0.9 ms and wins only on dense-ish ``B``.
         dense_fill: see ``dense_lu_limit``.
+        dense_fill_limit: see ``dense_lu_limit``.
         dense_lstsq_limit: largest size for a dense SVD least-squares fallback (else LSMR).
     """
 
@@ -53,8 +55,9 @@ class Tolerances:
     polish_max_iter: int = 10
     backtracking_steps: int = 11
     refinement_steps: int = 6
-    dense_lu_limit: int = 256
-    dense_fill: float = 0.2
+    dense_lu_limit: int = 160
+    dense_fill: float = 0.15
+    dense_fill_limit: int = 1024
     dense_lstsq_limit: int = 3000
 
     def __post_init__(self) -> None:

@@ -223,7 +223,7 @@ def test_refined_reuse_matches_fresh_factorization():
     from cvximplicit._factor import factorize
 
     family = FAMILIES["socp"](np.random.default_rng(8))
-    sparse = ci.Tolerances(dense_lu_limit=0)  # force the sparse path on this small problem
+    sparse = ci.Tolerances(dense_lu_limit=0, dense_fill_limit=0)  # force the sparse path
     program = ci.compile(family.problem, family.parameters, family.variables, tolerances=sparse)
     sol = program.solve(*family.values).conic
     system = sol.factorization()

@@ -83,6 +83,10 @@ class PSDCone(Cone):
             raise ValueError(f"PSD cone orders must be positive, got {orders}")
         self.orders = orders
         self._layout = BlockLayout(tuple(k * (k + 1) // 2 for k in orders))
+        self._memo: dict[int, tuple[FloatArray, tuple[FloatArray, FloatArray]]] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_memo": {}}
 
     @property
     def dim(self) -> int:
@@ -109,8 +113,15 @@ class PSDCone(Cone):
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def _eig(self, v: FloatArray, d: int) -> tuple[FloatArray, FloatArray]:
-        k = self._order(d)
-        return np.linalg.eigh(smat(self._layout.take(v, d), k))
+        """Eigen-decompositions of the members of size ``d``; the last one is remembered,
+        since polishing asks for the projection and the Jacobian at the same point."""
+        block = self._layout.take(v, d)
+        memo = self._memo.get(d)  # (block, result): read once, so threads see a pair
+        if memo is not None and memo[0].shape == block.shape and np.array_equal(memo[0], block):
+            return memo[1]
+        result = np.linalg.eigh(smat(block, self._order(d)))
+        self._memo[d] = (block, result)
+        return result
 
     def project(self, v: FloatArray) -> FloatArray:
         out = np.empty_like(v)
@@ -147,7 +158,7 @@ class PSDCone(Cone):
                 Ur[:, :, :, None] * Uc[:, :, None, :] + Uc[:, :, :, None] * Ur[:, :, None, :]
             )
             inner = omega[:, None, :, :] * basis
-            full = np.einsum("cik,clkm,cjm->clij", U, inner, U, optimize=True)
+            full = U[:, None] @ inner @ np.swapaxes(U, 1, 2)[:, None]
             # column l of the Jacobian is svec of the image of E_l
             blocks[d] = np.swapaxes(full[:, :, rows, cols] * scale, 1, 2)
         return blocks

@@ -102,6 +102,11 @@ class ConeData:
         return int(self.b.size)
 
     @functools.cached_property
+    def AT(self) -> Sparse:
+        """``A'`` in CSR format (built once per data; ``A.T`` would build a view per use)."""
+        return self.A.T.tocsr()
+
+    @functools.cached_property
     def patterns(self) -> tuple[tuple[IntArray, IntArray], tuple[IntArray, IntArray]]:
         """(row, column) index arrays of the stored entries of ``P`` and ``A``, in CSC order."""
         out = []
