@@ -14,6 +14,7 @@ Example:
 """
 
 from . import problems as problems
+from ._batch import OnFailure as OnFailure
 from ._cones import Cone as Cone
 from ._cones import ExponentialCone as ExponentialCone
 from ._cones import KinkPolicy as KinkPolicy
@@ -50,6 +51,7 @@ from ._solvers import OSQP as OSQP
 from ._solvers import SCS as SCS
 from ._solvers import Clarabel as Clarabel
 from ._solvers import ConeData as ConeData
+from ._solvers import Moreau as Moreau
 from ._solvers import Solver as Solver
 from ._solvers import SolverStatus as SolverStatus
 from ._tolerances import Tolerances as Tolerances

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Any, cast
 
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from ._compile import Compiled, canonicalize
+from ._batch import (
+    BatchData,
+    BatchEngine,
+    BatchFactorization,
+    Embedded,
+    EngineResult,
+    OnFailure,
+    ProgramSpec,
+    as_on_failure,
+)
+from ._blas import single_thread_blas
+from ._compile import Compiled, OutputMap, canonicalize
 from ._cones import KinkPolicy, as_kink_policy
 from ._conic import ConeSet, ConicSolution, DataTangent, NewtonStructure, solve_conic
 from ._diagnostics import Diagnostics
 from ._errors import ParameterError, SolverError
 from ._solvers import ConeData, DataLayout, Solver, SolverLike, get_solver
 from ._tolerances import Tolerances
+from ._typing import IntArray, Sparse, shape2
 
 __all__ = ["BatchSolution", "Program", "Solution", "compile"]
 
@@ -53,6 +66,19 @@ class Program:
         self.tolerances = Tolerances() if tolerances is None else tolerances
         # Worked out once per program, shared by every solve (and pickled with tasks).
         self._prepared = _Prepared.build(compiled, self._cones, self.tolerances)
+        self._engine = BatchEngine(
+            ProgramSpec(
+                n=compiled.n,
+                m=compiled.m,
+                P_indices=compiled.P_indices,
+                P_indptr=compiled.P_indptr,
+                A_indices=compiled.A_indices,
+                A_indptr=compiled.A_indptr,
+                cones=self._cones,
+                newton=self._prepared.newton,
+                layout=self._prepared.layout,
+            )
+        )
         self.problem = problem
         self.parameters = parameters
         self.variables = variables
@@ -155,22 +181,66 @@ class Program:
         executor: Executor | None = None,
         solver: SolverLike = None,
         solver_args: dict[str, Any] | None = None,
+        on_failure: OnFailure | str = OnFailure.RAISE,
     ) -> BatchSolution:
         """Solve many instances at once.
 
         Each value either has the parameter's shape (shared by the whole batch) or one more
         leading axis, the batch axis (all batched values must agree on its length).
 
+        The solver runs once per element (on a thread pool when it releases the GIL, as
+        Clarabel, SCS and OSQP do) or once for the whole batch (backends with a batched
+        solver, such as Moreau); polishing, certification and derivatives then run
+        vectorised across the batch.  Elements the vectorised path cannot certify go
+        through the single-problem path one by one.
+
         Args:
             executor: any :class:`concurrent.futures.Executor` (threads, processes, a Dask
-                client's executor, ...).  By default a thread pool with one worker per CPU is
-                used when the solver releases the GIL (Clarabel, SCS and OSQP do), else the
-                instances are solved in turn.
+                client's executor, ...): the batch is cut into one chunk per CPU and each
+                chunk runs the vectorised path on a worker.  Results equal the local path's.
             solver, solver_args: as in :meth:`solve`.
+            on_failure: ``"raise"`` (default): the first failed element's error is raised,
+                with ``batch_index`` naming it.  ``"nan"``: failed elements (infeasible,
+                unbounded, solver failure) get NaN values and contribute zero to
+                derivatives; :attr:`BatchSolution.ok` and :attr:`BatchSolution.errors` say
+                which failed and why.
 
         Raises:
-            SolverError: as in :meth:`solve`, with ``batch_index`` naming the failing element.
+            SolverError: with ``on_failure="raise"``, as in :meth:`solve`.
         """
+        policy = as_on_failure(on_failure)
+        stacked, batched = self._stack_batch(values)
+        chosen = self._resolve_solver(solver, solver_args)
+        data = self._batch_data(stacked)
+        if executor is None:
+            result = self._engine.solve(
+                data,
+                chosen,
+                kink=self.kink,
+                polish=self.polish,
+                strict=self.strict,
+                tol=self.tolerances,
+            )
+        else:
+            result = _run_chunks(
+                self._engine,
+                data,
+                chosen,
+                executor,
+                self.kink,
+                self.polish,
+                self.strict,
+                self.tolerances,
+            )
+        errors = [None if e is None else e.with_batch_index(i) for i, e in enumerate(result.errors)]
+        if policy is OnFailure.RAISE:
+            for e in errors:
+                if e is not None:
+                    raise e
+        return BatchSolution(self, result, errors, stacked, data, tuple(batched))
+
+    def _stack_batch(self, values: Sequence[ArrayLike]) -> tuple[FloatArray, list[bool]]:
+        """Validate batched and shared values; stack them as ``(batch, stacked size)``."""
         specs = self._compiled.parameters
         if len(values) != len(specs):
             raise ParameterError(f"expected {len(specs)} parameter values, got {len(values)}")
@@ -195,13 +265,32 @@ class Program:
         stacked = np.zeros((size, sum(s.size for s in specs)))
         for spec, f in zip(specs, flat):
             stacked[:, spec.offset : spec.offset + spec.size] = f
-        chosen = self._resolve_solver(solver, solver_args)
-        tasks = [self._task(i, stacked[i], chosen) for i in range(size)]
-        conics = list(_run(tasks, executor, chosen))
-        return BatchSolution(
-            [Solution(self._compiled, c, stacked[i]) for i, c in enumerate(conics)],
-            tuple(batched),
-            self._compiled,
+        return stacked, batched
+
+    def _batch_data(self, stacked: FloatArray) -> BatchData:
+        c = self._compiled
+        D = (c.G @ stacked.T).T + c.g0[None, :]
+        if c.G_log is not None:
+            D = D + (c.G_log @ np.log(stacked).T).T
+        return self._split_batch(D)
+
+    def _batch_data_tangent(self, stacked: FloatArray, tangent: FloatArray) -> BatchData:
+        c = self._compiled
+        D = (c.G @ tangent.T).T
+        if c.G_log is not None:
+            D = D + (c.G_log @ (tangent / stacked).T).T
+        return self._split_batch(D)
+
+    def _split_batch(self, D: FloatArray) -> BatchData:
+        c = self._compiled
+        a = c.nnz_P
+        b = a + c.nnz_A
+        e = b + c.m
+        return BatchData(
+            np.ascontiguousarray(D[:, :a]),
+            np.ascontiguousarray(D[:, a:b]),
+            np.ascontiguousarray(D[:, b:e]),
+            np.ascontiguousarray(D[:, e:]),
         )
 
 
@@ -278,18 +367,64 @@ class _Task:
             raise exc.with_batch_index(self.index) from exc
 
 
-def _run_task(task: _Task) -> ConicSolution:
-    return task.run()
+@dataclasses.dataclass(frozen=True)
+class _Chunk:
+    """A slice of a batch for an executor worker (picklable: no CVXPY objects)."""
+
+    engine: BatchEngine
+    data: BatchData
+    solver: Solver
+    kink: KinkPolicy
+    polish: bool
+    strict: bool
+    tolerances: Tolerances
+
+    def run(self) -> EngineResult:
+        result = self.engine.solve(
+            self.data,
+            self.solver,
+            kink=self.kink,
+            polish=self.polish,
+            strict=self.strict,
+            tol=self.tolerances,
+        )
+        result.factorization = None  # factorizations stay where they were computed
+        return result
 
 
-def _run(tasks: list[_Task], executor: Executor | None, solver: Solver) -> Iterator[ConicSolution]:
-    if executor is not None:
-        return executor.map(_run_task, tasks)
-    workers = min(len(tasks), os.cpu_count() or 1)
-    if workers <= 1 or not solver.releases_gil:
-        return map(_run_task, tasks)
-    with ThreadPoolExecutor(workers) as pool:
-        return iter(list(pool.map(_run_task, tasks)))
+def _run_chunk(chunk: _Chunk) -> EngineResult:
+    return chunk.run()
+
+
+def _run_chunks(
+    engine: BatchEngine,
+    data: BatchData,
+    solver: Solver,
+    executor: Executor,
+    kink: KinkPolicy,
+    polish: bool,
+    strict: bool,
+    tol: Tolerances,
+) -> EngineResult:
+    """The batch cut into one chunk per CPU, each run by ``executor`` on the vectorised path."""
+    size = data.size
+    count = min(size, os.cpu_count() or 1)
+    bounds = np.linspace(0, size, count + 1).astype(int)
+    chunks = [
+        _Chunk(engine, data.take(slice(lo, hi)), solver, kink, polish, strict, tol)
+        for lo, hi in itertools.pairwise(bounds)
+        if hi > lo
+    ]
+    parts = list(executor.map(_run_chunk, chunks))
+    return EngineResult(
+        conics=[c for part in parts for c in part.conics],
+        errors=[e for part in parts for e in part.errors],
+        factorization=None,
+        vectorised=np.concatenate([part.vectorised for part in parts]),
+        X=np.concatenate([part.X for part in parts]),
+        Y=np.concatenate([part.Y for part in parts]),
+        D=np.concatenate([part.D for part in parts]),
+    )
 
 
 class Solution:
@@ -400,60 +535,225 @@ class Solution:
 
 
 class BatchSolution:
-    """Solutions of a batch, with batched derivatives.
+    """Solutions of a batch, with derivatives vectorised across the batch.
 
     ``values`` stacks each output along a leading batch axis.  ``vjp`` takes batched
     cotangents and returns, per parameter, batched gradients for batched parameters and the
-    sum over the batch for shared ones; ``jvp`` takes tangents batched or shared.
+    sum over the batch for shared ones; ``jvp`` takes tangents batched or shared.  Both are
+    one batched solve with the factorizations made while polishing.
+
+    Attributes:
+        values: one array per output, batch axis first (NaN rows for failed elements).
+        solutions: one :class:`Solution` per element (``None`` for a failed element).
+        errors: ``None`` per successful element, the :class:`SolverError` of a failed one.
+        ok: boolean mask of the successful elements.
+        batched: per parameter, whether it carried a batch axis.
     """
 
     def __init__(
-        self, solutions: list[Solution], batched: tuple[bool, ...], compiled: Compiled
+        self,
+        program: Program,
+        result: EngineResult,
+        errors: list[SolverError | None],
+        stacked: FloatArray,
+        data: BatchData,
+        batched: tuple[bool, ...],
     ) -> None:
-        self.solutions = solutions
-        self.batched = batched
+        compiled = program._compiled
+        self._program = program
         self._compiled = compiled
+        self._result = result
+        self._data = data
+        self._U = stacked
+        self.batched = batched
+        self.errors = errors
+        self.ok = np.array([e is None for e in errors], dtype=bool)
+        self.solutions: list[Solution | None] = [
+            None if c is None else Solution(compiled, c, stacked[i])
+            for i, c in enumerate(result.conics)
+        ]
+        k = len(errors)
+        X, Y = result.X, result.Y
         self.values: tuple[FloatArray, ...] = tuple(
-            np.stack([s.values[k] for s in solutions]) for k in range(len(compiled.outputs))
+            _batch_output(o, X, Y, k) for o in compiled.outputs
         )
 
     def __len__(self) -> int:
         return len(self.solutions)
 
     def __getitem__(self, index: int) -> Solution:
-        return self.solutions[index]
+        sol = self.solutions[index]
+        if sol is None:
+            raise cast(SolverError, self.errors[index])
+        return sol
 
     @property
-    def diagnostics(self) -> list[Diagnostics]:
-        """Per-element diagnostics (see :attr:`Solution.diagnostics`)."""
-        return [s.diagnostics for s in self.solutions]
+    def diagnostics(self) -> list[Diagnostics | None]:
+        """Per-element diagnostics (``None`` for a failed element)."""
+        return [None if s is None else s.diagnostics for s in self.solutions]
+
+    def _factorization(self) -> Embedded | None:
+        """The batch factorization of the successful elements (made on first use after a
+        solve on other processes; ``None`` when there is nothing to factorize)."""
+        result = self._result
+        if result.factorization is None:
+            rows = np.flatnonzero(self.ok)
+            if rows.size == 0:
+                return None
+            engine = self._program._engine
+            with single_thread_blas:
+                fact = BatchFactorization(
+                    engine.layout(int(rows.size)),
+                    self._data.take(rows),
+                    result.D[rows],
+                    self._program.tolerances,
+                )
+            result.factorization = Embedded(fact, rows, len(self))
+            result.vectorised = self.ok.copy()
+            result.vectorised[rows[fact.degenerate]] = False
+        return result.factorization
+
+    def _jacobian_bd(self, rows: IntArray) -> Sparse:
+        """Block-diagonal ``D`` of the elements ``rows``."""
+        layout = self._program._engine.layout(int(rows.size))
+        return layout.jacobian_matrix(self._result.D[rows])
 
     def vjp(self, *cotangents: ArrayLike | None) -> tuple[FloatArray, ...]:
-        """Batched reverse mode; cotangents carry the batch axis first."""
-        arrays = [None if g is None else np.asarray(g, dtype=np.float64) for g in cotangents]
-        per = [
-            s.vjp(*[None if g is None else g[i] for g in arrays])
-            for i, s in enumerate(self.solutions)
-        ]
+        """Batched reverse mode; cotangents carry the batch axis first (``None`` for zero).
+
+        Failed elements contribute zero.
+        """
+        compiled = self._compiled
+        outputs = compiled.outputs
+        k = len(self)
+        if len(cotangents) != len(outputs):
+            raise ParameterError(
+                f"expected {len(outputs)} cotangents (one per output, None for zero), "
+                f"got {len(cotangents)}"
+            )
+        n, m = compiled.n, compiled.m
+        GX, GY = np.zeros((k, n)), np.zeros((k, m))
+        for o, g, value in zip(outputs, cotangents, self.values):
+            if g is None:
+                continue
+            arr = np.asarray(g, dtype=np.float64)
+            if arr.shape != (k, *o.shape):
+                raise ParameterError(
+                    f"cotangent for {o.name}: expected shape {(k, *o.shape)} (batch of {k}), "
+                    f"got {arr.shape}"
+                )
+            if o.exp:
+                arr = arr * value
+            target = GY if o.dual else GX
+            np.add.at(target.T, o.index, (o.scale * arr.reshape(k, -1)).T)
+        GD = np.zeros((k, shape2(compiled.G)[0]))
+        fact = self._factorization()
+        result = self._result
+        vec = np.flatnonzero(result.vectorised)
+        if vec.size and fact is not None:
+            GV = np.zeros((k, m))
+            GV[vec] = (self._jacobian_bd(vec).T @ GY[vec].ravel()).reshape(vec.size, m)
+            LAM = fact.solve(np.concatenate([GX, GV], axis=1), transpose=True)
+            LX, LV = LAM[vec, :n], LAM[vec, n:]
+            X, Y = result.X[vec], result.Y[vec]
+            data = self._data
+            (pr, pc), (ar, ac) = _patterns(self._program)
+            GD[vec] = np.concatenate(
+                [
+                    -0.5 * (LX[:, pr] * X[:, pc] + LX[:, pc] * X[:, pr]),
+                    -(Y[:, ar] * LX[:, ac] + LV[:, ar] * X[:, ac]),
+                    LV,
+                    -LX,
+                ],
+                axis=1,
+            )
+            del data
+        for i in np.flatnonzero(self.ok & ~result.vectorised):
+            conic = cast(ConicSolution, result.conics[i])
+            t = conic.vjp(GX[i], GY[i])
+            GD[i] = np.concatenate([t.P, t.A, t.b, t.c])
+        GU = (compiled.GT @ GD.T).T
+        if compiled.G_logT is not None:
+            GU = GU + (compiled.G_logT @ GD.T).T / self._U
         out = []
-        for k, is_batched in enumerate(self.batched):
-            stacked = np.stack([p[k] for p in per])
-            out.append(stacked if is_batched else stacked.sum(axis=0))
+        for spec, is_batched in zip(compiled.parameters, self.batched):
+            block = GU[:, spec.offset : spec.offset + spec.size]
+            grads = np.stack([spec.unflatten(row) for row in block])
+            out.append(grads if is_batched else grads.sum(axis=0))
         return tuple(out)
 
     def jvp(self, *tangents: ArrayLike | None) -> tuple[FloatArray, ...]:
-        """Batched forward mode; a tangent may be batched (leading axis) or shared."""
-        specs = self._compiled.parameters
-        arrays = [None if t is None else np.asarray(t, dtype=np.float64) for t in tangents]
-        per = []
-        for i, s in enumerate(self.solutions):
-            args = []
-            for spec, t in zip(specs, arrays):
-                if t is not None and t.ndim == len(spec.shape) + 1:
-                    t = t[i]
-                args.append(t)
-            per.append(s.jvp(*args))
-        return tuple(np.stack([p[k] for p in per]) for k in range(len(self._compiled.outputs)))
+        """Batched forward mode; a tangent may be batched (leading axis) or shared.
+
+        Failed elements get NaN tangents.
+        """
+        compiled = self._compiled
+        specs = compiled.parameters
+        k = len(self)
+        if len(tangents) != len(specs):
+            raise ParameterError(
+                f"expected {len(specs)} tangents (one per parameter), got {len(tangents)}"
+            )
+        DU = np.zeros_like(self._U)
+        for spec, t in zip(specs, tangents):
+            if t is None:
+                continue
+            arr = np.asarray(t, dtype=np.float64)
+            if arr.shape == spec.shape:
+                arr = np.broadcast_to(arr, (k, *spec.shape))
+            elif arr.shape != (k, *spec.shape):
+                raise ParameterError(
+                    f"tangent for {spec.name}: expected shape {spec.shape} or "
+                    f"{(k, *spec.shape)}, got {arr.shape}"
+                )
+            DU[:, spec.offset : spec.offset + spec.size] = spec.flatten(np.asarray(arr), True)
+        dd = self._program._batch_data_tangent(self._U, DU)
+        n, m = compiled.n, compiled.m
+        DX, DY = np.full((k, n), np.nan), np.full((k, m), np.nan)
+        fact = self._factorization()
+        result = self._result
+        vec = np.flatnonzero(result.vectorised)
+        if vec.size and fact is not None:
+            layout = self._program._engine.layout(int(vec.size))
+            dP, dA, dAT = layout.matrices(dd.take(vec))
+            X, Y = result.X[vec], result.Y[vec]
+            rhs = np.zeros((k, n + m))
+            rhs[vec] = -np.concatenate(
+                [
+                    (dP @ X.ravel() + dAT @ Y.ravel()).reshape(vec.size, n) + dd.c[vec],
+                    (dA @ X.ravel()).reshape(vec.size, m) - dd.b[vec],
+                ],
+                axis=1,
+            )
+            DZ = fact.solve(rhs)
+            DX[vec] = DZ[vec, :n]
+            DY[vec] = (self._jacobian_bd(vec) @ DZ[vec, n:].ravel()).reshape(vec.size, m)
+        for i in np.flatnonzero(self.ok & ~result.vectorised):
+            conic = cast(ConicSolution, result.conics[i])
+            tangent = DataTangent(P=dd.P[i], A=dd.A[i], b=dd.b[i], c=dd.c[i])
+            DX[i], DY[i], _ = conic.jvp(tangent)
+        return tuple(
+            _batch_tangent(o, DX, DY, value, k) for o, value in zip(compiled.outputs, self.values)
+        )
+
+
+def _patterns(program: Program) -> tuple[tuple[IntArray, IntArray], tuple[IntArray, IntArray]]:
+    prepared = program._prepared
+    return prepared.newton._P, prepared.newton._A
+
+
+def _batch_output(o: OutputMap, X: FloatArray, Y: FloatArray, k: int) -> FloatArray:
+    z = Y if o.dual else X
+    out = (o.scale * z[:, o.index]).reshape((k, *o.shape))
+    return np.exp(out) if o.exp else out
+
+
+def _batch_tangent(
+    o: OutputMap, DX: FloatArray, DY: FloatArray, value: FloatArray, k: int
+) -> FloatArray:
+    z = DY if o.dual else DX
+    out = (o.scale * z[:, o.index]).reshape((k, *o.shape))
+    return out * value if o.exp else out
 
 
 def compile(

@@ -133,6 +133,19 @@ class Cone(ABC):
         made of several members, with ``diagonal = False``)."""
         raise NotImplementedError(f"{type(self).__name__} has no block Jacobian")
 
+    def replicate(self, copies: int) -> Cone:
+        """The product of ``copies`` copies of this cone, members in copy-major order (the
+        cones of a batch, acting on the slices of all elements laid end to end)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be replicated")
+
+    def value_groups(self) -> tuple[int, ...]:
+        """Lengths of the consecutive parts of :meth:`jacobian_values` that a replica lays
+        out copy by copy: one part for diagonal cones, one per member size otherwise."""
+        if self.diagonal:
+            return (self.dim,)
+        layout = self._block_layout()
+        return tuple(len(starts) * d * d for d, starts in layout.groups.items())
+
     def _block_layout(self) -> BlockLayout:
         layout = getattr(self, "_layout", None)
         if not isinstance(layout, BlockLayout):

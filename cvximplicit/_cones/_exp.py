@@ -225,6 +225,9 @@ class ExponentialCone(ThreeDimensionalCone):
 
     name = "exponential"
 
+    def replicate(self, copies: int) -> ExponentialCone:
+        return ExponentialCone(self.count * copies)
+
     def __repr__(self) -> str:
         return f"ExponentialCone(count={self.count})"
 

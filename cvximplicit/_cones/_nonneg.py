@@ -18,6 +18,10 @@ class NonnegativeCone(Cone):
     """
 
     name = "nonnegative"
+
+    def replicate(self, copies: int) -> NonnegativeCone:
+        return NonnegativeCone(self._dim * copies)
+
     self_dual = True
     diagonal = True
 

@@ -131,6 +131,9 @@ class PowerCone(ThreeDimensionalCone):
 
     name = "power"
 
+    def replicate(self, copies: int) -> PowerCone:
+        return PowerCone(self.exponents * copies)
+
     def __init__(self, exponents: Sequence[float]) -> None:
         exps = tuple(float(a) for a in exponents)
         if any(not 0 < a < 1 for a in exps):

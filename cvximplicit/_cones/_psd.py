@@ -75,6 +75,10 @@ class PSDCone(Cone):
     """
 
     name = "psd"
+
+    def replicate(self, copies: int) -> PSDCone:
+        return PSDCone(self.orders * copies)
+
     self_dual = True
 
     def __init__(self, orders: Sequence[int]) -> None:

@@ -29,6 +29,10 @@ class SecondOrderCone(Cone):
     """
 
     name = "second_order"
+
+    def replicate(self, copies: int) -> SecondOrderCone:
+        return SecondOrderCone(self.sizes * copies)
+
     self_dual = True
 
     def __init__(self, sizes: Sequence[int]) -> None:

@@ -16,6 +16,10 @@ class ZeroCone(Cone):
     """
 
     name = "zero"
+
+    def replicate(self, copies: int) -> ZeroCone:
+        return ZeroCone(self._dim * copies)
+
     diagonal = True
 
     def __init__(self, dim: int) -> None:

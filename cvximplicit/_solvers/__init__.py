@@ -11,11 +11,12 @@ from ._base import RawSolution as RawSolution
 from ._base import Solver as Solver
 from ._base import SolverStatus as SolverStatus
 from ._clarabel import Clarabel as Clarabel
+from ._moreau import Moreau as Moreau
 from ._osqp import OSQP as OSQP
 from ._scs import SCS as SCS
 
 #: Backends known by name; ``solver="scs"`` looks here.
-SOLVERS: dict[str, type[Solver]] = {cls.name: cls for cls in (Clarabel, SCS, OSQP)}
+SOLVERS: dict[str, type[Solver]] = {cls.name: cls for cls in (Clarabel, SCS, OSQP, Moreau)}
 
 SolverLike = Solver | type[Solver] | str | None
 

@@ -18,9 +18,11 @@ import dataclasses
 import enum
 import functools
 import importlib
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -231,6 +233,23 @@ class Solver(ABC):
             raw.y = None if raw.y is None else raw.y[inverse]
             raw.s = None if raw.s is None else raw.s[inverse]
         return raw
+
+    def solve_many(
+        self, datas: Sequence[ConeData], cones: Sequence[Cone], executor: Any = None
+    ) -> list[RawSolution]:
+        """Solve several programs of one structure (a batch).
+
+        By default one :meth:`solve` per element, on a thread pool with one worker per CPU
+        when the backend releases the GIL (``executor`` is not used here: the batch path
+        hands each executor worker a whole chunk).  Backends with a batched solver override
+        this.
+        """
+        del executor
+        workers = min(len(datas), os.cpu_count() or 1)
+        if workers <= 1 or not self.releases_gil:
+            return [self.solve(d, cones) for d in datas]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda d: self.solve(d, cones), datas))
 
     def _row_permutation(self, cones: Sequence[Cone]) -> NDArray[np.int64] | None:
         """Row order of the backend's layout (``None`` when it is the canonical one)."""

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, cast
 
 import cvxpy as cp
 import jax
@@ -157,16 +157,16 @@ class CvxpyLayer:
         handles = np.zeros(size, dtype=np.int32)
         diagnostics: list[Diagnostics] = []
         try:
-            batch = self.program.solve_batch(*flat, executor=self.executor)
-            solutions: list[Solution | SolverError] = list(batch.solutions)
-        except SolverError as exc:
-            if self.on_failure == "raise":
-                self._error = exc
-                raise
-            solutions = self._one_by_one(flat, size)
+            batch = self.program.solve_batch(
+                *flat, executor=self.executor, on_failure=self.on_failure
+            )
         except CvximplicitError as exc:
             self._error = exc
             raise
+        solutions: list[Solution | SolverError] = [
+            s if s is not None else cast(SolverError, e)
+            for s, e in zip(batch.solutions, batch.errors)
+        ]
         for i, sol in enumerate(solutions):
             if isinstance(sol, SolverError):  # on_failure="nan": keep the failure's report
                 diagnostics.append(_failure_diagnostics(sol, self.program.kink.value))
@@ -179,16 +179,6 @@ class CvxpyLayer:
         dtype = self._dtype(arrays)
         shaped = [o.reshape(lead + o.shape[1:]).astype(dtype) for o in outs]
         return (*shaped, handles.reshape(lead))
-
-    def _one_by_one(self, flat: list[np.ndarray], size: int) -> list[Solution | SolverError]:
-        """``on_failure="nan"``: solve each element alone, keeping the failures' errors."""
-        out: list[Solution | SolverError] = []
-        for i in range(size):
-            try:
-                out.append(self.program.solve(*[f[i] for f in flat]))
-            except SolverError as exc:
-                out.append(exc)
-        return out
 
     def _solution(self, handle: int, flat: list[np.ndarray], i: int) -> Solution:
         sol = self._cache.get(handle) if handle else None
@@ -230,7 +220,8 @@ class CvxpyLayer:
         batch = self.program.solve_batch(*flat, executor=self.executor)
         outs = [np.zeros((size, *o.shape)) for o in self._outputs]
         tangents = [np.zeros((size, *o.shape)) for o in self._outputs]
-        for i, sol in enumerate(batch.solutions):
+        for i in range(len(batch)):
+            sol = batch[i]
             for k, (v, t) in enumerate(zip(sol.values, sol.jvp(*[f[i] for f in flat_t]))):
                 outs[k][i], tangents[k][i] = v, t
         dtype = self._dtype(arrays)

@@ -190,7 +190,7 @@ class CvxpyLayer(torch.nn.Module):
         if sol is None:
             return []
         if isinstance(sol, BatchSolution):
-            return [s.info for s in sol.solutions]
+            return [d for d in sol.diagnostics if d is not None]
         return [sol.info]
 
     def _is_batched(self, params: Sequence[torch.Tensor]) -> bool:

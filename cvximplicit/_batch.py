@@ -1,0 +1,775 @@
+"""Batches of one program: solver calls per element (or one batched backend call), then
+polishing, certification and derivatives vectorised across the batch.
+
+All elements of a batch share the sparsity of ``P`` and ``A`` and the cones, so the
+Python-level work of polishing (residuals, cone projections, Jacobians, assembling ``B``)
+is done once on stacked arrays instead of once per element:
+
+* ``P``, ``A`` and ``A'`` of the whole batch are block-diagonal sparse matrices built from the
+  stacked values on index arrays worked out once per batch size;
+* the cones act on the slices of all elements laid end to end (``Cone.replicate``);
+* ``B`` is factorized per element with LAPACK (small, dense ``B``) or, block-diagonal, in one
+  sparse LU; a VJP or JVP of the whole batch is one batched solve.
+
+An element that the vectorised path cannot certify (or whose solver call reported anything
+but success, or whose ``B`` is singular) is handed to the single-problem path
+(:func:`~cvximplicit._conic.solve_conic`), which retries, warns or raises for it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import itertools
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import cast
+
+import numpy as np
+import scipy.linalg.lapack as lapack
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ._blas import single_thread_blas
+from ._cones import Cone, KinkPolicy
+from ._conic import (
+    ConeSet,
+    ConicSolution,
+    Jacobian,
+    NewtonStructure,
+    _kink_tol,
+    _status_error,
+    solve_conic,
+)
+from ._diagnostics import Diagnostics, PolishOutcome, Timings
+from ._errors import InfeasibleError, SolverError, SolverFailedError, UnboundedError
+from ._factor import DenseLU, Factorization
+from ._solvers import ConeData, DataLayout, RawSolution, Solver, SolverStatus
+from ._tolerances import Tolerances
+from ._typing import FloatArray, IntArray, Sparse
+
+__all__ = ["BatchData", "BatchEngine", "BatchFactorization", "OnFailure", "as_on_failure"]
+
+
+class OnFailure(str, enum.Enum):
+    """What a batch does with elements whose solve fails (infeasible, unbounded, solver
+    failure)."""
+
+    #: Raise the first failed element's error (its ``batch_index`` names it).
+    RAISE = "raise"
+    #: NaN values and zero derivative contributions for failed elements; the batch's
+    #: ``ok`` mask and ``errors`` list say which failed and why.
+    NAN = "nan"
+
+
+def as_on_failure(value: OnFailure | str) -> OnFailure:
+    """Parse an :class:`OnFailure` given as a member or its string value."""
+    if isinstance(value, OnFailure):
+        return value
+    try:
+        return OnFailure(str(value).lower())
+    except ValueError:
+        choices = ", ".join(repr(k.value) for k in OnFailure)
+        raise ValueError(f"unknown on_failure {value!r}; choose one of {choices}") from None
+
+
+@dataclasses.dataclass
+class BatchData:
+    """Stacked data of a batch on the program's fixed patterns (one row per element)."""
+
+    P: FloatArray
+    A: FloatArray
+    b: FloatArray
+    c: FloatArray
+
+    @property
+    def size(self) -> int:
+        return int(self.b.shape[0])
+
+    def take(self, rows: IntArray | slice) -> BatchData:
+        return BatchData(self.P[rows], self.A[rows], self.b[rows], self.c[rows])
+
+
+def _block_indices(
+    indices: IntArray, indptr: IntArray, inner: int, copies: int
+) -> tuple[IntArray, IntArray]:
+    """Index arrays of a block-diagonal compressed matrix with ``copies`` equal patterns."""
+    indptr = indptr.astype(np.int64)
+    nnz = indices.size
+    big_indices = (indices[None, :] + inner * np.arange(copies)[:, None]).ravel()
+    big_indptr = np.concatenate(
+        [(indptr[:-1][None, :] + nnz * np.arange(copies)[:, None]).ravel(), [nnz * copies]]
+    )
+    return big_indices, big_indptr
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramSpec:
+    """What the batch engine needs of a compiled program (free of CVXPY objects)."""
+
+    n: int
+    m: int
+    P_indices: IntArray
+    P_indptr: IntArray
+    A_indices: IntArray
+    A_indptr: IntArray
+    cones: ConeSet
+    newton: NewtonStructure
+    layout: DataLayout
+
+
+class BatchLayout:
+    """Index arrays and replicated cones of one program at one batch size."""
+
+    def __init__(self, spec: ProgramSpec, size: int) -> None:
+        n, m = spec.n, spec.m
+        self.spec = spec
+        self.n, self.m, self.size = n, m, size
+        self.cones = cones = spec.cones
+        self.newton = newton = spec.newton
+        self._P = _block_indices(spec.P_indices.astype(np.int64), spec.P_indptr, n, size)
+        self._A = _block_indices(spec.A_indices.astype(np.int64), spec.A_indptr, m, size)
+        self._replicas: list[tuple[Cone, slice, tuple[int, ...]]] = [
+            (cone.replicate(size), sl, cone.value_groups())
+            for cone, sl in zip(cones.cones, cones.slices)
+        ]
+        self.nnz_D = int(cones.pattern[0].size)
+        if not newton.dense:
+            N = newton.size
+            nnz = newton._nnz
+            offsets = np.arange(size)[:, None]
+            self._slot = (newton._slot[None, :] + nnz * offsets).ravel()
+            self._rows = (newton.rows[None, :] + N * offsets).ravel()
+            self._cols = (newton.cols[None, :] + N * offsets).ravel()
+            self._nnz_B = nnz
+
+    def matrices(self, data: BatchData) -> tuple[Sparse, Sparse, Sparse]:
+        """Block-diagonal ``P``, ``A`` and ``A'`` of the batch."""
+        n, m, k = self.n, self.m, self.size
+        P = sp.csc_array((data.P.ravel(), *self._P), shape=(n * k, n * k))
+        Avals = data.A.ravel()
+        A = sp.csc_array((Avals, *self._A), shape=(m * k, n * k))
+        AT = sp.csr_array((Avals, *self._A), shape=(n * k, m * k))
+        return P, A, AT
+
+    def project_dual(self, V: FloatArray) -> FloatArray:
+        Y = np.empty_like(V)
+        for replica, sl, _ in self._replicas:
+            Y[:, sl] = replica.project_dual(np.ascontiguousarray(V[:, sl]).ravel()).reshape(
+                self.size, -1
+            )
+        return Y
+
+    def jacobian_matrix(self, D: FloatArray) -> Sparse:
+        """Block-diagonal sparse ``D`` of the batch from its ``(size, nnz_D)`` values."""
+        r, c = self.cones.pattern
+        m, k = self.m, self.size
+        off = (np.arange(k) * m)[:, None]
+        return sp.csr_array(
+            (D.ravel(), ((r[None] + off).ravel(), (c[None] + off).ravel())), shape=(k * m, k * m)
+        )
+
+    def jacobian_values(self, V: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
+        """``(size, nnz_D)``: each element's ``D`` values on the program's pattern."""
+        parts = []
+        for replica, sl, groups in self._replicas:
+            vals = replica.jacobian_values(np.ascontiguousarray(V[:, sl]).ravel(), kink, tol)
+            start = 0
+            for g in groups:
+                parts.append(vals[start : start + g * self.size].reshape(self.size, g))
+                start += g * self.size
+        if not parts:
+            return np.zeros((self.size, 0))
+        return np.concatenate(parts, axis=1)
+
+    def sparse_newton(self, data: BatchData, D: FloatArray) -> Sparse:
+        """Block-diagonal ``B`` of the batch (sparse mode)."""
+        nw = self.newton
+        a_of, d_of = nw._ad
+        weights = np.concatenate(
+            [data.P, data.A, D - nw._eye[None, :], data.A[:, a_of] * D[:, d_of]], axis=1
+        ).ravel()
+        vals = np.bincount(self._slot, weights, minlength=self._nnz_B * self.size)
+        keep = vals != 0
+        N = nw.size * self.size
+        counts = np.bincount(self._cols[keep], minlength=N)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return sp.csc_array((vals[keep], self._rows[keep], indptr), shape=(N, N))
+
+    def dense_newton(self, data: BatchData, D: FloatArray) -> FloatArray:
+        """``(k, N, N)`` stack of ``B`` for the ``k`` rows of ``data`` (dense mode)."""
+        nw = self.newton
+        n, m, k = self.n, self.m, data.size
+        (pr, pc), (ar, ac), (dr, dc) = nw._P, nw._A, nw._D
+        Bm = np.zeros((k, nw.size, nw.size))
+        Bm[:, pr, pc] = data.P
+        Bm[:, ar + n, ac] = data.A
+        Ad = Bm[:, n:, :n]
+        if self.cones.diagonal:
+            Bm[:, :n, n:] = np.swapaxes(Ad, 1, 2) * D[:, None, :]
+            diag = n + np.arange(m)
+            Bm[:, diag, diag] = D - 1.0
+        else:
+            Dd = np.zeros((k, m, m))
+            Dd[:, dr, dc] = D
+            Bm[:, :n, n:] = np.swapaxes(Ad, 1, 2) @ Dd
+            Dd[:, np.arange(m), np.arange(m)] -= 1.0
+            Bm[:, n:, n:] = Dd
+        return Bm
+
+
+class BatchFactorization:
+    """Factorizations of the ``B`` of every element, solved together.
+
+    ``degenerate[i]`` marks elements whose ``B`` is numerically singular (their rows of a
+    solve are meaningless; the engine sends those elements to the single-problem path).
+    """
+
+    def __init__(self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances):
+        self.size = layout.size
+        self.N = layout.newton.size
+        self._layout, self._data, self._D = layout, data, D
+        self.degenerate = np.zeros(self.size, dtype=bool)
+        self._dense: list[DenseLU | None] | None = None
+        self._lu: spla.SuperLU | None = None
+        if self.N == 0:
+            return
+        if layout.newton.dense:
+            # LAPACK and BLAS release the GIL: chunks of the batch on the CPUs.
+            chunks = _chunks(self.size, layout.newton.size)
+            parts = _parallel(lambda rows: self._dense_chunk(layout, data, D, tol, rows), chunks)
+            self._dense = [f for part in parts for f in part]
+            self.degenerate = np.array([f is None for f in self._dense], dtype=bool)
+            return
+        big = layout.sparse_newton(data, D)
+        self._big = big
+        try:
+            lu = spla.splu(big, permc_spec="COLAMD")
+        except RuntimeError:  # exactly singular somewhere: find the elements one by one
+            self._split(layout, data, D, tol)
+            return
+        pivots = np.abs(lu.U.diagonal())
+        element = lu.perm_c // self.N  # column i of U is original column perm_c[i]
+        top = np.zeros(self.size)
+        low = np.full(self.size, np.inf)
+        np.maximum.at(top, element, pivots)
+        np.minimum.at(low, element, pivots)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(top > 0, low / top, 0.0)
+        self.degenerate = ~(ratio >= tol.singular_pivot_ratio)
+        self._lu = lu
+
+    @staticmethod
+    def _dense_chunk(
+        layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances, rows: slice
+    ) -> list[DenseLU | None]:
+        stack = layout.dense_newton(data.take(rows), D[rows])
+        out: list[DenseLU | None] = []
+        for B in stack:
+            lu, piv, _ = lapack.dgetrf(B)  # pyright: ignore[reportAttributeAccessIssue]
+            pivots = np.abs(np.diagonal(lu))
+            top = float(pivots.max())
+            ratio = float(pivots.min()) / top if top > 0 else 0.0
+            healthy = ratio >= tol.singular_pivot_ratio and np.isfinite(ratio)
+            out.append(DenseLU(B, (lu, piv)) if healthy else None)
+        return out
+
+    def _split(self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances):
+        """Fallback when the block-diagonal LU fails: one factorization per element."""
+        from ._factor import factorize
+
+        self._dense = []
+        nw = layout.newton
+        for i in range(self.size):
+            cone_data = _element_data(layout, data, i)
+            jac = Jacobian(*layout.cones.pattern, D[i], layout.m, layout.cones.diagonal)
+            fact = factorize(nw.matrix(cone_data, jac), tol)
+            self.degenerate[i] = fact.degenerate
+            self._dense.append(None if fact.degenerate else cast(DenseLU, fact))
+
+    def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
+        """Solve every element's system; ``R`` and the result are ``(size, N)``."""
+        out = np.zeros_like(R)
+        if self.N == 0:
+            return out
+        if self._dense is not None:
+            for i, f in enumerate(self._dense):
+                if f is not None:
+                    out[i] = f.solve(R[i], transpose)
+            return out
+        assert self._lu is not None
+        out = self._lu.solve(R.ravel(), trans="T" if transpose else "N").reshape(R.shape)
+        out[self.degenerate] = 0.0
+        return out
+
+    def element(self, i: int) -> Factorization | None:
+        """Element ``i``'s factorization (``None`` when its ``B`` is singular)."""
+        if self.degenerate[i]:
+            return None
+        if self._dense is not None:
+            return self._dense[i]
+        return _BlockOfBatch(self, i, lambda: self.exact_element(i))
+
+    def exact_element(self, i: int) -> Factorization:
+        """A factorization of element ``i``'s own ``B`` (for its condition number)."""
+        from ._factor import factorize
+
+        layout = self._layout
+        jac = Jacobian(*layout.cones.pattern, self._D[i], layout.m, layout.cones.diagonal)
+        return factorize(layout.newton.matrix(_element_data(layout, self._data, i), jac))
+
+
+class _BlockOfBatch(Factorization):
+    """One element's solves through its batch's factorization (the batch solve costs about
+    what the element's own would; ``condition`` factorizes the element's ``B`` alone)."""
+
+    method = "block of a batch factorization"
+
+    def __init__(
+        self,
+        batch: BatchFactorization | BatchRefined,
+        index: int,
+        exact: Callable[[], Factorization],
+    ) -> None:
+        super().__init__(batch.N)
+        self._batch, self._index, self._exact = batch, index, exact
+
+    def solve(self, rhs: FloatArray, transpose: bool = False) -> FloatArray:
+        R = np.zeros((self._batch.size, self.size))
+        R[self._index] = rhs
+        return self._batch.solve(R, transpose)[self._index]
+
+    def condition(self) -> float:
+        return self._exact().condition()
+
+
+class BatchRefined:
+    """A batch factorization of nearby matrices refined against each element's exact ``B``
+    (applied as block-diagonal products); refactorizes the batch if refinement stalls."""
+
+    def __init__(
+        self,
+        base: BatchFactorization,
+        layout: BatchLayout,
+        data: BatchData,
+        D: FloatArray,
+        tol: Tolerances,
+    ) -> None:
+        self.base = base
+        self.size, self.N = base.size, base.N
+        self.degenerate = base.degenerate
+        self._layout, self._data, self._D, self._tol = layout, data, D, tol
+        self._mats = layout.matrices(data)
+        self._Dbd = layout.jacobian_matrix(D)
+        self._exact: BatchFactorization | None = None
+
+    def _apply(self, Z: FloatArray, transpose: bool) -> FloatArray:
+        P, A, AT = self._mats
+        k, n = self.size, self._layout.n
+        x, v = Z[:, :n].ravel(), Z[:, n:].ravel()
+        if transpose:
+            w = A @ x + v
+            top = P @ x + AT @ v
+            bottom = self._Dbd.T @ w - v
+        else:
+            Dv = self._Dbd @ v
+            top = P @ x + AT @ Dv
+            bottom = A @ x + Dv - v
+        return np.concatenate([top.reshape(k, -1), bottom.reshape(k, -1)], axis=1)
+
+    def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
+        if self._exact is not None:
+            return self._exact.solve(R, transpose)
+        Z = self.base.solve(R, transpose)
+        previous = np.full(self.size, np.inf)
+        for _ in range(self._tol.refinement_steps):
+            dZ = self.base.solve(R - self._apply(Z, transpose), transpose)
+            Z = Z + dZ
+            step = np.linalg.norm(dZ, axis=1)
+            size = np.maximum(np.linalg.norm(Z, axis=1), 1e-300)
+            if np.all(_refined(step, previous, size) | self.degenerate):
+                return Z
+            previous = step
+        self._exact = BatchFactorization(self._layout, self._data, self._D, self._tol)
+        self.degenerate = self._exact.degenerate
+        return self._exact.solve(R, transpose)
+
+    def element(self, i: int) -> Factorization | None:
+        if self.degenerate[i]:
+            return None
+        return _BlockOfBatch(self, i, lambda: self.base.exact_element(i))
+
+
+def _refined(step: FloatArray, previous: FloatArray, size: FloatArray) -> np.ndarray:
+    """Refinement has converged: a correction at rounding level, or one that stopped
+    shrinking while already tiny (the rounding floor of the residual ``r - B z``)."""
+    return (step <= 1e-15 * size) | ((step >= 0.25 * previous) & (step <= 1e-10 * size))
+
+
+def _element_data(layout: BatchLayout, data: BatchData, i: int) -> ConeData:
+    return _cone_data(layout, data.P[i], data.A[i], data.b[i], data.c[i])
+
+
+def _cone_data(
+    layout: BatchLayout, P: FloatArray, A: FloatArray, b: FloatArray, c: FloatArray
+) -> ConeData:
+    spec = layout.spec
+    return ConeData(
+        P=sp.csc_array((P, spec.P_indices, spec.P_indptr), shape=(layout.n, layout.n)),
+        A=sp.csc_array((A, spec.A_indices, spec.A_indptr), shape=(layout.m, layout.n)),
+        b=b,
+        c=c,
+        layout=spec.layout,
+    )
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _chunks(size: int, order: int) -> list[slice]:
+    """Slices of a batch for the CPUs (one chunk when the work is too small to share)."""
+    workers = min(os.cpu_count() or 1, size)
+    if workers <= 1 or size * order**3 < 2e7:
+        return [slice(0, size)]
+    bounds = np.linspace(0, size, workers + 1).astype(int)
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+
+def _parallel(fn: Callable[[slice], list], chunks: list[slice]) -> list[list]:
+    if len(chunks) == 1:
+        return [fn(chunks[0])]
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="cvximplicit"))
+    return list(_POOL[0].map(fn, chunks))
+
+
+@dataclasses.dataclass
+class _Residual:
+    F: FloatArray
+    Y: FloatArray
+    relative: FloatArray
+    norm: FloatArray
+
+
+def _residual(
+    layout: BatchLayout, mats: tuple[Sparse, Sparse, Sparse], data: BatchData, X, V
+) -> _Residual:
+    P, A, AT = mats
+    Y = layout.project_dual(V)
+    k = layout.size
+    Px = (P @ X.ravel()).reshape(k, -1)
+    Aty = (AT @ Y.ravel()).reshape(k, -1)
+    Ax = (A @ X.ravel()).reshape(k, -1)
+    S = Y - V
+    F = np.concatenate([Px + Aty + data.c, Ax + S - data.b], axis=1)
+    scale = np.concatenate(
+        [np.abs(Px) + np.abs(Aty) + np.abs(data.c), np.abs(Ax) + np.abs(S) + np.abs(data.b)],
+        axis=1,
+    )
+    relative = np.max(np.abs(F) / (1.0 + scale), axis=1, initial=0.0)
+    return _Residual(F, Y, relative, np.linalg.norm(F, axis=1))
+
+
+@dataclasses.dataclass
+class EngineResult:
+    """Per element: a finished :class:`ConicSolution` or the error of its solve; plus the
+    batch factorization shared by the elements the vectorised path finished."""
+
+    conics: list[ConicSolution | None]
+    errors: list[SolverError | None]
+    factorization: Embedded | None
+    #: Elements finished by the vectorised path (their rows of ``factorization`` are valid).
+    vectorised: np.ndarray
+    X: FloatArray
+    Y: FloatArray
+    D: FloatArray
+
+
+class BatchEngine:
+    """Solves a batch of one program (see the module docstring)."""
+
+    def __init__(self, spec: ProgramSpec) -> None:
+        self.spec = spec
+        self._layouts: dict[int, BatchLayout] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"spec": self.spec, "_layouts": {}}
+
+    def layout(self, size: int) -> BatchLayout:
+        """The layout for ``size`` elements (the last few sizes are kept)."""
+        layout = self._layouts.get(size)
+        if layout is None:
+            layout = BatchLayout(self.spec, size)
+            if len(self._layouts) >= 8:
+                self._layouts.pop(next(iter(self._layouts)))
+            self._layouts[size] = layout
+        return layout
+
+    def solve(
+        self,
+        data: BatchData,
+        solver: Solver,
+        *,
+        kink: KinkPolicy,
+        polish: bool,
+        strict: bool,
+        tol: Tolerances,
+        executor=None,
+    ) -> EngineResult:
+        with single_thread_blas:
+            return self._solve(
+                data, solver, kink=kink, polish=polish, strict=strict, tol=tol, executor=executor
+            )
+
+    def _solve(self, data, solver, *, kink, polish, strict, tol, executor) -> EngineResult:
+        start_all = time.perf_counter()
+        k = data.size
+        full = self.layout(k)
+        elements = [_cone_data(full, data.P[i], data.A[i], data.b[i], data.c[i]) for i in range(k)]
+        raws = solver.solve_many(elements, self.spec.cones.cones, executor)
+        conics: list[ConicSolution | None] = [None] * k
+        errors: list[SolverError | None] = [None] * k
+        good = np.zeros(k, dtype=bool)
+        for i, raw in enumerate(raws):
+            if raw.status is SolverStatus.INFEASIBLE:
+                errors[i] = _status_error(raw, InfeasibleError, "found the problem infeasible")
+            elif raw.status is SolverStatus.UNBOUNDED:
+                errors[i] = _status_error(raw, UnboundedError, "found the problem unbounded")
+            elif raw.status is SolverStatus.FAILED or not raw.has_point:
+                errors[i] = _status_error(raw, SolverFailedError, "failed")
+            elif raw.status is SolverStatus.SOLVED:
+                good[i] = True
+        rows = np.flatnonzero(good)
+        n, m = self.spec.n, self.spec.m
+        X = np.full((k, n), np.nan)
+        Y = np.full((k, m), np.nan)
+        D = np.full((k, full.nnz_D), np.nan)
+        fact: Embedded | None = None
+        vectorised = np.zeros(k, dtype=bool)
+        if rows.size and polish:
+            sub = data.take(rows)
+            layout = self.layout(int(rows.size))
+            X0 = np.stack([cast(FloatArray, raws[i].x) for i in rows])  # type: ignore[union-attr]
+            V0 = np.stack([raws[i].y - raws[i].s for i in rows])  # type: ignore[union-attr]
+            start = time.perf_counter()
+            out = _polish_batch(layout, sub, X0, V0, kink=kink, tol=tol)
+            polish_time = (time.perf_counter() - start) / rows.size
+            ok = (out.res.relative <= tol.certify) & ~out.fact.degenerate
+            vectorised[rows[ok]] = True
+            X[rows], Y[rows], D[rows] = out.X, out.res.Y, out.D
+            fact = Embedded(out.fact, rows, k)
+            for j, i in enumerate(rows):
+                if not ok[j]:
+                    continue
+                raw = cast(RawSolution, raws[i])
+                diag = Diagnostics(
+                    status=SolverStatus.SOLVED,
+                    solver=raw.solver,
+                    raw_status=raw.raw_status,
+                    iterations=raw.iterations,
+                    solve_time=raw.solve_time,
+                    residual_before_polish=float(out.res0_norm[j]),
+                    residual=float(out.res.norm[j]),
+                    relative_residual=float(out.res.relative[j]),
+                    certified=True,
+                    polish_steps=int(out.steps[j]),
+                    polish=PolishOutcome.CONVERGED
+                    if out.res.relative[j] <= tol.target
+                    else PolishOutcome.STALLED,
+                    kink_policy=kink.value,
+                    kinks_counter=_kink_counter(self.spec.cones, out.V[j].copy(), tol),
+                    timings=Timings(
+                        setup=raw.setup_time,
+                        solve=raw.solve_time,
+                        polish=polish_time * (1 - out.factor_share),
+                        factorization=polish_time * out.factor_share,
+                    ),
+                    linear_solve=f"{out.method} (batched)",
+                )
+                jac = Jacobian(*self.spec.cones.pattern, out.D[j], m, self.spec.cones.diagonal)
+                conics[i] = ConicSolution(
+                    elements[i],
+                    self.spec.cones,
+                    out.X[j],
+                    out.V[j],
+                    diag,
+                    kink=kink,
+                    kink_tol=_kink_tol(tol.kink, 0.0, out.V[j]),
+                    strict=strict,
+                    structure=self.spec.newton,
+                    tolerances=tol,
+                    factorization=out.fact.element(j),
+                    jacobian=jac,
+                    y=out.res.Y[j],
+                )
+        # Everything else goes through the single-problem path, element by element.
+        for i in range(k):
+            if conics[i] is not None or errors[i] is not None:
+                continue
+            try:
+                conics[i] = solve_conic(
+                    elements[i],
+                    self.spec.cones,
+                    solver,
+                    kink=kink,
+                    polish=polish,
+                    tolerances=tol,
+                    strict=strict,
+                    structure=self.spec.newton,
+                )
+            except SolverError as exc:
+                errors[i] = exc
+                continue
+            c = cast(ConicSolution, conics[i])
+            X[i], Y[i], D[i] = c.x, c.y, c.jacobian.values
+        total = (time.perf_counter() - start_all) / max(k, 1)
+        for c in conics:
+            if c is not None and c.diagnostics.timings.total == 0.0:
+                c.diagnostics.timings.total = total
+        return EngineResult(conics, errors, fact, vectorised, X, Y, D)
+
+
+def _kink_counter(cones: ConeSet, v: FloatArray, tol: Tolerances):
+    return lambda: cones.kinks(v, _kink_tol(tol.kink, 0.0, v))
+
+
+class Embedded:
+    """A batch factorization of a subset ``rows`` of a batch of ``size``, solved in the
+    batch's coordinates (rows outside the subset come back as zeros)."""
+
+    def __init__(self, fact: BatchFactorization | BatchRefined, rows: IntArray, size: int) -> None:
+        self.fact, self.rows, self.size = fact, rows, size
+
+    def __getstate__(self) -> dict[str, object]:  # factorizations do not pickle
+        raise TypeError("a batch factorization cannot be pickled")
+
+    def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
+        out = np.zeros_like(R)
+        out[self.rows] = self.fact.solve(R[self.rows], transpose)
+        return out
+
+
+@dataclasses.dataclass
+class _BatchPolished:
+    X: FloatArray
+    V: FloatArray
+    res: _Residual
+    res0_norm: FloatArray
+    steps: IntArray
+    D: FloatArray
+    fact: BatchFactorization | BatchRefined
+    method: str
+    factor_share: float
+
+
+def _polish_batch(
+    layout: BatchLayout,
+    data: BatchData,
+    X: FloatArray,
+    V: FloatArray,
+    *,
+    kink: KinkPolicy,
+    tol: Tolerances,
+) -> _BatchPolished:
+    """:func:`~cvximplicit._conic._polish` for a whole batch, with per-element step
+    acceptance (an element whose step fails is held where it is)."""
+    mats = layout.matrices(data)
+    k, n = layout.size, layout.n
+
+    def jacobian(V: FloatArray) -> FloatArray:
+        vmax = float(np.abs(V).max(initial=0.0))
+        return layout.jacobian_values(V, kink, tol.kink * max(1.0, vmax))
+
+    factor_time = 0.0
+
+    def factorize(D: FloatArray) -> BatchFactorization:
+        nonlocal factor_time
+        start = time.perf_counter()
+        f = BatchFactorization(layout, data, D, tol)
+        factor_time += time.perf_counter() - start
+        return f
+
+    started = time.perf_counter()
+    res = _residual(layout, mats, data, X, V)
+    res0_norm = res.norm.copy()
+    D = jacobian(V)
+    fact: BatchFactorization | None = None
+    D_fact = D
+    steps = np.zeros(k, dtype=np.int64)
+    stalled = np.zeros(k, dtype=bool)
+    halvings = cast(FloatArray, 0.5 ** np.arange(tol.backtracking_steps))
+
+    def try_steps(f: BatchFactorization, rows: np.ndarray, alphas: FloatArray) -> np.ndarray:
+        """Line search on ``rows`` with ``f``; returns the rows that found a decrease."""
+        nonlocal X, V, res
+        dZ = f.solve(-res.F)
+        dZ[~rows] = 0.0
+        todo = rows.copy()
+        accepted = np.zeros(k, dtype=bool)
+        for alpha in alphas:
+            if not todo.any():
+                break
+            step = np.where(todo[:, None], alpha * dZ, 0.0)
+            trial = _residual(layout, mats, data, X + step[:, :n], V + step[:, n:])
+            ok = todo & (trial.norm < (1.0 - 1e-4 * alpha) * res.norm)
+            if ok.any():
+                X = np.where(ok[:, None], X + step[:, :n], X)
+                V = np.where(ok[:, None], V + step[:, n:], V)
+                res = _Residual(
+                    np.where(ok[:, None], trial.F, res.F),
+                    np.where(ok[:, None], trial.Y, res.Y),
+                    np.where(ok, trial.relative, res.relative),
+                    np.where(ok, trial.norm, res.norm),
+                )
+                accepted |= ok
+                todo &= ~ok
+        return accepted
+
+    for _ in range(tol.polish_max_iter):
+        active = (res.relative > tol.target) & ~stalled
+        if not active.any():
+            break
+        accepted = np.zeros(k, dtype=bool)
+        if fact is not None:  # chord steps: full steps with the last factorization
+            accepted = try_steps(fact, active, halvings[:1])
+        rest = active & ~accepted
+        if rest.any():
+            if fact is not None:
+                D = jacobian(V)
+            if fact is None or D is not D_fact:
+                fact, D_fact = factorize(D), D
+            now = try_steps(fact, rest, halvings)
+            accepted |= now
+            stalled |= rest & ~now
+        steps[accepted] += 1
+    if fact is None or steps.any():
+        D = jacobian(V)
+    final: BatchFactorization | BatchRefined
+    # Dense B: refactorizing costs less than refinement sweeps in every later VJP/JVP.
+    if (
+        (
+            fact is None
+            or layout.newton.dense
+            or np.abs(D - D_fact).max(initial=0.0) > tol.active_set_change
+        )
+        and not np.array_equal(D, D_fact)
+    ) or fact is None:
+        final = factorize(D)
+    elif np.array_equal(D, D_fact):
+        final = fact
+    else:  # curved cones moved a little: refine the last LU against the exact B
+        final = BatchRefined(fact, layout, data, D, tol)
+    total = time.perf_counter() - started
+    return _BatchPolished(
+        X,
+        V,
+        res,
+        res0_norm,
+        steps,
+        D,
+        final,
+        "dense LU" if layout.newton.dense else "sparse LU",
+        factor_time / total if total > 0 else 0.0,
+    )
