@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import itertools
 import os
 import time
@@ -46,7 +47,7 @@ from ._conic import (
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import InfeasibleError, SolverError, SolverFailedError, UnboundedError
 from ._factor import DenseLU, Factorization
-from ._solvers import ConeData, DataLayout, RawSolution, Solver, SolverStatus
+from ._solvers import ConeData, DataLayout, RawSolution, Solver, SolverStatus, StackedData
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse
 
@@ -75,21 +76,8 @@ def as_on_failure(value: OnFailure | str) -> OnFailure:
         raise ValueError(f"unknown on_failure {value!r}; choose one of {choices}") from None
 
 
-@dataclasses.dataclass
-class BatchData:
-    """Stacked data of a batch on the program's fixed patterns (one row per element)."""
-
-    P: FloatArray
-    A: FloatArray
-    b: FloatArray
-    c: FloatArray
-
-    @property
-    def size(self) -> int:
-        return int(self.b.shape[0])
-
-    def take(self, rows: IntArray | slice) -> BatchData:
-        return BatchData(self.P[rows], self.A[rows], self.b[rows], self.c[rows])
+#: The stacked data of a batch (see :class:`~cvximplicit._solvers.StackedData`).
+BatchData = StackedData
 
 
 def _block_indices(
@@ -409,20 +397,8 @@ def _refined(step: FloatArray, previous: FloatArray, size: FloatArray) -> np.nda
 
 
 def _element_data(layout: BatchLayout, data: BatchData, i: int) -> ConeData:
-    return _cone_data(layout, data.P[i], data.A[i], data.b[i], data.c[i])
-
-
-def _cone_data(
-    layout: BatchLayout, P: FloatArray, A: FloatArray, b: FloatArray, c: FloatArray
-) -> ConeData:
-    spec = layout.spec
-    return ConeData(
-        P=sp.csc_array((P, spec.P_indices, spec.P_indptr), shape=(layout.n, layout.n)),
-        A=sp.csc_array((A, spec.A_indices, spec.A_indptr), shape=(layout.m, layout.n)),
-        b=b,
-        c=c,
-        layout=spec.layout,
-    )
+    del layout
+    return data.element(i)
 
 
 _POOL: list[ThreadPoolExecutor] = []
@@ -485,6 +461,9 @@ class EngineResult:
     X: FloatArray
     Y: FloatArray
     D: FloatArray
+    #: Wall seconds spent inside the backend solver (its calls for the batch, plus those of
+    #: elements re-solved on the single-problem path).
+    solver_time: float = 0.0
 
 
 class BatchEngine:
@@ -516,19 +495,27 @@ class BatchEngine:
         polish: bool,
         strict: bool,
         tol: Tolerances,
-        executor=None,
     ) -> EngineResult:
+        """Solve every element of ``data`` (see the module docstring)."""
         with single_thread_blas:
-            return self._solve(
-                data, solver, kink=kink, polish=polish, strict=strict, tol=tol, executor=executor
-            )
+            return self._solve(data, solver, kink=kink, polish=polish, strict=strict, tol=tol)
 
-    def _solve(self, data, solver, *, kink, polish, strict, tol, executor) -> EngineResult:
+    def _solve(
+        self,
+        data: BatchData,
+        solver: Solver,
+        *,
+        kink: KinkPolicy,
+        polish: bool,
+        strict: bool,
+        tol: Tolerances,
+    ) -> EngineResult:
         start_all = time.perf_counter()
         k = data.size
         full = self.layout(k)
-        elements = [_cone_data(full, data.P[i], data.A[i], data.b[i], data.c[i]) for i in range(k)]
-        raws = solver.solve_many(elements, self.spec.cones.cones, executor)
+        solver_start = time.perf_counter()
+        raws = solver.solve_many(data, self.spec.cones.cones)
+        solver_time = time.perf_counter() - solver_start
         conics: list[ConicSolution | None] = [None] * k
         errors: list[SolverError | None] = [None] * k
         good = np.zeros(k, dtype=bool)
@@ -590,7 +577,7 @@ class BatchEngine:
                 )
                 jac = Jacobian(*self.spec.cones.pattern, out.D[j], m, self.spec.cones.diagonal)
                 conics[i] = ConicSolution(
-                    elements[i],
+                    functools.partial(data.element, int(i)),
                     self.spec.cones,
                     out.X[j],
                     out.V[j],
@@ -610,7 +597,7 @@ class BatchEngine:
                 continue
             try:
                 conics[i] = solve_conic(
-                    elements[i],
+                    data.element(i),
                     self.spec.cones,
                     solver,
                     kink=kink,
@@ -624,11 +611,12 @@ class BatchEngine:
                 continue
             c = cast(ConicSolution, conics[i])
             X[i], Y[i], D[i] = c.x, c.y, c.jacobian.values
+            solver_time += c.diagnostics.timings.setup + c.diagnostics.timings.solve
         total = (time.perf_counter() - start_all) / max(k, 1)
         for c in conics:
             if c is not None and c.diagnostics.timings.total == 0.0:
                 c.diagnostics.timings.total = total
-        return EngineResult(conics, errors, fact, vectorised, X, Y, D)
+        return EngineResult(conics, errors, fact, vectorised, X, Y, D, solver_time)
 
 
 def _kink_counter(cones: ConeSet, v: FloatArray, tol: Tolerances):

@@ -26,7 +26,7 @@ import dataclasses
 import itertools
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import numpy as np
@@ -351,7 +351,7 @@ class ConicSolution:
 
     def __init__(
         self,
-        data: ConeData,
+        data: ConeData | Callable[[], ConeData],
         cones: ConeSet,
         x: FloatArray,
         v: FloatArray,
@@ -366,7 +366,7 @@ class ConicSolution:
         jacobian: Jacobian | None = None,
         y: FloatArray | None = None,
     ) -> None:
-        self.data = data
+        self._data = data
         self.cones = cones
         self.x = x
         self.v = v
@@ -381,10 +381,18 @@ class ConicSolution:
         self._factorization = factorization
         self._jacobian = jacobian
 
+    @property
+    def data(self) -> ConeData:
+        """The program data ``(P, A, b, c)`` (built on first use for batch elements)."""
+        if not isinstance(self._data, ConeData):
+            self._data = self._data()
+        return self._data
+
     # Factorizations cannot be pickled; a solution sent across processes refactorizes.
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state["_factorization"] = None
+        state["_data"] = self.data
         return state
 
     @property

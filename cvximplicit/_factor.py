@@ -83,7 +83,9 @@ class DenseLU(Factorization):
         self._lu = lu
 
     def solve(self, rhs: FloatArray, transpose: bool = False) -> FloatArray:
-        return scipy.linalg.lu_solve(self._lu, rhs, trans=1 if transpose else 0, check_finite=False)
+        lu, piv = self._lu
+        x, _ = scipy.linalg.lapack.dgetrs(lu, piv, rhs, trans=1 if transpose else 0)  # pyright: ignore[reportAttributeAccessIssue]
+        return x
 
     def _norm1(self) -> float:
         return float(np.abs(self._B).sum(axis=0).max())

@@ -291,6 +291,7 @@ class Program:
             np.ascontiguousarray(D[:, a:b]),
             np.ascontiguousarray(D[:, b:e]),
             np.ascontiguousarray(D[:, e:]),
+            self._prepared.layout,
         )
 
 
@@ -314,7 +315,14 @@ class _Prepared:
             patterns.append((indices.astype(np.int64), cols))
         return _Prepared(
             cones=cones,
-            layout=DataLayout(n, compiled.P_indices, compiled.P_indptr),
+            layout=DataLayout(
+                n,
+                m,
+                compiled.P_indices,
+                compiled.P_indptr,
+                compiled.A_indices,
+                compiled.A_indptr,
+            ),
             newton=NewtonStructure(n, m, patterns[0], patterns[1], cones, tol),
         )
 
@@ -424,6 +432,7 @@ def _run_chunks(
         X=np.concatenate([part.X for part in parts]),
         Y=np.concatenate([part.Y for part in parts]),
         D=np.concatenate([part.D for part in parts]),
+        solver_time=sum(part.solver_time for part in parts),
     )
 
 
@@ -548,6 +557,8 @@ class BatchSolution:
         errors: ``None`` per successful element, the :class:`SolverError` of a failed one.
         ok: boolean mask of the successful elements.
         batched: per parameter, whether it carried a batch axis.
+        solver_time: wall seconds spent inside the backend solver for this batch (the
+            limit a batched layer call can approach; with an executor, summed over chunks).
     """
 
     def __init__(
@@ -568,6 +579,7 @@ class BatchSolution:
         self.batched = batched
         self.errors = errors
         self.ok = np.array([e is None for e in errors], dtype=bool)
+        self.solver_time = result.solver_time
         self.solutions: list[Solution | None] = [
             None if c is None else Solution(compiled, c, stacked[i])
             for i, c in enumerate(result.conics)

@@ -164,3 +164,16 @@ def test_works_without_the_other_framework(blocked, module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "[1. 0.]" in out.stdout
+
+
+def test_on_failure_nan_is_forwarded_to_the_core_batch():
+    x, b = cp.Variable(2), cp.Parameter(2)
+    prob = cp.Problem(cp.Minimize(cp.sum(x)), [x >= b, x <= 1])
+    layer = CvxpyLayer(prob, [b], [x], on_failure="nan")
+    values = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    values.requires_grad_(True)
+    (out,) = layer(values)
+    assert torch.isnan(out[1]).all() and torch.isfinite(out[[0, 2]]).all()
+    out[[0, 2]].sum().backward()
+    assert values.grad is not None and torch.all(values.grad[1] == 0)
+    assert list(layer.last_solution.ok) == [True, False, True]

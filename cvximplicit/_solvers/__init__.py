@@ -10,6 +10,7 @@ from ._base import DataLayout as DataLayout
 from ._base import RawSolution as RawSolution
 from ._base import Solver as Solver
 from ._base import SolverStatus as SolverStatus
+from ._base import StackedData as StackedData
 from ._clarabel import Clarabel as Clarabel
 from ._moreau import Moreau as Moreau
 from ._osqp import OSQP as OSQP

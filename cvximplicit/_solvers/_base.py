@@ -34,7 +34,7 @@ from .._cones import Cone
 from .._errors import SolverNotInstalledError, UnsupportedProblemError
 from .._typing import IntArray, Sparse
 
-__all__ = ["ConeData", "DataLayout", "RawSolution", "Solver", "SolverStatus"]
+__all__ = ["ConeData", "DataLayout", "RawSolution", "Solver", "SolverStatus", "StackedData"]
 
 
 class SolverStatus(enum.Enum):
@@ -59,9 +59,31 @@ class DataLayout:
     ``P`` without building a new matrix structure on every solve.
     """
 
-    __slots__ = ("P_upper_indices", "P_upper_indptr", "P_upper_mask", "__weakref__")
+    __slots__ = (
+        "A_indices",
+        "A_indptr",
+        "P_indices",
+        "P_indptr",
+        "P_upper_indices",
+        "P_upper_indptr",
+        "P_upper_mask",
+        "__weakref__",
+        "m",
+        "n",
+    )
 
-    def __init__(self, n: int, P_indices: IntArray, P_indptr: IntArray) -> None:
+    def __init__(
+        self,
+        n: int,
+        m: int,
+        P_indices: IntArray,
+        P_indptr: IntArray,
+        A_indices: IntArray,
+        A_indptr: IntArray,
+    ) -> None:
+        self.n, self.m = n, m
+        self.P_indices, self.P_indptr = P_indices, P_indptr
+        self.A_indices, self.A_indptr = A_indices, A_indptr
         cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(P_indptr))
         self.P_upper_mask = P_indices <= cols
         self.P_upper_indices = np.ascontiguousarray(P_indices[self.P_upper_mask])
@@ -74,6 +96,35 @@ class DataLayout:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+
+
+@dataclasses.dataclass
+class StackedData:
+    """The data of a batch of programs of one structure, one row per element, on the fixed
+    patterns of ``layout`` (values of ``P`` and ``A`` in CSC order)."""
+
+    P: NDArray[np.float64]
+    A: NDArray[np.float64]
+    b: NDArray[np.float64]
+    c: NDArray[np.float64]
+    layout: DataLayout
+
+    @property
+    def size(self) -> int:
+        return int(self.b.shape[0])
+
+    def take(self, rows: Any) -> StackedData:
+        return StackedData(self.P[rows], self.A[rows], self.b[rows], self.c[rows], self.layout)
+
+    def element(self, i: int) -> ConeData:
+        lay = self.layout
+        return ConeData(
+            P=sp.csc_array((self.P[i], lay.P_indices, lay.P_indptr), shape=(lay.n, lay.n)),
+            A=sp.csc_array((self.A[i], lay.A_indices, lay.A_indptr), shape=(lay.m, lay.n)),
+            b=self.b[i],
+            c=self.c[i],
+            layout=lay,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,22 +285,18 @@ class Solver(ABC):
             raw.s = None if raw.s is None else raw.s[inverse]
         return raw
 
-    def solve_many(
-        self, datas: Sequence[ConeData], cones: Sequence[Cone], executor: Any = None
-    ) -> list[RawSolution]:
-        """Solve several programs of one structure (a batch).
+    def solve_many(self, data: StackedData, cones: Sequence[Cone]) -> list[RawSolution]:
+        """Solve every element of a batch of programs of one structure.
 
         By default one :meth:`solve` per element, on a thread pool with one worker per CPU
-        when the backend releases the GIL (``executor`` is not used here: the batch path
-        hands each executor worker a whole chunk).  Backends with a batched solver override
-        this.
+        when the backend releases the GIL.  Backends with a batched solver override this.
         """
-        del executor
-        workers = min(len(datas), os.cpu_count() or 1)
+        size = data.size
+        workers = min(size, os.cpu_count() or 1)
         if workers <= 1 or not self.releases_gil:
-            return [self.solve(d, cones) for d in datas]
+            return [self.solve(data.element(i), cones) for i in range(size)]
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(lambda d: self.solve(d, cones), datas))
+            return list(pool.map(lambda i: self.solve(data.element(i), cones), range(size)))
 
     def _row_permutation(self, cones: Sequence[Cone]) -> NDArray[np.int64] | None:
         """Row order of the backend's layout (``None`` when it is the canonical one)."""

@@ -22,7 +22,7 @@ from .._cones import (
 )
 from .._errors import UnsupportedProblemError
 from .._typing import IntArray
-from ._base import ConeData, DataLayout, RawSolution, Solver, SolverStatus
+from ._base import ConeData, DataLayout, RawSolution, Solver, SolverStatus, StackedData
 from ._clarabel import _STATUS
 
 __all__ = ["Moreau"]
@@ -161,31 +161,27 @@ class Moreau(Solver):
         return compiled
 
     def _solve(self, module: ModuleType, data: ConeData, cones: Sequence[Cone]) -> RawSolution:
-        return self._solve_batch(module, [data], cones)[0]
+        compiled = self._compiled(module, data, cones, 1)
+        return self._solve_batch(
+            compiled, data.P.data[None], data.A.data[None], data.b[None], data.c[None]
+        )[0]
 
-    def solve_many(
-        self, datas: Sequence[ConeData], cones: Sequence[Cone], executor: Any = None
-    ) -> list[RawSolution]:
+    def solve_many(self, data: StackedData, cones: Sequence[Cone]) -> list[RawSolution]:
         """Every element in one ``CompiledSolver.solve`` call."""
-        del executor
         self.check_cones(cones)
-        if not datas:
+        if data.size == 0:
             return []
-        return self._solve_batch(self._import(), datas, cones)
+        compiled = self._compiled(self._import(), data.element(0), cones, data.size)
+        return self._solve_batch(compiled, data.P, data.A, data.b, data.c)
 
     def _solve_batch(
-        self, module: ModuleType, datas: Sequence[ConeData], cones: Sequence[Cone]
+        self, compiled: _Compiled, P: np.ndarray, A: np.ndarray, b: np.ndarray, c: np.ndarray
     ) -> list[RawSolution]:
         start = time.perf_counter()
-        size = len(datas)
-        compiled = self._compiled(module, datas[0], cones, size)
-        P = np.stack([d.P.data for d in datas])
-        A = np.stack([d.A.data[compiled.A_order] for d in datas])
-        compiled.solver.setup(P, A)
+        size = b.shape[0]
+        compiled.solver.setup(np.ascontiguousarray(P), np.ascontiguousarray(A[:, compiled.A_order]))
         setup = (time.perf_counter() - start) / size
-        solution = compiled.solver.solve(
-            np.stack([d.c for d in datas]), np.stack([d.b for d in datas])
-        )
+        solution = compiled.solver.solve(c, b)
         info = compiled.solver.info
         per = (time.perf_counter() - start) / size - setup
         out = []

@@ -11,6 +11,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
+from .._batch import OnFailure, as_on_failure
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics
 from .._program import BatchSolution, Program, Solution, compile
@@ -75,7 +76,10 @@ class _SolveFunction(torch.autograd.Function):
         batched = layer._is_batched(params)
         if batched:
             sol: Solution | BatchSolution = program.solve_batch(
-                *values, executor=layer.executor, solver_args=solver_args
+                *values,
+                executor=layer.executor,
+                solver_args=solver_args,
+                on_failure=layer.on_failure,
             )
         else:
             sol = program.solve(*values, solver_args=solver_args)
@@ -126,6 +130,10 @@ class CvxpyLayer(torch.nn.Module):
         solver_args: default solver settings, overridable per call.
         kink, polish, strict: see :func:`cvximplicit.compile`.
         executor: a ``concurrent.futures.Executor`` for batched solves (default: threads).
+        on_failure: for batched calls, ``"raise"`` (default) or ``"nan"``: failed elements
+            (infeasible, unbounded, solver failure) give NaN outputs and zero gradients
+            (see :meth:`cvximplicit.Program.solve_batch`); ``last_solution.ok`` and
+            ``last_solution.errors`` say which and why.
 
     Batching: every parameter may carry one leading batch dimension; unbatched ones are
     broadcast (their gradient is summed over the batch).  Outputs have the inputs' floating
@@ -161,8 +169,10 @@ class CvxpyLayer(torch.nn.Module):
         polish: bool = True,
         strict: bool = False,
         executor: Executor | None = None,
+        on_failure: OnFailure | str = OnFailure.RAISE,
     ) -> None:
         super().__init__()
+        self.on_failure = as_on_failure(on_failure)
         del canon_backend  # accepted for compatibility with cvxpylayers; no effect here
         self.program: Program = compile(
             problem,
