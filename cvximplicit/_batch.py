@@ -464,6 +464,9 @@ class EngineResult:
     #: Wall seconds spent inside the backend solver (its calls for the batch, plus those of
     #: elements re-solved on the single-problem path).
     solver_time: float = 0.0
+    #: Whether the batch factorization is to be made on first use (results that crossed a
+    #: process boundary, where factorizations do not travel).
+    factorize_later: bool = False
 
 
 class BatchEngine:

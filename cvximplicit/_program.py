@@ -212,7 +212,9 @@ class Program:
         stacked, batched = self._stack_batch(values)
         chosen = self._resolve_solver(solver, solver_args)
         data = self._batch_data(stacked)
-        if executor is None:
+        if executor is None and data.size == 1:  # nothing to vectorise: the single path
+            result = self._single(stacked[0], chosen)
+        elif executor is None:
             result = self._engine.solve(
                 data,
                 chosen,
@@ -238,6 +240,34 @@ class Program:
                 if e is not None:
                     raise e
         return BatchSolution(self, result, errors, stacked, data, tuple(batched))
+
+    def _single(self, u: FloatArray, solver: Solver) -> EngineResult:
+        """A batch of one through the single-problem path."""
+        m, nnz_D = self._compiled.m, int(self._cones.pattern[0].size)
+        try:
+            conic = self._task(-1, u, solver).run()
+        except SolverError as exc:
+            nan = np.full((1, 1), np.nan)
+            return EngineResult(
+                [None],
+                [exc],
+                None,
+                np.zeros(1, dtype=bool),
+                np.broadcast_to(nan, (1, self._compiled.n)).copy(),
+                np.broadcast_to(nan, (1, m)).copy(),
+                np.broadcast_to(nan, (1, nnz_D)).copy(),
+            )
+        timings = conic.diagnostics.timings
+        return EngineResult(
+            [conic],
+            [None],
+            None,
+            np.zeros(1, dtype=bool),
+            conic.x[None],
+            conic.y[None],
+            conic.jacobian.values[None],
+            timings.setup + timings.solve,
+        )
 
     def _stack_batch(self, values: Sequence[ArrayLike]) -> tuple[FloatArray, list[bool]]:
         """Validate batched and shared values; stack them as ``(batch, stacked size)``."""
@@ -433,6 +463,7 @@ def _run_chunks(
         Y=np.concatenate([part.Y for part in parts]),
         D=np.concatenate([part.D for part in parts]),
         solver_time=sum(part.solver_time for part in parts),
+        factorize_later=True,
     )
 
 
@@ -608,7 +639,8 @@ class BatchSolution:
         """The batch factorization of the successful elements (made on first use after a
         solve on other processes; ``None`` when there is nothing to factorize)."""
         result = self._result
-        if result.factorization is None:
+        if result.factorization is None and result.factorize_later:
+            result.factorize_later = False
             rows = np.flatnonzero(self.ok)
             if rows.size == 0:
                 return None
