@@ -56,7 +56,16 @@ __all__ = ["BatchData", "BatchEngine", "BatchFactorization", "OnFailure", "as_on
 
 class OnFailure(str, enum.Enum):
     """What a batch does with elements whose solve fails (infeasible, unbounded, solver
-    failure)."""
+    failure).
+
+    Example:
+        >>> import cvxpy as cp, numpy as np, cvximplicit as ci
+        >>> x, b = cp.Variable(2), cp.Parameter(2)
+        >>> prog = ci.compile(cp.Problem(cp.Minimize(cp.sum(x)), [x >= b, x <= 1]), [b], [x])
+        >>> batch = prog.solve_batch(np.array([[0.0, 0.0], [2.0, 0.0]]), on_failure="nan")
+        >>> batch.ok.tolist(), type(batch.errors[1]).__name__
+        ([True, False], 'InfeasibleError')
+    """
 
     #: Raise the first failed element's error (its ``batch_index`` names it).
     RAISE = "raise"

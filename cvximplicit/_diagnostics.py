@@ -37,6 +37,14 @@ class Timings:
         polish: semismooth Newton polishing, factorizations excluded.
         factorization: factorizing ``B`` (in polishing and, once, for derivatives).
         total: the whole call, from parameter values to the returned solution.
+
+    Example:
+        >>> import cvxpy as cp, numpy as np, cvximplicit as ci
+        >>> x, b = cp.Variable(2), cp.Parameter(2)
+        >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])
+        >>> t = ci.compile(prob, [b], [x]).solve(np.ones(2)).diagnostics.timings
+        >>> t.total >= t.solve > 0 and t.other >= 0
+        True
     """
 
     setup: float = 0.0

@@ -44,6 +44,15 @@ class Tolerances:
         dense_fill: see ``dense_lu_limit``.
         dense_fill_limit: see ``dense_lu_limit``.
         dense_lstsq_limit: largest size for a dense SVD least-squares fallback (else LSMR).
+
+    Example:
+        >>> import cvxpy as cp, cvximplicit as ci
+        >>> x, b = cp.Variable(2), cp.Parameter(2)
+        >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])
+        >>> loose = ci.Tolerances(certify=1e-6, kink=1e-8)
+        >>> program = ci.compile(prob, [b], [x], tolerances=loose)
+        >>> program.tolerances.certify
+        1e-06
     """
 
     target: float = 1e-13

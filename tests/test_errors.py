@@ -212,3 +212,35 @@ def test_empty_batch_and_verbose_precedence(nnls):
         program.solve_batch(np.zeros((0, 4, 3)), np.zeros(4))
     quiet = ci.compile(prob, [A, b], [x], verbose=True, solver_args={"verbose": False})
     assert quiet.solver.settings["verbose"] is False
+
+
+@pytest.mark.parametrize("solver", ["OSQP", "SCS", "CLARABEL"])
+def test_uncertified_point_is_retried_not_returned(solver):
+    """A box LP whose solver point is off by 0.5 with a small residual next to a large cost
+    entry: the certification retries with tight settings and returns the exact vertex."""
+    x, c = cp.Variable(2), cp.Parameter(2)
+    prob = cp.Problem(cp.Minimize(c @ x), [x >= -100, x <= 100])
+    sol = ci.compile(prob, [c], [x], solver=solver).solve(np.array([-1e-4, 2e3]))
+    np.testing.assert_allclose(sol.values[0], [100.0, -100.0], atol=1e-9)
+    assert sol.info.certified and sol.info.relative_residual <= 1e-7
+
+
+def test_unbounded_lp_reported_by_solver_is_not_returned():
+    """Clarabel says 'Solved' with |x| ~ 7e6 at default settings; the point fails
+    certification and the tight retry identifies the problem as unbounded."""
+    rng = np.random.default_rng(16)
+    n = int(rng.integers(2, 6))
+    E, z = rng.standard_normal((2, n)), rng.standard_normal(n)
+    z -= E.T @ np.linalg.lstsq(E.T, z, rcond=None)[0]
+    cv = E.T @ rng.standard_normal(2) + 0.05 * z / np.linalg.norm(z)
+    x, c = cp.Variable(n), cp.Parameter(n)
+    prob = cp.Problem(cp.Minimize(c @ x), [E @ x == E @ rng.standard_normal(n)])
+    with pytest.raises((ci.UnboundedError, ci.SolverFailedError)):
+        ci.compile(prob, [c], [x]).solve(cv)
+
+
+def test_tolerances_are_validated():
+    with pytest.raises(ValueError, match="target <= certify <= reject"):
+        ci.Tolerances(certify=1e-15)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        ci.Tolerances(kink=-1.0)

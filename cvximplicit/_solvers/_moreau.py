@@ -83,6 +83,14 @@ class Moreau(Solver):
     ``direct_solve_method``, ...), passed by name: ``Moreau(device="cuda", tol_feas=1e-9)``.
     ``device="cuda"`` needs Moreau's CUDA wheel; cvximplicit's own work stays on the CPU.
     Supported cones: zero, nonnegative, second-order, exponential and power (not PSD).
+
+    Measured (``benchmarks/results/batch_scaling.md``): faster than Clarabel on threads for
+    batches of small QPs and LPs, slower on larger dense QPs; Clarabel stays the default.
+
+    Example (needs the ``moreau`` package)::
+
+        program = ci.compile(prob, [A, b], [x], solver="MOREAU")
+        batch = program.solve_batch(A_batch, b)  # one batched Moreau call
     """
 
     name = "MOREAU"
