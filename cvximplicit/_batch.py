@@ -31,7 +31,6 @@ from typing import cast
 import numpy as np
 import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from ._blas import single_thread_blas
 from ._cones import Cone, KinkPolicy
@@ -47,7 +46,7 @@ from ._conic import (
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import InfeasibleError, SolverError, SolverFailedError, UnboundedError
 from ._factor import DenseLU, Factorization
-from ._solvers import ConeData, DataLayout, RawSolution, Solver, SolverStatus, StackedData
+from ._solvers import DataLayout, RawSolution, Solver, SolverStatus, StackedData
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse
 
@@ -125,7 +124,7 @@ class BatchLayout:
         self.spec = spec
         self.n, self.m, self.size = n, m, size
         self.cones = cones = spec.cones
-        self.newton = newton = spec.newton
+        self.newton = spec.newton
         self._P = _block_indices(spec.P_indices.astype(np.int64), spec.P_indptr, n, size)
         self._A = _block_indices(spec.A_indices.astype(np.int64), spec.A_indptr, m, size)
         self._replicas: list[tuple[Cone, slice, tuple[int, ...]]] = [
@@ -133,14 +132,6 @@ class BatchLayout:
             for cone, sl in zip(cones.cones, cones.slices)
         ]
         self.nnz_D = int(cones.pattern[0].size)
-        if not newton.dense:
-            N = newton.size
-            nnz = newton._nnz
-            offsets = np.arange(size)[:, None]
-            self._slot = (newton._slot[None, :] + nnz * offsets).ravel()
-            self._rows = (newton.rows[None, :] + N * offsets).ravel()
-            self._cols = (newton.cols[None, :] + N * offsets).ravel()
-            self._nnz_B = nnz
 
     def matrices(self, data: BatchData) -> tuple[Sparse, Sparse, Sparse]:
         """Block-diagonal ``P``, ``A`` and ``A'`` of the batch."""
@@ -181,20 +172,6 @@ class BatchLayout:
             return np.zeros((self.size, 0))
         return np.concatenate(parts, axis=1)
 
-    def sparse_newton(self, data: BatchData, D: FloatArray) -> Sparse:
-        """Block-diagonal ``B`` of the batch (sparse mode)."""
-        nw = self.newton
-        a_of, d_of = nw._ad
-        weights = np.concatenate(
-            [data.P, data.A, D - nw._eye[None, :], data.A[:, a_of] * D[:, d_of]], axis=1
-        ).ravel()
-        vals = np.bincount(self._slot, weights, minlength=self._nnz_B * self.size)
-        keep = vals != 0
-        N = nw.size * self.size
-        counts = np.bincount(self._cols[keep], minlength=N)
-        indptr = np.concatenate([[0], np.cumsum(counts)])
-        return sp.csc_array((vals[keep], self._rows[keep], indptr), shape=(N, N))
-
     def dense_newton(self, data: BatchData, D: FloatArray) -> FloatArray:
         """``(k, N, N)`` stack of ``B`` for the ``k`` rows of ``data`` (dense mode)."""
         nw = self.newton
@@ -218,45 +195,24 @@ class BatchLayout:
 
 
 class BatchFactorization:
-    """Factorizations of the ``B`` of every element, solved together.
+    """LAPACK LU factorizations of the (small, dense) ``B`` of every element, solved together.
 
     ``degenerate[i]`` marks elements whose ``B`` is numerically singular (their rows of a
-    solve are meaningless; the engine sends those elements to the single-problem path).
+    solve are zeros; the engine sends those elements to the single-problem path).
     """
 
     def __init__(self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances):
         self.size = layout.size
         self.N = layout.newton.size
-        self._layout, self._data, self._D = layout, data, D
-        self.degenerate = np.zeros(self.size, dtype=bool)
-        self._dense: list[DenseLU | None] | None = None
-        self._lu: spla.SuperLU | None = None
         if self.N == 0:
+            self._dense: list[DenseLU | None] = [None] * self.size
+            self.degenerate = np.zeros(self.size, dtype=bool)
             return
-        if layout.newton.dense:
-            # LAPACK and BLAS release the GIL: chunks of the batch on the CPUs.
-            chunks = _chunks(self.size, layout.newton.size)
-            parts = _parallel(lambda rows: self._dense_chunk(layout, data, D, tol, rows), chunks)
-            self._dense = [f for part in parts for f in part]
-            self.degenerate = np.array([f is None for f in self._dense], dtype=bool)
-            return
-        big = layout.sparse_newton(data, D)
-        self._big = big
-        try:
-            lu = spla.splu(big, permc_spec="COLAMD")
-        except RuntimeError:  # exactly singular somewhere: find the elements one by one
-            self._split(layout, data, D, tol)
-            return
-        pivots = np.abs(lu.U.diagonal())
-        element = lu.perm_c // self.N  # column i of U is original column perm_c[i]
-        top = np.zeros(self.size)
-        low = np.full(self.size, np.inf)
-        np.maximum.at(top, element, pivots)
-        np.minimum.at(low, element, pivots)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(top > 0, low / top, 0.0)
-        self.degenerate = ~(ratio >= tol.singular_pivot_ratio)
-        self._lu = lu
+        # LAPACK and BLAS release the GIL: chunks of the batch on the CPUs.
+        chunks = _chunks(self.size, layout.newton.size)
+        parts = _parallel(lambda rows: self._dense_chunk(layout, data, D, tol, rows), chunks)
+        self._dense = [f for part in parts for f in part]
+        self.degenerate = np.array([f is None for f in self._dense], dtype=bool)
 
     @staticmethod
     def _dense_chunk(
@@ -273,141 +229,19 @@ class BatchFactorization:
             out.append(DenseLU(B, (lu, piv)) if healthy else None)
         return out
 
-    def _split(self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances):
-        """Fallback when the block-diagonal LU fails: one factorization per element."""
-        from ._factor import factorize
-
-        self._dense = []
-        nw = layout.newton
-        for i in range(self.size):
-            cone_data = _element_data(layout, data, i)
-            jac = Jacobian(*layout.cones.pattern, D[i], layout.m, layout.cones.diagonal)
-            fact = factorize(nw.matrix(cone_data, jac), tol)
-            self.degenerate[i] = fact.degenerate
-            self._dense.append(None if fact.degenerate else cast(DenseLU, fact))
-
     def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
         """Solve every element's system; ``R`` and the result are ``(size, N)``."""
         out = np.zeros_like(R)
         if self.N == 0:
             return out
-        if self._dense is not None:
-            for i, f in enumerate(self._dense):
-                if f is not None:
-                    out[i] = f.solve(R[i], transpose)
-            return out
-        assert self._lu is not None
-        out = self._lu.solve(R.ravel(), trans="T" if transpose else "N").reshape(R.shape)
-        out[self.degenerate] = 0.0
+        for i, f in enumerate(self._dense):
+            if f is not None:
+                out[i] = f.solve(R[i], transpose)
         return out
 
     def element(self, i: int) -> Factorization | None:
         """Element ``i``'s factorization (``None`` when its ``B`` is singular)."""
-        if self.degenerate[i]:
-            return None
-        if self._dense is not None:
-            return self._dense[i]
-        return _BlockOfBatch(self, i, lambda: self.exact_element(i))
-
-    def exact_element(self, i: int) -> Factorization:
-        """A factorization of element ``i``'s own ``B`` (for its condition number)."""
-        from ._factor import factorize
-
-        layout = self._layout
-        jac = Jacobian(*layout.cones.pattern, self._D[i], layout.m, layout.cones.diagonal)
-        return factorize(layout.newton.matrix(_element_data(layout, self._data, i), jac))
-
-
-class _BlockOfBatch(Factorization):
-    """One element's solves through its batch's factorization (the batch solve costs about
-    what the element's own would; ``condition`` factorizes the element's ``B`` alone)."""
-
-    method = "block of a batch factorization"
-
-    def __init__(
-        self,
-        batch: BatchFactorization | BatchRefined,
-        index: int,
-        exact: Callable[[], Factorization],
-    ) -> None:
-        super().__init__(batch.N)
-        self._batch, self._index, self._exact = batch, index, exact
-
-    def solve(self, rhs: FloatArray, transpose: bool = False) -> FloatArray:
-        R = np.zeros((self._batch.size, self.size))
-        R[self._index] = rhs
-        return self._batch.solve(R, transpose)[self._index]
-
-    def condition(self) -> float:
-        return self._exact().condition()
-
-
-class BatchRefined:
-    """A batch factorization of nearby matrices refined against each element's exact ``B``
-    (applied as block-diagonal products); refactorizes the batch if refinement stalls."""
-
-    def __init__(
-        self,
-        base: BatchFactorization,
-        layout: BatchLayout,
-        data: BatchData,
-        D: FloatArray,
-        tol: Tolerances,
-    ) -> None:
-        self.base = base
-        self.size, self.N = base.size, base.N
-        self.degenerate = base.degenerate
-        self._layout, self._data, self._D, self._tol = layout, data, D, tol
-        self._mats = layout.matrices(data)
-        self._Dbd = layout.jacobian_matrix(D)
-        self._exact: BatchFactorization | None = None
-
-    def _apply(self, Z: FloatArray, transpose: bool) -> FloatArray:
-        P, A, AT = self._mats
-        k, n = self.size, self._layout.n
-        x, v = Z[:, :n].ravel(), Z[:, n:].ravel()
-        if transpose:
-            w = A @ x + v
-            top = P @ x + AT @ v
-            bottom = self._Dbd.T @ w - v
-        else:
-            Dv = self._Dbd @ v
-            top = P @ x + AT @ Dv
-            bottom = A @ x + Dv - v
-        return np.concatenate([top.reshape(k, -1), bottom.reshape(k, -1)], axis=1)
-
-    def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
-        if self._exact is not None:
-            return self._exact.solve(R, transpose)
-        Z = self.base.solve(R, transpose)
-        previous = np.full(self.size, np.inf)
-        for _ in range(self._tol.refinement_steps):
-            dZ = self.base.solve(R - self._apply(Z, transpose), transpose)
-            Z = Z + dZ
-            step = np.linalg.norm(dZ, axis=1)
-            size = np.maximum(np.linalg.norm(Z, axis=1), 1e-300)
-            if np.all(_refined(step, previous, size) | self.degenerate):
-                return Z
-            previous = step
-        self._exact = BatchFactorization(self._layout, self._data, self._D, self._tol)
-        self.degenerate = self._exact.degenerate
-        return self._exact.solve(R, transpose)
-
-    def element(self, i: int) -> Factorization | None:
-        if self.degenerate[i]:
-            return None
-        return _BlockOfBatch(self, i, lambda: self.base.exact_element(i))
-
-
-def _refined(step: FloatArray, previous: FloatArray, size: FloatArray) -> np.ndarray:
-    """Refinement has converged: a correction at rounding level, or one that stopped
-    shrinking while already tiny (the rounding floor of the residual ``r - B z``)."""
-    return (step <= 1e-15 * size) | ((step >= 0.25 * previous) & (step <= 1e-10 * size))
-
-
-def _element_data(layout: BatchLayout, data: BatchData, i: int) -> ConeData:
-    del layout
-    return data.element(i)
+        return self._dense[i]
 
 
 _POOL: list[ThreadPoolExecutor] = []
@@ -547,7 +381,7 @@ class BatchEngine:
         D = np.full((k, full.nnz_D), np.nan)
         fact: Embedded | None = None
         vectorised = np.zeros(k, dtype=bool)
-        if rows.size and polish:
+        if rows.size and polish and self.spec.newton.dense:
             sub = data.take(rows)
             layout = self.layout(int(rows.size))
             X0 = np.stack([cast(FloatArray, raws[i].x) for i in rows])  # type: ignore[union-attr]
@@ -603,12 +437,14 @@ class BatchEngine:
                     jacobian=jac,
                     y=out.res.Y[j],
                 )
-        # Everything else goes through the single-problem path, element by element.
-        for i in range(k):
-            if conics[i] is not None or errors[i] is not None:
-                continue
+        # Everything else goes through the single-problem path, element by element, from the
+        # solver's point (larger programs with a sparse B, where factorizing dominates and
+        # vectorising brings nothing; and elements the vectorised path could not certify).
+        todo = [i for i in range(k) if conics[i] is None and errors[i] is None]
+
+        def single(i: int) -> ConicSolution | SolverError:
             try:
-                conics[i] = solve_conic(
+                return solve_conic(
                     data.element(i),
                     self.spec.cones,
                     solver,
@@ -617,13 +453,22 @@ class BatchEngine:
                     tolerances=tol,
                     strict=strict,
                     structure=self.spec.newton,
+                    raw=raws[i],
                 )
             except SolverError as exc:
-                errors[i] = exc
+                return exc
+
+        chunks = _chunks(len(todo), self.spec.newton.size)
+        outcomes = _parallel(lambda rows: [single(i) for i in todo[rows]], chunks)
+        for i, outcome in zip(todo, (o for part in outcomes for o in part)):
+            if isinstance(outcome, SolverError):
+                errors[i] = outcome
                 continue
-            c = cast(ConicSolution, conics[i])
-            X[i], Y[i], D[i] = c.x, c.y, c.jacobian.values
-            solver_time += c.diagnostics.timings.setup + c.diagnostics.timings.solve
+            conics[i] = outcome
+            X[i], Y[i], D[i] = outcome.x, outcome.y, outcome.jacobian.values
+            # the raw solve was counted above; only retries add solver time
+            t = outcome.diagnostics.timings
+            solver_time += max(t.setup + t.solve - raws[i].setup_time - raws[i].solve_time, 0.0)
         total = (time.perf_counter() - start_all) / max(k, 1)
         for c in conics:
             if c is not None and c.diagnostics.timings.total == 0.0:
@@ -639,7 +484,7 @@ class Embedded:
     """A batch factorization of a subset ``rows`` of a batch of ``size``, solved in the
     batch's coordinates (rows outside the subset come back as zeros)."""
 
-    def __init__(self, fact: BatchFactorization | BatchRefined, rows: IntArray, size: int) -> None:
+    def __init__(self, fact: BatchFactorization, rows: IntArray, size: int) -> None:
         self.fact, self.rows, self.size = fact, rows, size
 
     def __getstate__(self) -> dict[str, object]:  # factorizations do not pickle
@@ -659,7 +504,7 @@ class _BatchPolished:
     res0_norm: FloatArray
     steps: IntArray
     D: FloatArray
-    fact: BatchFactorization | BatchRefined
+    fact: BatchFactorization
     method: str
     factor_share: float
 
@@ -746,21 +591,9 @@ def _polish_batch(
         steps[accepted] += 1
     if fact is None or steps.any():
         D = jacobian(V)
-    final: BatchFactorization | BatchRefined
-    # Dense B: refactorizing costs less than refinement sweeps in every later VJP/JVP.
-    if (
-        (
-            fact is None
-            or layout.newton.dense
-            or np.abs(D - D_fact).max(initial=0.0) > tol.active_set_change
-        )
-        and not np.array_equal(D, D_fact)
-    ) or fact is None:
-        final = factorize(D)
-    elif np.array_equal(D, D_fact):
-        final = fact
-    else:  # curved cones moved a little: refine the last LU against the exact B
-        final = BatchRefined(fact, layout, data, D, tol)
+    # B at the returned points (a dense refactorization costs less than refinement sweeps
+    # in every later VJP/JVP).
+    final = fact if fact is not None and np.array_equal(D, D_fact) else factorize(D)
     total = time.perf_counter() - started
     return _BatchPolished(
         X,
@@ -770,6 +603,6 @@ def _polish_batch(
         steps,
         D,
         final,
-        "dense LU" if layout.newton.dense else "sparse LU",
+        "dense LU",
         factor_time / total if total > 0 else 0.0,
     )

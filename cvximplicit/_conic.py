@@ -44,7 +44,7 @@ from ._errors import (
     UnboundedError,
 )
 from ._factor import Factorization, Refined, factorize, use_dense
-from ._solvers import ConeData, RawSolution, Solver, SolverStatus
+from ._solvers import Clarabel, ConeData, RawSolution, Solver, SolverStatus
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse
 
@@ -611,8 +611,9 @@ class _Attempt:
         kink: KinkPolicy,
         polish: bool,
         tol: Tolerances,
+        raw: RawSolution | None = None,
     ) -> None:
-        raw = solver.solve(data, cones.cones)
+        raw = solver.solve(data, cones.cones) if raw is None else raw
         self.raw = raw
         if raw.status is SolverStatus.INFEASIBLE:
             raise _status_error(raw, InfeasibleError, "found the problem infeasible")
@@ -629,6 +630,20 @@ class _Attempt:
         else:
             self.p = _Polished(x, v, self.res0, 0, PolishOutcome.OFF, None, None)
         self.polish_time = time.perf_counter() - start
+
+
+def _fallbacks(solver: Solver, cones: ConeSet) -> list[Solver]:
+    """Solvers to retry with when a point cannot be certified: the same backend with its
+    tighter settings, then (for other backends) Clarabel with its tighter settings."""
+    out = []
+    tighter = solver.tightened()
+    if tighter is not None:
+        out.append(tighter)
+    if not isinstance(solver, Clarabel):
+        clarabel = Clarabel(**Clarabel.tight)
+        if all(isinstance(c, clarabel.supported_cones) for c in cones.cones):
+            out.append(clarabel)
+    return out
 
 
 def _settings_hint(solver: Solver) -> str:
@@ -650,6 +665,7 @@ def solve_conic(
     tolerances: Tolerances | None = None,
     strict: bool = False,
     structure: NewtonStructure | None = None,
+    raw: RawSolution | None = None,
 ) -> ConicSolution:
     """Solve, polish, certify and prepare to differentiate one canonical cone program.
 
@@ -659,7 +675,8 @@ def solve_conic(
     above ``tolerances.reject``, a :class:`SolverFailedError` is raised).
 
     Raises :class:`InfeasibleError`, :class:`UnboundedError` or :class:`SolverFailedError`
-    when the solver returns no usable point.
+    when the solver returns no usable point.  ``raw``: the solver's answer when it was
+    already called (a batch's solver stage); then only a retry calls it again.
     """
     with single_thread_blas:
         return _solve_conic(
@@ -671,6 +688,7 @@ def solve_conic(
             tolerances=tolerances,
             strict=strict,
             structure=structure,
+            raw=raw,
         )
 
 
@@ -684,34 +702,34 @@ def _solve_conic(
     tolerances: Tolerances | None = None,
     strict: bool = False,
     structure: NewtonStructure | None = None,
+    raw: RawSolution | None = None,
 ) -> ConicSolution:
     tol = Tolerances() if tolerances is None else tolerances
     if structure is None:
         structure = NewtonStructure(data.n, data.m, *data.patterns, cones, tol)
     total_start = time.perf_counter()
-    attempt = _Attempt(data, cones, structure, solver, kink=kink, polish=polish, tol=tol)
+    attempt = _Attempt(data, cones, structure, solver, kink=kink, polish=polish, tol=tol, raw=raw)
     setup = attempt.raw.setup_time
     solve = attempt.raw.solve_time
     polish_time = attempt.polish_time
     factor_time = attempt.p.factor_time
     retried = False
-    if polish and attempt.p.res.relative > tol.certify:
-        tighter = solver.tightened()
-        if tighter is not None:
-            retried = True
-            try:
-                second = _Attempt(data, cones, structure, tighter, kink=kink, polish=True, tol=tol)
-            except (SolverFailedError, InfeasibleError, UnboundedError):
-                if attempt.p.res.relative > tol.reject:
-                    raise
-                second = None
-            if second is not None:
-                setup += second.raw.setup_time
-                solve += second.raw.solve_time
-                polish_time += second.polish_time
-                factor_time += second.p.factor_time
-                if second.p.res.relative <= attempt.p.res.relative:
-                    attempt = second
+    for fallback in _fallbacks(solver, cones) if polish else ():
+        if attempt.p.res.relative <= tol.certify:
+            break
+        retried = True
+        try:
+            second = _Attempt(data, cones, structure, fallback, kink=kink, polish=True, tol=tol)
+        except (SolverFailedError, InfeasibleError, UnboundedError):
+            if attempt.p.res.relative > tol.reject:
+                raise
+            continue
+        setup += second.raw.setup_time
+        solve += second.raw.solve_time
+        polish_time += second.polish_time
+        factor_time += second.p.factor_time
+        if second.p.res.relative <= attempt.p.res.relative:
+            attempt = second
     raw, p = attempt.raw, attempt.p
     status = raw.status
     rel = p.res.relative
