@@ -332,6 +332,7 @@ class BatchEngine:
             self._layouts[size] = layout
         return layout
 
+    @single_thread_blas
     def solve(
         self,
         data: BatchData,
@@ -343,19 +344,6 @@ class BatchEngine:
         tol: Tolerances,
     ) -> EngineResult:
         """Solve every element of ``data`` (see the module docstring)."""
-        with single_thread_blas:
-            return self._solve(data, solver, kink=kink, polish=polish, strict=strict, tol=tol)
-
-    def _solve(
-        self,
-        data: BatchData,
-        solver: Solver,
-        *,
-        kink: KinkPolicy,
-        polish: bool,
-        strict: bool,
-        tol: Tolerances,
-    ) -> EngineResult:
         start_all = time.perf_counter()
         k = data.size
         full = self.layout(k)

@@ -11,6 +11,7 @@ reference count, so the setting is restored only after the last of them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from types import TracebackType
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 __all__ = ["single_thread_blas"]
 
 
-class _SingleThreadBLAS:
+class _SingleThreadBLAS(contextlib.ContextDecorator):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth = 0
@@ -60,5 +61,6 @@ class _SingleThreadBLAS:
                         lib.set_num_threads(n)
 
 
-#: Context manager: BLAS runs single-threaded inside it (see the module docstring).
+#: Context manager and decorator: BLAS runs single-threaded inside it (see the module
+#: docstring).
 single_thread_blas = _SingleThreadBLAS()

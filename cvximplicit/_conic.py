@@ -655,6 +655,7 @@ def _settings_hint(solver: Solver) -> str:
     )
 
 
+@single_thread_blas
 def solve_conic(
     data: ConeData,
     cones: ConeSet,
@@ -670,40 +671,14 @@ def solve_conic(
     """Solve, polish, certify and prepare to differentiate one canonical cone program.
 
     A point is returned only when its relative residual is at most ``tolerances.certify``;
-    otherwise the solve is retried once with the solver's tighter settings.  If the point
-    still cannot be certified, an :class:`InaccurateSolutionWarning` names the residual (or,
+    otherwise the solve is retried with the solver's tighter settings, then (other
+    backends) with Clarabel's.  If the point still cannot be certified, an :class:`InaccurateSolutionWarning` names the residual (or,
     above ``tolerances.reject``, a :class:`SolverFailedError` is raised).
 
     Raises :class:`InfeasibleError`, :class:`UnboundedError` or :class:`SolverFailedError`
     when the solver returns no usable point.  ``raw``: the solver's answer when it was
     already called (a batch's solver stage); then only a retry calls it again.
     """
-    with single_thread_blas:
-        return _solve_conic(
-            data,
-            cones,
-            solver,
-            kink=kink,
-            polish=polish,
-            tolerances=tolerances,
-            strict=strict,
-            structure=structure,
-            raw=raw,
-        )
-
-
-def _solve_conic(
-    data: ConeData,
-    cones: ConeSet,
-    solver: Solver,
-    *,
-    kink: KinkPolicy = KinkPolicy.ACTIVE,
-    polish: bool = True,
-    tolerances: Tolerances | None = None,
-    strict: bool = False,
-    structure: NewtonStructure | None = None,
-    raw: RawSolution | None = None,
-) -> ConicSolution:
     tol = Tolerances() if tolerances is None else tolerances
     if structure is None:
         structure = NewtonStructure(data.n, data.m, *data.patterns, cones, tol)

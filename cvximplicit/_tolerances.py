@@ -61,7 +61,7 @@ class Tolerances:
     kink: float = 1e-9
     singular_pivot_ratio: float = 1e-13
     active_set_change: float = 1e-3
-    polish_max_iter: int = 10
+    polish_max_iter: int = 20
     backtracking_steps: int = 11
     refinement_steps: int = 6
     dense_lu_limit: int = 160
