@@ -625,19 +625,25 @@ class _Attempt:
         start = time.perf_counter()
         x, v = raw.x.copy(), raw.y - raw.s
         self.res0 = residual(data, cones, x, v)
-        if polish:
+        # A solver that stopped far from a solution: Newton from there costs many
+        # factorizations for nothing; the caller retries with another solve instead.
+        hopeless = raw.status is SolverStatus.INCOMPLETE and self.res0.relative > tol.reject
+        if polish and not hopeless:
             self.p = _polish(data, cones, structure, x, v, self.res0, kink=kink, tol=tol)
         else:
             self.p = _Polished(x, v, self.res0, 0, PolishOutcome.OFF, None, None)
         self.polish_time = time.perf_counter() - start
 
 
-def _fallbacks(solver: Solver, cones: ConeSet) -> list[Solver]:
+def _fallbacks(solver: Solver, cones: ConeSet, status: SolverStatus) -> list[Solver]:
     """Solvers to retry with when a point cannot be certified: the same backend with its
-    tighter settings, then (for other backends) Clarabel with its tighter settings."""
+    tighter settings (unless it already stopped at an iteration or time limit), then, for
+    other backends, Clarabel with its tighter settings."""
     out = []
     tighter = solver.tightened()
-    if tighter is not None:
+    if tighter is not None and (
+        status is not SolverStatus.INCOMPLETE or isinstance(solver, Clarabel)
+    ):
         out.append(tighter)
     if not isinstance(solver, Clarabel):
         clarabel = Clarabel(**Clarabel.tight)
@@ -672,8 +678,9 @@ def solve_conic(
 
     A point is returned only when its relative residual is at most ``tolerances.certify``;
     otherwise the solve is retried with the solver's tighter settings, then (other
-    backends) with Clarabel's.  If the point still cannot be certified, an :class:`InaccurateSolutionWarning` names the residual (or,
-    above ``tolerances.reject``, a :class:`SolverFailedError` is raised).
+    backends) with Clarabel's.  If the point still cannot be certified, an
+    :class:`InaccurateSolutionWarning` names the residual (or, above ``tolerances.reject``,
+    a :class:`SolverFailedError` is raised).
 
     Raises :class:`InfeasibleError`, :class:`UnboundedError` or :class:`SolverFailedError`
     when the solver returns no usable point.  ``raw``: the solver's answer when it was
@@ -689,7 +696,7 @@ def solve_conic(
     polish_time = attempt.polish_time
     factor_time = attempt.p.factor_time
     retried = False
-    for fallback in _fallbacks(solver, cones) if polish else ():
+    for fallback in _fallbacks(solver, cones, attempt.raw.status) if polish else ():
         if attempt.p.res.relative <= tol.certify:
             break
         retried = True
