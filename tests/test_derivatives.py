@@ -315,3 +315,22 @@ def test_psd_projection_kink_is_a_one_sided_limit(kink):
     # that eigenvalue of C is negative (projected to zero); "inactive" is the other side.
     expected = sides[1] if kink == "active" else sides[0]
     np.testing.assert_allclose(here, expected, atol=1e-5)
+
+
+def test_structurally_singular_sparse_B_never_reaches_superlu(monkeypatch):
+    """A sparse B with an empty column goes to least squares without calling SuperLU (which
+    was seen to crash the process on rank-deficient input)."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    from cvximplicit._factor import factorize
+
+    monkeypatch.setattr(spla, "splu", lambda *a, **k: pytest.fail("SuperLU called"))
+    B = sp.random_array((400, 400), density=0.01, rng=0, format="csc") + sp.eye_array(400)
+    B = B.tolil()
+    B[:, 7] = 0.0
+    sparse = ci.Tolerances(dense_lu_limit=0, dense_fill_limit=0)
+    fact = factorize(B.tocsc(), sparse)
+    assert fact.degenerate and "structurally singular" in fact.reason
+    x = fact.solve(np.ones(400))
+    assert np.all(np.isfinite(x))
