@@ -86,6 +86,9 @@ class Diagnostics:
         kinks: number of kink coordinates per cone kind at the returned point (counted on
             first access).
         timings: the :class:`Timings` split of the wall time.
+        start: ``"cold"`` (the solver ran) or ``"warm"`` (Newton from the previous solution
+            reached the polishing target without a solver call).
+        start_reason: why a requested warm start fell back to a cold one (empty otherwise).
         linear_solve: how ``B`` is solved for derivatives (``"dense LU"``, ``"sparse LU"``,
             or a least-squares method when ``B`` is singular); ``None`` until a derivative
             was requested.
@@ -110,6 +113,8 @@ class Diagnostics:
     certified: bool = True
     retried: bool = False
     timings: Timings = dataclasses.field(default_factory=Timings)
+    start: str = "cold"
+    start_reason: str = ""
     linear_solve: str | None = None
     condition: float | None = None
     degenerate: bool = False
@@ -154,5 +159,7 @@ class Diagnostics:
             f"derivative    {self.linear_solve or 'not factorized yet'}, condition {cond}"
             + (" [DEGENERATE]" if self.degenerate else ""),
             f"time (ms)     {self.timings}",
+            f"start         {self.start}"
+            + (f" ({self.start_reason})" if self.start_reason else ""),
         ]
         return "\n".join(lines)

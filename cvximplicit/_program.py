@@ -23,12 +23,21 @@ from ._batch import (
     EngineResult,
     OnFailure,
     ProgramSpec,
+    _chunks,
+    _parallel,
     as_on_failure,
 )
 from ._blas import single_thread_blas
 from ._compile import Compiled, OutputMap, canonicalize
 from ._cones import KinkPolicy, as_kink_policy
-from ._conic import ConeSet, ConicSolution, DataTangent, NewtonStructure, solve_conic
+from ._conic import (
+    ConeSet,
+    ConicSolution,
+    DataTangent,
+    NewtonStructure,
+    solve_conic,
+    warm_start_conic,
+)
 from ._diagnostics import Diagnostics
 from ._errors import ParameterError, SolverError
 from ._solvers import ConeData, DataLayout, Solver, SolverLike, get_solver
@@ -150,6 +159,7 @@ class Program:
         *values: ArrayLike,
         solver: SolverLike = None,
         solver_args: dict[str, Any] | None = None,
+        warm_start: Solution | None = None,
     ) -> Solution:
         """Solve for one set of parameter values, given in the order of ``parameters``.
 
@@ -157,6 +167,12 @@ class Program:
             *values: one array per parameter, of the parameter's shape.
             solver: override the program's solver for this call.
             solver_args: solver settings for this call, on top of the solver's own.
+            warm_start: a previous solution of this program.  Semismooth Newton on the
+                optimality residual starts from it with the new data; if it reaches the
+                polishing target within ``Tolerances.warm_max_iter`` steps, that exact,
+                certified point is returned without a solver call (``diagnostics.start ==
+                "warm"``), otherwise the solver runs as usual and ``diagnostics.start_reason``
+                says why.
 
         Raises:
             ParameterError: wrong number, shape or dtype of values, NaN/Inf, values outside
@@ -166,7 +182,39 @@ class Program:
         arrays = self._check(values)
         chosen = self._resolve_solver(solver, solver_args)
         u = self._stack(arrays)
-        return Solution(self._compiled, self._task(-1, u, chosen).run(), u)
+        reason = ""
+        if warm_start is not None:
+            self._check_previous(warm_start)
+            warm = self._warm(u, warm_start.conic)
+            if isinstance(warm, ConicSolution):
+                return Solution(self._compiled, warm, u)
+            reason = warm
+        conic = self._task(-1, u, chosen).run()
+        conic.diagnostics.start_reason = reason
+        return Solution(self._compiled, conic, u)
+
+    def _check_previous(self, previous: Solution | BatchSolution) -> None:
+        if previous._compiled is not self._compiled:
+            raise ParameterError(
+                "warm_start must be a solution of this program (from its solve or solve_batch)"
+            )
+
+    def _warm(self, u: FloatArray, previous: ConicSolution) -> ConicSolution | str:
+        """A warm start from ``previous`` for the stacked values ``u`` (or why not)."""
+        start = time.perf_counter()
+        out = warm_start_conic(
+            _data_from_stacked(self._compiled, u, self._prepared),
+            self._cones,
+            previous.x,
+            previous.v,
+            kink=self.kink,
+            tolerances=self.tolerances,
+            strict=self.strict,
+            structure=self._prepared.newton,
+        )
+        if isinstance(out, ConicSolution):
+            out.diagnostics.timings.total = time.perf_counter() - start
+        return out
 
     def _resolve_solver(self, solver: SolverLike, solver_args: dict[str, Any] | None) -> Solver:
         chosen = self.solver if solver is None else get_solver(solver)
@@ -182,6 +230,7 @@ class Program:
         solver: SolverLike = None,
         solver_args: dict[str, Any] | None = None,
         on_failure: OnFailure | str = OnFailure.RAISE,
+        warm_start: BatchSolution | None = None,
     ) -> BatchSolution:
         """Solve many instances at once.
 
@@ -204,6 +253,10 @@ class Program:
                 unbounded, solver failure) get NaN values and contribute zero to
                 derivatives; :attr:`BatchSolution.ok` and :attr:`BatchSolution.errors` say
                 which failed and why.
+            warm_start: a previous batch of this program with the same size: each element
+                starts from its previous solution as in :meth:`solve`; the elements whose
+                warm start is not accepted (and all of them when the size changed) are solved
+                cold, together.
 
         Raises:
             SolverError: with ``on_failure="raise"``, as in :meth:`solve`.
@@ -212,34 +265,83 @@ class Program:
         stacked, batched = self._stack_batch(values)
         chosen = self._resolve_solver(solver, solver_args)
         data = self._batch_data(stacked)
-        if executor is None and data.size == 1:  # nothing to vectorise: the single path
-            result = self._single(stacked[0], chosen)
-        elif executor is None:
-            result = self._engine.solve(
-                data,
-                chosen,
-                kink=self.kink,
-                polish=self.polish,
-                strict=self.strict,
-                tol=self.tolerances,
-            )
+        if warm_start is None:
+            result = self._cold_batch(stacked, data, chosen, executor)
         else:
-            result = _run_chunks(
-                self._engine,
-                data,
-                chosen,
-                executor,
-                self.kink,
-                self.polish,
-                self.strict,
-                self.tolerances,
-            )
+            result = self._warm_batch(stacked, data, chosen, executor, warm_start)
         errors = [None if e is None else e.with_batch_index(i) for i, e in enumerate(result.errors)]
         if policy is OnFailure.RAISE:
             for e in errors:
                 if e is not None:
                     raise e
         return BatchSolution(self, result, errors, stacked, data, tuple(batched))
+
+    def _cold_batch(
+        self, stacked: FloatArray, data: BatchData, solver: Solver, executor: Executor | None
+    ) -> EngineResult:
+        if executor is None and data.size == 1:  # nothing to vectorise: the single path
+            return self._single(stacked[0], solver)
+        if executor is None:
+            return self._engine.solve(
+                data,
+                solver,
+                kink=self.kink,
+                polish=self.polish,
+                strict=self.strict,
+                tol=self.tolerances,
+            )
+        return _run_chunks(
+            self._engine,
+            data,
+            solver,
+            executor,
+            self.kink,
+            self.polish,
+            self.strict,
+            self.tolerances,
+        )
+
+    def _warm_batch(
+        self,
+        stacked: FloatArray,
+        data: BatchData,
+        solver: Solver,
+        executor: Executor | None,
+        previous: BatchSolution,
+    ) -> EngineResult:
+        """Warm starts element by element (on the CPUs' threads); the rest solved cold."""
+        self._check_previous(previous)
+        k = data.size
+        reasons = [""] * k
+        warm: dict[int, ConicSolution] = {}
+        if len(previous) != k:
+            reasons = [f"the batch size changed ({len(previous)} -> {k})"] * k
+        else:
+
+            def attempt(i: int) -> ConicSolution | str:
+                prev = previous.solutions[i]
+                if prev is None:
+                    return "the previous solve of this element failed"
+                return self._warm(stacked[i], prev.conic)
+
+            chunks = _chunks(k, self._prepared.newton.size)
+            parts = _parallel(lambda rows: [attempt(i) for i in range(k)[rows]], chunks)
+            for i, out in enumerate(o for part in parts for o in part):
+                if isinstance(out, ConicSolution):
+                    warm[i] = out
+                else:
+                    reasons[i] = out
+        cold_rows = np.array([i for i in range(k) if i not in warm], dtype=np.int64)
+        cold = (
+            self._cold_batch(stacked[cold_rows], data.take(cold_rows), solver, executor)
+            if cold_rows.size
+            else None
+        )
+        result = _merge(k, self._compiled, self._cones, cold_rows, cold, warm)
+        for i, conic in enumerate(result.conics):
+            if conic is not None and i not in warm:
+                conic.diagnostics.start_reason = reasons[i]
+        return result
 
     def _single(self, u: FloatArray, solver: Solver) -> EngineResult:
         """A batch of one through the single-problem path."""
@@ -403,6 +505,37 @@ class _Task:
             if self.index < 0:
                 raise
             raise exc.with_batch_index(self.index) from exc
+
+
+def _merge(
+    size: int,
+    compiled: Compiled,
+    cones: ConeSet,
+    cold_rows: IntArray,
+    cold: EngineResult | None,
+    warm: dict[int, ConicSolution],
+) -> EngineResult:
+    """One batch result from warm-started elements and a cold solve of the others."""
+    n, m, nnz_D = compiled.n, compiled.m, int(cones.pattern[0].size)
+    X, Y, D = np.full((size, n), np.nan), np.full((size, m), np.nan), np.full((size, nnz_D), np.nan)
+    conics: list[ConicSolution | None] = [None] * size
+    errors: list[SolverError | None] = [None] * size
+    vectorised = np.zeros(size, dtype=bool)
+    fact = None
+    solver_time, later = 0.0, False
+    if cold is not None:
+        for j, i in enumerate(cold_rows):
+            conics[i], errors[i] = cold.conics[j], cold.errors[j]
+        X[cold_rows], Y[cold_rows], D[cold_rows] = cold.X, cold.Y, cold.D
+        vectorised[cold_rows] = cold.vectorised
+        if cold.factorization is not None:
+            sub = cold.factorization
+            fact = Embedded(sub.fact, cold_rows[sub.rows], size)
+        solver_time, later = cold.solver_time, cold.factorize_later
+    for i, conic in warm.items():
+        conics[i] = conic
+        X[i], Y[i], D[i] = conic.x, conic.y, conic.jacobian.values
+    return EngineResult(conics, errors, fact, vectorised, X, Y, D, solver_time, later)
 
 
 @dataclasses.dataclass(frozen=True)

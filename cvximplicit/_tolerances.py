@@ -44,6 +44,9 @@ class Tolerances:
         dense_fill: see ``dense_lu_limit``.
         dense_fill_limit: see ``dense_lu_limit``.
         dense_lstsq_limit: largest size for a dense SVD least-squares fallback (else LSMR).
+        warm_max_iter: a warm start (semismooth Newton from the previous solution with the new
+            data) is accepted only if it reaches ``target`` within this many steps; otherwise
+            the solver runs (cold start).
 
     Example:
         >>> import cvxpy as cp, cvximplicit as ci
@@ -68,6 +71,7 @@ class Tolerances:
     dense_fill: float = 0.15
     dense_fill_limit: int = 1024
     dense_lstsq_limit: int = 3000
+    warm_max_iter: int = 4
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -74,15 +73,21 @@ class _SolveFunction(torch.autograd.Function):
         values = [p.detach().to(device="cpu", dtype=torch.float64).numpy() for p in params]
         program = layer.program
         batched = layer._is_batched(params)
+        previous = layer._previous if layer._warm_now else None
         if batched:
             sol: Solution | BatchSolution = program.solve_batch(
                 *values,
                 executor=layer.executor,
                 solver_args=solver_args,
                 on_failure=layer.on_failure,
+                warm_start=previous if isinstance(previous, BatchSolution) else None,
             )
         else:
-            sol = program.solve(*values, solver_args=solver_args)
+            sol = program.solve(
+                *values,
+                solver_args=solver_args,
+                warm_start=previous if isinstance(previous, Solution) else None,
+            )
         holder.solution = sol
         dtype, device = layer._out_dtype_device(params)
         return tuple(torch.as_tensor(v, dtype=dtype, device=device) for v in sol.values)
@@ -130,6 +135,8 @@ class CvxpyLayer(torch.nn.Module):
         solver_args: default solver settings, overridable per call.
         kink, polish, strict: see :func:`cvximplicit.compile`.
         executor: a ``concurrent.futures.Executor`` for batched solves (default: threads).
+        warm_start: start every call from the previous call's solution (see
+            :meth:`forward`); off by default.
         on_failure: for batched calls, ``"raise"`` (default) or ``"nan"``: failed elements
             (infeasible, unbounded, solver failure) give NaN outputs and zero gradients
             (see :meth:`cvximplicit.Program.solve_batch`); ``last_solution.ok`` and
@@ -170,9 +177,14 @@ class CvxpyLayer(torch.nn.Module):
         strict: bool = False,
         executor: Executor | None = None,
         on_failure: OnFailure | str = OnFailure.RAISE,
+        warm_start: bool = False,
     ) -> None:
         super().__init__()
         self.on_failure = as_on_failure(on_failure)
+        #: Start each call from the previous call's solution (see ``forward``).
+        self.warm_start = warm_start
+        self._previous: Solution | BatchSolution | None = None
+        self._warm_now = False
         del canon_backend  # accepted for compatibility with cvxpylayers; no effect here
         self.program: Program = compile(
             problem,
@@ -222,16 +234,19 @@ class CvxpyLayer(torch.nn.Module):
         self,
         *params: torch.Tensor,
         solver_args: dict[str, Any] | None = None,
-        warm_start: bool = False,
+        warm_start: bool | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Solve for the given parameter tensors; returns one tensor per output.
 
-        ``warm_start`` is accepted for compatibility with cvxpylayers and has no effect.
+        ``warm_start`` (default: the layer's ``warm_start``): start from the previous call's
+        solution (per batch element) by semismooth Newton with the new parameters; where
+        that reaches the polishing target within a few steps no solver runs, elsewhere the
+        solver does (``layer.last_diagnostics[i].start`` is ``"warm"`` or ``"cold"``, with
+        ``start_reason``).  Values and gradients equal the cold path's.
         """
-        if warm_start:
-            warnings.warn("warm_start has no effect in cvximplicit", stacklevel=2)
         tensors = [p if isinstance(p, torch.Tensor) else torch.as_tensor(p) for p in params]
         holder = _Holder()
+        self._warm_now = self.warm_start if warm_start is None else warm_start
         outputs = _SolveFunction.apply(self, holder, solver_args, *tensors)
-        self.last_solution = holder.solution
+        self.last_solution = self._previous = holder.solution
         return tuple(outputs)
