@@ -24,7 +24,7 @@ import functools
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -333,6 +333,82 @@ class BatchEngine:
         return layout
 
     @single_thread_blas
+    def polish_rows(
+        self,
+        data: BatchData,
+        rows: IntArray,
+        X0: FloatArray,
+        V0: FloatArray,
+        *,
+        kink: KinkPolicy,
+        strict: bool,
+        tol: Tolerances,
+        raws: Sequence[RawSolution] | None = None,
+    ) -> Polished:
+        """Vectorised polishing of the elements ``rows`` of ``data`` from ``(X0, V0)``: the
+        solver's points (``raws``), or previous solutions (a warm start, accepted only at
+        the polishing target within ``Tolerances.warm_max_iter`` steps).  Returns the
+        certified elements' solutions and the factorizations of every element's ``B``."""
+        warm = raws is None
+        sub = data.take(rows)
+        layout = self.layout(int(rows.size))
+        tol_run = dataclasses.replace(tol, polish_max_iter=tol.warm_max_iter) if warm else tol
+        start = time.perf_counter()
+        out = _polish_batch(layout, sub, X0, V0, kink=kink, tol=tol_run, fail_fast=warm)
+        polish_time = (time.perf_counter() - start) / rows.size
+        level = tol.target if warm else tol.certify
+        ok = (out.res.relative <= level) & ~out.fact.degenerate
+        m = self.spec.m
+        conics: dict[int, ConicSolution] = {}
+        for j, i in enumerate(rows):
+            if not ok[j]:
+                continue
+            raw = None if raws is None else raws[i]
+            diag = Diagnostics(
+                status=SolverStatus.SOLVED,
+                solver="warm start" if raw is None else raw.solver,
+                raw_status="" if raw is None else raw.raw_status,
+                iterations=0 if raw is None else raw.iterations,
+                solve_time=0.0 if raw is None else raw.solve_time,
+                residual_before_polish=float(out.res0_norm[j]),
+                residual=float(out.res.norm[j]),
+                relative_residual=float(out.res.relative[j]),
+                certified=True,
+                polish_steps=int(out.steps[j]),
+                polish=PolishOutcome.CONVERGED
+                if out.res.relative[j] <= tol.target
+                else PolishOutcome.STALLED,
+                kink_policy=kink.value,
+                kinks_counter=_kink_counter(self.spec.cones, out.V[j].copy(), tol),
+                timings=Timings(
+                    setup=0.0 if raw is None else raw.setup_time,
+                    solve=0.0 if raw is None else raw.solve_time,
+                    polish=polish_time * (1 - out.factor_share),
+                    factorization=polish_time * out.factor_share,
+                ),
+                start="warm" if warm else "cold",
+                linear_solve=f"{out.method} (batched)",
+            )
+            jac = Jacobian(*self.spec.cones.pattern, out.D[j], m, self.spec.cones.diagonal)
+            conics[int(i)] = ConicSolution(
+                functools.partial(data.element, int(i)),
+                self.spec.cones,
+                out.X[j],
+                out.V[j],
+                diag,
+                kink=kink,
+                kink_tol=_kink_tol(tol.kink, 0.0, out.V[j]),
+                strict=strict,
+                structure=self.spec.newton,
+                tolerances=tol,
+                factorization=out.fact.element(j),
+                jacobian=jac,
+                y=out.res.Y[j],
+            )
+        fact = Embedded([(out.fact, np.asarray(rows, dtype=np.int64))], data.size)
+        return Polished(conics, out.X, out.res.Y, out.D, fact)
+
+    @single_thread_blas
     def solve(
         self,
         data: BatchData,
@@ -370,61 +446,16 @@ class BatchEngine:
         fact: Embedded | None = None
         vectorised = np.zeros(k, dtype=bool)
         if rows.size and polish and self.spec.newton.dense:
-            sub = data.take(rows)
-            layout = self.layout(int(rows.size))
             X0 = np.stack([cast(FloatArray, raws[i].x) for i in rows])  # type: ignore[union-attr]
             V0 = np.stack([raws[i].y - raws[i].s for i in rows])  # type: ignore[union-attr]
-            start = time.perf_counter()
-            out = _polish_batch(layout, sub, X0, V0, kink=kink, tol=tol)
-            polish_time = (time.perf_counter() - start) / rows.size
-            ok = (out.res.relative <= tol.certify) & ~out.fact.degenerate
-            vectorised[rows[ok]] = True
-            X[rows], Y[rows], D[rows] = out.X, out.res.Y, out.D
-            fact = Embedded(out.fact, rows, k)
-            for j, i in enumerate(rows):
-                if not ok[j]:
-                    continue
-                raw = cast(RawSolution, raws[i])
-                diag = Diagnostics(
-                    status=SolverStatus.SOLVED,
-                    solver=raw.solver,
-                    raw_status=raw.raw_status,
-                    iterations=raw.iterations,
-                    solve_time=raw.solve_time,
-                    residual_before_polish=float(out.res0_norm[j]),
-                    residual=float(out.res.norm[j]),
-                    relative_residual=float(out.res.relative[j]),
-                    certified=True,
-                    polish_steps=int(out.steps[j]),
-                    polish=PolishOutcome.CONVERGED
-                    if out.res.relative[j] <= tol.target
-                    else PolishOutcome.STALLED,
-                    kink_policy=kink.value,
-                    kinks_counter=_kink_counter(self.spec.cones, out.V[j].copy(), tol),
-                    timings=Timings(
-                        setup=raw.setup_time,
-                        solve=raw.solve_time,
-                        polish=polish_time * (1 - out.factor_share),
-                        factorization=polish_time * out.factor_share,
-                    ),
-                    linear_solve=f"{out.method} (batched)",
-                )
-                jac = Jacobian(*self.spec.cones.pattern, out.D[j], m, self.spec.cones.diagonal)
-                conics[i] = ConicSolution(
-                    functools.partial(data.element, int(i)),
-                    self.spec.cones,
-                    out.X[j],
-                    out.V[j],
-                    diag,
-                    kink=kink,
-                    kink_tol=_kink_tol(tol.kink, 0.0, out.V[j]),
-                    strict=strict,
-                    structure=self.spec.newton,
-                    tolerances=tol,
-                    factorization=out.fact.element(j),
-                    jacobian=jac,
-                    y=out.res.Y[j],
-                )
+            done = self.polish_rows(
+                data, rows, X0, V0, kink=kink, strict=strict, tol=tol, raws=raws
+            )
+            for i, conic in done.conics.items():
+                conics[i] = conic
+                vectorised[i] = True
+            X[rows], Y[rows], D[rows] = done.X, done.Y, done.D
+            fact = done.factorization
         # Everything else goes through the single-problem path, element by element, from the
         # solver's point (larger programs with a sparse B, where factorizing dominates and
         # vectorising brings nothing; and elements the vectorised path could not certify).
@@ -469,19 +500,42 @@ def _kink_counter(cones: ConeSet, v: FloatArray, tol: Tolerances):
 
 
 class Embedded:
-    """A batch factorization of a subset ``rows`` of a batch of ``size``, solved in the
-    batch's coordinates (rows outside the subset come back as zeros)."""
+    """Batch factorizations of disjoint subsets of a batch of ``size`` (``parts``: pairs of a
+    factorization and the batch rows it covers), solved in the batch's coordinates (rows
+    outside every part come back as zeros)."""
 
-    def __init__(self, fact: BatchFactorization, rows: IntArray, size: int) -> None:
-        self.fact, self.rows, self.size = fact, rows, size
+    def __init__(self, parts: list[tuple[BatchFactorization, IntArray]], size: int) -> None:
+        self.parts, self.size = parts, size
 
     def __getstate__(self) -> dict[str, object]:  # factorizations do not pickle
         raise TypeError("a batch factorization cannot be pickled")
 
+    def moved(self, rows: IntArray, size: int) -> Embedded:
+        """The same factorizations for a batch of ``size`` in which this one's row ``j`` is
+        row ``rows[j]``."""
+        return Embedded([(f, rows[r]) for f, r in self.parts], size)
+
+    def merged(self, other: Embedded) -> Embedded:
+        return Embedded(self.parts + other.parts, self.size)
+
     def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
         out = np.zeros_like(R)
-        out[self.rows] = self.fact.solve(R[self.rows], transpose)
+        for fact, rows in self.parts:
+            out[rows] = fact.solve(R[rows], transpose)
         return out
+
+
+@dataclasses.dataclass
+class Polished:
+    """Vectorised polishing of some elements of a batch: the certified elements' solutions
+    (by batch index), the polished points of all of them, and their factorizations (in the
+    batch's coordinates)."""
+
+    conics: dict[int, ConicSolution]
+    X: FloatArray
+    Y: FloatArray
+    D: FloatArray
+    factorization: Embedded
 
 
 @dataclasses.dataclass
@@ -505,6 +559,7 @@ def _polish_batch(
     *,
     kink: KinkPolicy,
     tol: Tolerances,
+    fail_fast: bool = False,
 ) -> _BatchPolished:
     """:func:`~cvximplicit._conic._polish` for a whole batch, with per-element step
     acceptance (an element whose step fails is held where it is)."""
@@ -564,6 +619,7 @@ def _polish_batch(
         active = (res.relative > tol.target) & ~stalled
         if not active.any():
             break
+        before = res.relative.copy()
         accepted = np.zeros(k, dtype=bool)
         if fact is not None:  # chord steps: full steps with the last factorization
             accepted = try_steps(fact, active, halvings[:1])
@@ -576,6 +632,9 @@ def _polish_batch(
             now = try_steps(fact, rest, halvings)
             accepted |= now
             stalled |= rest & ~now
+        if fail_fast:  # a warm start: a step that does not contract fast is not followed up
+            slow = accepted & (res.relative > tol.target) & (res.relative > 0.1 * before)
+            stalled |= slow
         steps[accepted] += 1
     if fact is None or steps.any():
         D = jacobian(V)

@@ -523,8 +523,16 @@ def _polish(
     *,
     kink: KinkPolicy,
     tol: Tolerances,
+    fail_fast: bool = False,
+    initial: tuple[Factorization, Jacobian] | None = None,
 ) -> _Polished:
     """Semismooth Newton on ``F`` from the solver's point, accepting only decreasing steps.
+
+    ``fail_fast`` (warm starts): stop as soon as a step does not contract the relative
+    residual tenfold, since a warm start is only worth it when it converges fast.
+    ``initial``: a factorization of ``B`` for the same ``P`` and ``A`` with its ``D``; used
+    when ``D`` at the starting point is the same (a warm start in which only ``b``, ``c``
+    moved and the active set held: then no factorization at all).
 
     The Newton matrix is ``B`` itself.  While the active set stays put, a step reuses the
     last factorization (a chord step: from a solver's point the change of ``B`` is of the
@@ -540,6 +548,8 @@ def _polish(
     D = jacobian(v)
     fact: Factorization | None = None  # of B at ``D_fact``
     D_fact = D
+    if initial is not None and initial[1].distance(D) == 0.0:
+        fact = initial[0]  # B has not changed: the previous factorization is exact
     steps = 0
     factor_time = 0.0
     halvings = 0.5 ** np.arange(tol.backtracking_steps)
@@ -576,9 +586,13 @@ def _polish(
             outcome = PolishOutcome.SINGULAR if fact.degenerate else PolishOutcome.STALLED
             break
         steps += 1
+        before = res.relative
         x, v, res = step
         if fact.degenerate:  # least-squares steps: always from B at the current point
             fact = None
+        if fail_fast and res.relative > tol.target and res.relative > 0.1 * before:
+            outcome = PolishOutcome.STALLED
+            break
     else:
         if res.relative <= tol.target:
             outcome = PolishOutcome.CONVERGED
@@ -669,6 +683,7 @@ def warm_start_conic(
     x0: FloatArray,
     v0: FloatArray,
     *,
+    previous: ConicSolution | None = None,
     kink: KinkPolicy,
     tolerances: Tolerances,
     strict: bool,
@@ -687,6 +702,14 @@ def warm_start_conic(
     if not (np.all(np.isfinite(x0)) and np.all(np.isfinite(v0))):
         return "the previous solution is not finite"
     res0 = residual(data, cones, x0, v0)
+    initial = None
+    if (
+        previous is not None
+        and previous._factorization is not None
+        and np.array_equal(previous.data.P.data, data.P.data)
+        and np.array_equal(previous.data.A.data, data.A.data)
+    ):
+        initial = (previous._factorization, previous.jacobian)
     p = _polish(
         data,
         cones,
@@ -696,6 +719,8 @@ def warm_start_conic(
         res0,
         kink=kink,
         tol=dataclasses.replace(tol, polish_max_iter=tol.warm_max_iter),
+        fail_fast=True,
+        initial=initial,
     )
     if p.outcome is not PolishOutcome.CONVERGED:
         return (

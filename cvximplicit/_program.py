@@ -207,6 +207,7 @@ class Program:
             self._cones,
             previous.x,
             previous.v,
+            previous=previous,
             kink=self.kink,
             tolerances=self.tolerances,
             strict=self.strict,
@@ -314,8 +315,33 @@ class Program:
         k = data.size
         reasons = [""] * k
         warm: dict[int, ConicSolution] = {}
+        warm_fact: Embedded | None = None
         if len(previous) != k:
             reasons = [f"the batch size changed ({len(previous)} -> {k})"] * k
+        elif self._prepared.newton.dense and self.polish:  # vectorised, as the engine polishes
+            rows = np.array([i for i in range(k) if previous.solutions[i] is not None])
+            for i in range(k):
+                if previous.solutions[i] is None:
+                    reasons[i] = "the previous solve of this element failed"
+            if rows.size:
+                prev = [cast(Solution, previous.solutions[i]).conic for i in rows]
+                done = self._engine.polish_rows(
+                    data,
+                    rows,
+                    np.stack([c.x for c in prev]),
+                    np.stack([c.v for c in prev]),
+                    kink=self.kink,
+                    strict=self.strict,
+                    tol=self.tolerances,
+                )
+                warm = done.conics
+                warm_fact = done.factorization
+                for i in rows:
+                    if int(i) not in warm:
+                        reasons[i] = (
+                            "Newton from the previous solution did not reach the polishing "
+                            f"target within {self.tolerances.warm_max_iter} fast steps"
+                        )
         else:
 
             def attempt(i: int) -> ConicSolution | str:
@@ -337,7 +363,7 @@ class Program:
             if cold_rows.size
             else None
         )
-        result = _merge(k, self._compiled, self._cones, cold_rows, cold, warm)
+        result = _merge(k, self._compiled, self._cones, cold_rows, cold, warm, warm_fact)
         for i, conic in enumerate(result.conics):
             if conic is not None and i not in warm:
                 conic.diagnostics.start_reason = reasons[i]
@@ -507,6 +533,44 @@ class _Task:
             raise exc.with_batch_index(self.index) from exc
 
 
+class WarmStarter:
+    """A layer's memory for warm starts: the previous solution, and whether warm starts pay.
+
+    A warm start that fails costs a few Newton steps on top of the cold solve.  When fewer
+    than half of the last call's elements took the warm path (the parameters move too much
+    per step), the next ``pause`` calls go cold without trying, then warm starts are tried
+    again.  Both framework adapters use it.
+    """
+
+    def __init__(self, pause: int = 8) -> None:
+        self.previous: Solution | BatchSolution | None = None
+        self.pause = pause
+        self._skip = 0
+
+    def candidate(self) -> Solution | BatchSolution | None:
+        """The previous solution to start from, or ``None`` (paused, or nothing yet)."""
+        if self._skip > 0:
+            return None
+        return self.previous
+
+    def record(self, solution: Solution | BatchSolution, attempted: bool) -> None:
+        """Remember ``solution``; ``attempted``: whether it was asked to warm start."""
+        diagnostics = (
+            [d for d in solution.diagnostics if d is not None]
+            if isinstance(solution, BatchSolution)
+            else [solution.diagnostics]
+        )
+        if attempted:
+            warm = sum(d.start == "warm" for d in diagnostics)
+            if diagnostics and warm < 0.5 * len(diagnostics):
+                self._skip = self.pause
+        elif self._skip > 0:
+            self._skip -= 1
+            for d in diagnostics:
+                d.start_reason = "warm starts paused: most elements of a recent call fell back"
+        self.previous = solution
+
+
 def _merge(
     size: int,
     compiled: Compiled,
@@ -514,8 +578,12 @@ def _merge(
     cold_rows: IntArray,
     cold: EngineResult | None,
     warm: dict[int, ConicSolution],
+    warm_fact: Embedded | None = None,
 ) -> EngineResult:
-    """One batch result from warm-started elements and a cold solve of the others."""
+    """One batch result from warm-started elements and a cold solve of the others.
+
+    ``warm_fact``: the vectorised warm attempt's factorizations (all attempted rows; the
+    cold part comes after it, so rows solved cold take the cold factorization)."""
     n, m, nnz_D = compiled.n, compiled.m, int(cones.pattern[0].size)
     X, Y, D = np.full((size, n), np.nan), np.full((size, m), np.nan), np.full((size, nnz_D), np.nan)
     conics: list[ConicSolution | None] = [None] * size
@@ -529,12 +597,14 @@ def _merge(
         X[cold_rows], Y[cold_rows], D[cold_rows] = cold.X, cold.Y, cold.D
         vectorised[cold_rows] = cold.vectorised
         if cold.factorization is not None:
-            sub = cold.factorization
-            fact = Embedded(sub.fact, cold_rows[sub.rows], size)
+            fact = cold.factorization.moved(cold_rows, size)
         solver_time, later = cold.solver_time, cold.factorize_later
     for i, conic in warm.items():
         conics[i] = conic
         X[i], Y[i], D[i] = conic.x, conic.y, conic.jacobian.values
+    if warm_fact is not None:
+        vectorised[list(warm)] = True
+        fact = warm_fact if fact is None else warm_fact.merged(fact)
     return EngineResult(conics, errors, fact, vectorised, X, Y, D, solver_time, later)
 
 
@@ -785,7 +855,7 @@ class BatchSolution:
                     result.D[rows],
                     self._program.tolerances,
                 )
-            result.factorization = Embedded(fact, rows, len(self))
+            result.factorization = Embedded([(fact, rows)], len(self))
             result.vectorised = self.ok.copy()
             result.vectorised[rows[fact.degenerate]] = False
         return result.factorization

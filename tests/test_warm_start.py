@@ -173,3 +173,22 @@ def test_jax_layer_warm_start(rng):
     (out,) = layer(base + 1e-6)
     np.testing.assert_allclose(np.asarray(out), np.maximum(np.asarray(base) + 1e-6, 0), atol=1e-12)
     assert {d.start for d in layer.last_diagnostics} == {"warm"}
+
+
+def test_layer_pauses_warm_starts_that_do_not_pay(rng):
+    torch = pytest.importorskip("torch")
+    from cvximplicit.torch import CvxpyLayer
+
+    x, b = cp.Variable(3), cp.Parameter(3)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])
+    layer = CvxpyLayer(prob, [b], [x], warm_start=True)
+    sign = 1.0
+    starts, reasons = [], []
+    for _ in range(4):  # every call flips the active set: warm starts cannot converge
+        sign = -sign
+        layer(torch.tensor(sign * np.array([[1.0, -2.0, 3.0], [-1.0, 2.0, -3.0]])))
+        starts.append({d.start for d in layer.last_diagnostics})
+        reasons.append(layer.last_diagnostics[0].start_reason)
+    assert starts[0] == {"cold"} and reasons[0] == ""  # nothing to start from
+    assert starts[1] == {"cold"} and "Newton" in reasons[1]  # tried and fell back
+    assert starts[2] == {"cold"} and "paused" in reasons[2]  # not tried again for a while

@@ -18,7 +18,7 @@ from jax.core import Tracer
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics, PolishOutcome
 from .._errors import CvximplicitError, SolverError
-from .._program import BatchSolution, Program, Solution, compile
+from .._program import BatchSolution, Program, Solution, WarmStarter, compile
 from .._solvers import SolverLike, SolverStatus
 
 __all__ = ["CvxpyLayer"]
@@ -130,7 +130,7 @@ class CvxpyLayer:
         #: Start each host solve from the previous forward call's solutions (a cache held by
         #: the layer: the previous batch, used when the next has the same size).
         self.warm_start = warm_start
-        self._previous: BatchSolution | None = None
+        self._warm = WarmStarter()
         self._cache = _Cache(cache_size)
         self._specs = self.program._compiled.parameters
         self._outputs = self.program._compiled.outputs
@@ -167,13 +167,13 @@ class CvxpyLayer:
         handles = np.zeros(size, dtype=np.int32)
         diagnostics: list[Diagnostics] = []
         try:
-            previous = self._previous if self.warm_start else None
-            if previous is not None and len(previous) != size:
+            previous = self._warm.candidate() if self.warm_start else None
+            if not isinstance(previous, BatchSolution) or len(previous) != size:
                 previous = None
             batch = self.program.solve_batch(
                 *flat, executor=self.executor, on_failure=self.on_failure, warm_start=previous
             )
-            self._previous = batch
+            self._warm.record(batch, previous is not None)
         except CvximplicitError as exc:
             self._error = exc
             raise

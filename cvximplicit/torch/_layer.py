@@ -13,7 +13,7 @@ import torch
 from .._batch import OnFailure, as_on_failure
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics
-from .._program import BatchSolution, Program, Solution, compile
+from .._program import BatchSolution, Program, Solution, WarmStarter, compile
 from .._solvers import SolverLike
 
 __all__ = ["CvxpyLayer"]
@@ -73,7 +73,8 @@ class _SolveFunction(torch.autograd.Function):
         values = [p.detach().to(device="cpu", dtype=torch.float64).numpy() for p in params]
         program = layer.program
         batched = layer._is_batched(params)
-        previous = layer._previous if layer._warm_now else None
+        previous = layer._warm.candidate() if layer._warm_now else None
+        layer._warm_attempted = previous is not None
         if batched:
             sol: Solution | BatchSolution = program.solve_batch(
                 *values,
@@ -183,8 +184,9 @@ class CvxpyLayer(torch.nn.Module):
         self.on_failure = as_on_failure(on_failure)
         #: Start each call from the previous call's solution (see ``forward``).
         self.warm_start = warm_start
-        self._previous: Solution | BatchSolution | None = None
+        self._warm = WarmStarter()
         self._warm_now = False
+        self._warm_attempted = False
         del canon_backend  # accepted for compatibility with cvxpylayers; no effect here
         self.program: Program = compile(
             problem,
@@ -248,5 +250,9 @@ class CvxpyLayer(torch.nn.Module):
         holder = _Holder()
         self._warm_now = self.warm_start if warm_start is None else warm_start
         outputs = _SolveFunction.apply(self, holder, solver_args, *tensors)
-        self.last_solution = self._previous = holder.solution
+        self.last_solution = holder.solution
+        if self._warm_now and holder.solution is not None:
+            self._warm.record(holder.solution, self._warm_attempted)
+        elif holder.solution is not None:
+            self._warm.previous = holder.solution
         return tuple(outputs)
