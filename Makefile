@@ -34,6 +34,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python benchmarks/core.py
 	MPLBACKEND=Agg $(BIN)/python benchmarks/layers.py
+	MPLBACKEND=Agg $(BIN)/python benchmarks/batch_scaling.py
+	MPLBACKEND=Agg $(BIN)/python benchmarks/warm_start.py
 	MPLBACKEND=Agg $(BIN)/python benchmarks/lasso_tuning.py
 	$(BIN)/python benchmarks/jax_layers.py
 

@@ -79,13 +79,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES))
+    parser.add_argument("--merge", help="JSON-lines log of an earlier run: keep its other rows")
     args = parser.parse_args()
     steps = 10 if args.quick else args.steps
     warnings.simplefilter("ignore")
     from cvxpylayers.torch import CvxpyLayer as PeerLayer
 
     rows: list[dict[str, Any]] = []
+    if args.merge:
+        for line in Path(args.merge).read_text().splitlines():
+            if line.startswith("{") and json.loads(line)["family"] not in args.families:
+                rows.append(json.loads(line))
     for name, (builder, size) in FAMILIES.items():
+        if name not in args.families:
+            continue
         fam = builder(**size, seed=0)
         out = primal_outputs(fam)
         for batch in (1, 32):
@@ -94,8 +102,14 @@ def main() -> None:
                 row: dict[str, Any] = dict(family=name, batch=batch, lr_rel=lr, steps=steps)
                 warm_layer = CvxpyLayer(fam.problem, fam.parameters, out, warm_start=True)
                 cold_layer = CvxpyLayer(fam.problem, fam.parameters, out)
-                t_warm, p_warm, rate = train(warm_layer, values, lr, steps, 0)
-                t_cold, p_cold, _ = train(cold_layer, values, lr, steps, 0)
+                try:
+                    t_warm, p_warm, rate = train(warm_layer, values, lr, steps, 0)
+                    t_cold, p_cold, _ = train(cold_layer, values, lr, steps, 0)
+                except Exception as exc:  # the loop drove the problem somewhere unsolvable
+                    row["failed"] = f"{type(exc).__name__}: {str(exc)[:90]}"
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    continue
                 row["warm_ms"] = 1e3 * t_warm
                 row["cold_ms"] = 1e3 * t_cold
                 row["warm_rate"] = rate
@@ -127,13 +141,21 @@ def write(rows: list[dict], quick: bool) -> None:
         "the forward pass, `backward()` and the optimizer. Warm rate = share of solves that "
         "took the warm path (no solver call). Trajectory gap = largest relative difference "
         "between the warm and cold runs' final parameters (identical gradients give 0 up to "
-        "rounding).",
+        "rounding; where a step meets a problem whose solution is not unique, the cold path "
+        "warns with a DegenerateDerivativeWarning and the two runs may take different optimal "
+        "points, after which the trajectories drift apart).",
         "",
         "| family | batch | relative step | warm ms/step | cold ms/step | cold / warm | warm rate "
         "| trajectory gap | cvxpylayers ms/step | cvxpylayers / warm |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if "failed" in r:
+            lines.append(
+                f"| {r['family']} | {r['batch']} | {r['lr_rel']:.0e} | failed: {r['failed']} "
+                "| | | | | | |"
+            )
+            continue
         peer = r.get("cvxpylayers_ms")
         lines.append(
             f"| {r['family']} | {r['batch']} | {r['lr_rel']:.0e} | {r['warm_ms']:.2f} | "
