@@ -536,16 +536,18 @@ class _Task:
 class WarmStarter:
     """A layer's memory for warm starts: the previous solution, and whether warm starts pay.
 
-    A warm start that fails costs a few Newton steps on top of the cold solve.  When fewer
-    than half of the last call's elements took the warm path (the parameters move too much
-    per step), the next ``pause`` calls go cold without trying, then warm starts are tried
-    again.  Both framework adapters use it.
+    A warm start that fails costs a few Newton steps on top of the cold solve.  The share of
+    elements that took the warm path is averaged over recent calls (exponentially, weight
+    0.2 for the newest); when it falls below one half (the parameters move too much per
+    step), the next ``pause`` calls go cold without trying, then warm starts are tried again.
+    Both framework adapters use it.
     """
 
     def __init__(self, pause: int = 8) -> None:
         self.previous: Solution | BatchSolution | None = None
         self.pause = pause
         self._skip = 0
+        self._rate = 1.0
 
     def candidate(self) -> Solution | BatchSolution | None:
         """The previous solution to start from, or ``None`` (paused, or nothing yet)."""
@@ -560,10 +562,12 @@ class WarmStarter:
             if isinstance(solution, BatchSolution)
             else [solution.diagnostics]
         )
-        if attempted:
-            warm = sum(d.start == "warm" for d in diagnostics)
-            if diagnostics and warm < 0.5 * len(diagnostics):
+        if attempted and diagnostics:
+            share = sum(d.start == "warm" for d in diagnostics) / len(diagnostics)
+            self._rate = 0.8 * self._rate + 0.2 * share
+            if self._rate < 0.5:
                 self._skip = self.pause
+                self._rate = 0.5  # after the pause, one more failure pauses again
         elif self._skip > 0:
             self._skip -= 1
             for d in diagnostics:

@@ -184,11 +184,14 @@ def test_layer_pauses_warm_starts_that_do_not_pay(rng):
     layer = CvxpyLayer(prob, [b], [x], warm_start=True)
     sign = 1.0
     starts, reasons = [], []
-    for _ in range(4):  # every call flips the active set: warm starts cannot converge
+    for _ in range(7):  # every call flips the active set: warm starts cannot converge
         sign = -sign
         layer(torch.tensor(sign * np.array([[1.0, -2.0, 3.0], [-1.0, 2.0, -3.0]])))
         starts.append({d.start for d in layer.last_diagnostics})
         reasons.append(layer.last_diagnostics[0].start_reason)
-    assert starts[0] == {"cold"} and reasons[0] == ""  # nothing to start from
-    assert starts[1] == {"cold"} and "Newton" in reasons[1]  # tried and fell back
-    assert starts[2] == {"cold"} and "paused" in reasons[2]  # not tried again for a while
+    assert starts == [{"cold"}] * 7
+    assert reasons[0] == ""  # nothing to start from
+    tried = [i for i, r in enumerate(reasons) if "Newton" in r]
+    paused = [i for i, r in enumerate(reasons) if "paused" in r]
+    # a few failed attempts lower the running success rate below one half, then a pause
+    assert tried[:4] == [1, 2, 3, 4] and paused and paused[0] == 5
