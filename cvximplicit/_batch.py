@@ -209,8 +209,8 @@ class BatchFactorization:
             self.degenerate = np.zeros(self.size, dtype=bool)
             return
         # LAPACK and BLAS release the GIL: chunks of the batch on the CPUs.
-        chunks = _chunks(self.size, layout.newton.size)
-        parts = _parallel(lambda rows: self._dense_chunk(layout, data, D, tol, rows), chunks)
+        chunks = split_rows(self.size, layout.newton.size)
+        parts = run_parallel(lambda rows: self._dense_chunk(layout, data, D, tol, rows), chunks)
         self._dense = [f for part in parts for f in part]
         self.degenerate = np.array([f is None for f in self._dense], dtype=bool)
 
@@ -247,7 +247,7 @@ class BatchFactorization:
 _POOL: list[ThreadPoolExecutor] = []
 
 
-def _chunks(size: int, order: int) -> list[slice]:
+def split_rows(size: int, order: int) -> list[slice]:
     """Slices of a batch for the CPUs (one chunk when the work is too small to share)."""
     workers = min(os.cpu_count() or 1, size)
     if workers <= 1 or size * order**3 < 2e7:
@@ -256,7 +256,7 @@ def _chunks(size: int, order: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
-def _parallel(fn: Callable[[slice], list], chunks: list[slice]) -> list[list]:
+def run_parallel(fn: Callable[[slice], list], chunks: list[slice]) -> list[list]:
     if len(chunks) == 1:
         return [fn(chunks[0])]
     if not _POOL:
@@ -477,8 +477,8 @@ class BatchEngine:
             except SolverError as exc:
                 return exc
 
-        chunks = _chunks(len(todo), self.spec.newton.size)
-        outcomes = _parallel(lambda rows: [single(i) for i in todo[rows]], chunks)
+        chunks = split_rows(len(todo), self.spec.newton.size)
+        outcomes = run_parallel(lambda rows: [single(i) for i in todo[rows]], chunks)
         for i, outcome in zip(todo, (o for part in outcomes for o in part)):
             if isinstance(outcome, SolverError):
                 errors[i] = outcome

@@ -23,9 +23,9 @@ from ._batch import (
     EngineResult,
     OnFailure,
     ProgramSpec,
-    _chunks,
-    _parallel,
     as_on_failure,
+    run_parallel,
+    split_rows,
 )
 from ._blas import single_thread_blas
 from ._compile import Compiled, OutputMap, canonicalize
@@ -350,8 +350,8 @@ class Program:
                     return "the previous solve of this element failed"
                 return self._warm(stacked[i], prev.conic)
 
-            chunks = _chunks(k, self._prepared.newton.size)
-            parts = _parallel(lambda rows: [attempt(i) for i in range(k)[rows]], chunks)
+            chunks = split_rows(k, self._prepared.newton.size)
+            parts = run_parallel(lambda rows: [attempt(i) for i in range(k)[rows]], chunks)
             for i, out in enumerate(o for part in parts for o in part):
                 if isinstance(out, ConicSolution):
                     warm[i] = out
