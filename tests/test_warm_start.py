@@ -67,6 +67,21 @@ def test_large_jump_falls_back_cold_and_says_why(rng):
     _assert_same(sol, cold, rng)
 
 
+@pytest.mark.parametrize("name", ["qp", "socp", "entropy_simplex", "maxcut_sdp", "pnorm", "nnls"])
+def test_large_jumps_give_the_cold_answer_on_every_cone(name, rng):
+    """Whether Newton from far away is accepted or falls back, the answer is the cold one."""
+    family = FAMILIES[name](np.random.default_rng(10))
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    previous = program.solve(*family.values)
+    values = _perturbed(family, 1.0, rng)  # a jump as large as the parameters themselves
+    sol = program.solve(*values, warm_start=previous)
+    cold = program.solve(*values)
+    assert sol.info.start == "cold" or sol.info.relative_residual <= 1e-13
+    if sol.info.start == "cold":
+        assert sol.info.start_reason
+    _assert_same(sol, cold, rng)
+
+
 def test_warm_start_needs_the_target_within_its_step_budget(rng):
     """Never a wrong answer: with no Newton steps allowed only an exact point is accepted."""
     family = FAMILIES["qp"](np.random.default_rng(5))
