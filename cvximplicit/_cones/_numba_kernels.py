@@ -40,6 +40,47 @@ def _h(r: float, s: float, t: float, rho: float) -> tuple[float, float]:
 
 
 @_jit
+def _root_step(
+    x: float,
+    f: float,
+    df: float,
+    lo: float,
+    hi: float,
+    flo: float,
+    fhi: float,
+    last: int,
+    rtol: float,
+) -> tuple[float, float, float, float, float, int, bool]:
+    """One iteration of ``_roots.bracketed_root`` for one increasing function with value
+    ``f`` and slope ``df`` at ``x``: shrink the bracket (Illinois-halving the end that did
+    not move twice), then a Newton step if it stays inside, else false position, else
+    bisection.  Returns the next iterate, the bracket, ``last`` and whether to stop."""
+    if f < 0:
+        lo, flo = x, f
+        if last == 1:
+            fhi = 0.5 * fhi
+        last = 1
+    else:
+        hi, fhi = x, f
+        if last == -1:
+            flo = 0.5 * flo
+        last = -1
+    newton = x - f / df
+    falsi = (lo * fhi - hi * flo) / (fhi - flo)
+    if np.isfinite(newton) and lo < newton < hi:
+        nxt = newton
+    elif np.isfinite(falsi) and lo < falsi < hi:
+        nxt = falsi
+    else:
+        nxt = 0.5 * (lo + hi)
+    if f == 0:
+        nxt = x
+    scale = max(abs(x), _TINY)
+    done = f == 0 or abs(nxt - x) <= rtol * scale or hi - lo <= rtol * scale
+    return nxt, lo, hi, flo, fhi, last, done
+
+
+@_jit
 def _exp_root(r: float, s: float, t: float, lo: float, hi: float) -> float:
     """``_roots.bracketed_root`` for one member, with ``rtol = 1e-15``."""
     x = 0.5 * (lo + hi)
@@ -50,29 +91,7 @@ def _exp_root(r: float, s: float, t: float, lo: float, hi: float) -> float:
     last = 0
     for _ in range(100):
         f, df = _h(r, s, t, x)
-        if f < 0:
-            lo, flo = x, f
-            if last == 1:
-                fhi = 0.5 * fhi
-            last = 1
-        else:
-            hi, fhi = x, f
-            if last == -1:
-                flo = 0.5 * flo
-            last = -1
-        newton = x - f / df
-        falsi = (lo * fhi - hi * flo) / (fhi - flo)
-        if np.isfinite(newton) and lo < newton < hi:
-            nxt = newton
-        elif np.isfinite(falsi) and lo < falsi < hi:
-            nxt = falsi
-        else:
-            nxt = 0.5 * (lo + hi)
-        if f == 0:
-            nxt = x
-        scale = max(abs(x), _TINY)
-        done = f == 0 or abs(nxt - x) <= 1e-15 * scale or hi - lo <= 1e-15 * scale
-        x = nxt
+        x, lo, hi, flo, fhi, last, done = _root_step(x, f, df, lo, hi, flo, fhi, last, 1e-15)
         if done:
             break
     return x
@@ -222,30 +241,7 @@ def _pow_root(x0: float, y0: float, z0: float, a: float, upper: bool) -> float:
     last = 0
     for _ in range(100):
         f, df = _pow_f(x0, y0, z0, a, x, upper)
-        f, df = -f, -df
-        if f < 0:
-            lo, flo = x, f
-            if last == 1:
-                fhi = 0.5 * fhi
-            last = 1
-        else:
-            hi, fhi = x, f
-            if last == -1:
-                flo = 0.5 * flo
-            last = -1
-        newton = x - f / df
-        falsi = (lo * fhi - hi * flo) / (fhi - flo)
-        if np.isfinite(newton) and lo < newton < hi:
-            nxt = newton
-        elif np.isfinite(falsi) and lo < falsi < hi:
-            nxt = falsi
-        else:
-            nxt = 0.5 * (lo + hi)
-        if f == 0:
-            nxt = x
-        scale = max(abs(x), _TINY)
-        done = f == 0 or abs(nxt - x) <= 4e-16 * scale or hi - lo <= 4e-16 * scale
-        x = nxt
+        x, lo, hi, flo, fhi, last, done = _root_step(x, -f, -df, lo, hi, flo, fhi, last, 4e-16)
         if done:
             break
     return x
