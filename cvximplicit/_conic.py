@@ -507,6 +507,36 @@ class _Polished:
     #: Seconds spent factorizing (part of the polishing time).
     factor_time: float = 0.0
 
+    def solution(
+        self,
+        data: ConeData,
+        cones: ConeSet,
+        diagnostics: Diagnostics,
+        *,
+        kink: KinkPolicy,
+        kink_tol: float,
+        strict: bool,
+        structure: NewtonStructure,
+        tol: Tolerances,
+    ) -> ConicSolution:
+        """The polished point as a solution that reuses this polishing's ``D``, projection
+        and factorization for its derivatives."""
+        return ConicSolution(
+            data,
+            cones,
+            self.x,
+            self.v,
+            diagnostics,
+            kink=kink,
+            kink_tol=kink_tol,
+            strict=strict,
+            structure=structure,
+            tolerances=tol,
+            factorization=self.factorization,
+            jacobian=self.D,
+            y=self.res.y,
+        )
+
 
 def _kink_tol(kink_tol: float, res: float, v: FloatArray) -> float:
     """Distance to a kink below which the kink policy decides (relative, plus the residual)."""
@@ -745,20 +775,15 @@ def warm_start_conic(
         timings=Timings(polish=total - p.factor_time, factorization=p.factor_time, total=total),
         start="warm",
     )
-    return ConicSolution(
+    return p.solution(
         data,
         cones,
-        p.x,
-        p.v,
         diagnostics,
         kink=kink,
         kink_tol=_kink_tol(tol.kink, 0.0, p.v),
         strict=strict,
         structure=structure,
-        tolerances=tol,
-        factorization=p.factorization,
-        jacobian=p.D,
-        y=p.res.y,
+        tol=tol,
     )
 
 
@@ -870,18 +895,13 @@ def solve_conic(
             total=total,
         ),
     )
-    return ConicSolution(
+    return p.solution(
         data,
         cones,
-        p.x,
-        p.v,
         diagnostics,
         kink=kink,
         kink_tol=ktol,
         strict=strict,
         structure=structure,
-        tolerances=tol,
-        factorization=p.factorization,
-        jacobian=p.D,
-        y=p.res.y,
+        tol=tol,
     )

@@ -183,13 +183,15 @@ class Program:
         chosen = self._resolve_solver(solver, solver_args)
         u = self._stack(arrays)
         reason = ""
+        data = None
         if warm_start is not None:
             self._check_previous(warm_start)
-            warm = self._warm(u, warm_start.conic)
+            data = _data_from_stacked(self._compiled, u, self._prepared)
+            warm = self._warm(data, warm_start.conic)
             if isinstance(warm, ConicSolution):
                 return Solution(self._compiled, warm, u)
             reason = warm
-        conic = self._task(-1, u, chosen).run()
+        conic = self._task(-1, u, chosen).run(data)
         conic.diagnostics.start_reason = reason
         return Solution(self._compiled, conic, u)
 
@@ -199,11 +201,11 @@ class Program:
                 "warm_start must be a solution of this program (from its solve or solve_batch)"
             )
 
-    def _warm(self, u: FloatArray, previous: ConicSolution) -> ConicSolution | str:
-        """A warm start from ``previous`` for the stacked values ``u`` (or why not)."""
+    def _warm(self, data: ConeData, previous: ConicSolution) -> ConicSolution | str:
+        """A warm start from ``previous`` for the program data ``data`` (or why not)."""
         start = time.perf_counter()
         out = warm_start_conic(
-            _data_from_stacked(self._compiled, u, self._prepared),
+            data,
             self._cones,
             previous.x,
             previous.v,
@@ -348,7 +350,7 @@ class Program:
                 prev = previous.solutions[i]
                 if prev is None:
                     return "the previous solve of this element failed"
-                return self._warm(stacked[i], prev.conic)
+                return self._warm(data.element(i), prev.conic)
 
             chunks = split_rows(k, self._prepared.newton.size)
             parts = run_parallel(lambda rows: [attempt(i) for i in range(k)[rows]], chunks)
@@ -512,11 +514,14 @@ class _Task:
     strict: bool
     tolerances: Tolerances
 
-    def run(self) -> ConicSolution:
+    def run(self, data: ConeData | None = None) -> ConicSolution:
+        """Solve; ``data``: the program data for ``u`` when the caller already built it."""
         start = time.perf_counter()
+        if data is None:
+            data = _data_from_stacked(self.compiled, self.u, self.prepared)
         try:
             conic = solve_conic(
-                _data_from_stacked(self.compiled, self.u, self.prepared),
+                data,
                 self.prepared.cones,
                 self.solver,
                 kink=self.kink,
