@@ -311,6 +311,24 @@ class EngineResult:
     #: process boundary, where factorizations do not travel).
     factorize_later: bool = False
 
+    @classmethod
+    def empty(cls, size: int, n: int, m: int, nnz_D: int) -> EngineResult:
+        """A result of ``size`` elements with nothing solved yet (NaN points)."""
+        return cls(
+            [None] * size,
+            [None] * size,
+            None,
+            np.zeros(size, dtype=bool),
+            np.full((size, n), np.nan),
+            np.full((size, m), np.nan),
+            np.full((size, nnz_D), np.nan),
+        )
+
+    def put(self, i: int, conic: ConicSolution) -> None:
+        """Record element ``i``'s solution (and its point, ``y`` and ``D`` rows)."""
+        self.conics[i] = conic
+        self.X[i], self.Y[i], self.D[i] = conic.x, conic.y, conic.jacobian.values
+
 
 class BatchEngine:
     """Solves a batch of one program (see the module docstring)."""
@@ -422,12 +440,13 @@ class BatchEngine:
         """Solve every element of ``data`` (see the module docstring)."""
         start_all = time.perf_counter()
         k = data.size
-        full = self.layout(k)
         solver_start = time.perf_counter()
         raws = solver.solve_many(data, self.spec.cones.cones)
         solver_time = time.perf_counter() - solver_start
-        conics: list[ConicSolution | None] = [None] * k
-        errors: list[SolverError | None] = [None] * k
+        result = EngineResult.empty(
+            k, self.spec.n, self.spec.m, int(self.spec.cones.pattern[0].size)
+        )
+        conics, errors = result.conics, result.errors
         good = np.zeros(k, dtype=bool)
         for i, raw in enumerate(raws):
             if raw.status is SolverStatus.INFEASIBLE:
@@ -439,12 +458,6 @@ class BatchEngine:
             elif raw.status is SolverStatus.SOLVED:
                 good[i] = True
         rows = np.flatnonzero(good)
-        n, m = self.spec.n, self.spec.m
-        X = np.full((k, n), np.nan)
-        Y = np.full((k, m), np.nan)
-        D = np.full((k, full.nnz_D), np.nan)
-        fact: Embedded | None = None
-        vectorised = np.zeros(k, dtype=bool)
         if rows.size and polish and self.spec.newton.dense:
             X0 = np.stack([cast(FloatArray, raws[i].x) for i in rows])  # type: ignore[union-attr]
             V0 = np.stack([raws[i].y - raws[i].s for i in rows])  # type: ignore[union-attr]
@@ -453,9 +466,9 @@ class BatchEngine:
             )
             for i, conic in done.conics.items():
                 conics[i] = conic
-                vectorised[i] = True
-            X[rows], Y[rows], D[rows] = done.X, done.Y, done.D
-            fact = done.factorization
+                result.vectorised[i] = True
+            result.X[rows], result.Y[rows], result.D[rows] = done.X, done.Y, done.D
+            result.factorization = done.factorization
         # Everything else goes through the single-problem path, element by element, from the
         # solver's point (larger programs with a sparse B, where factorizing dominates and
         # vectorising brings nothing; and elements the vectorised path could not certify).
@@ -483,8 +496,7 @@ class BatchEngine:
             if isinstance(outcome, SolverError):
                 errors[i] = outcome
                 continue
-            conics[i] = outcome
-            X[i], Y[i], D[i] = outcome.x, outcome.y, outcome.jacobian.values
+            result.put(i, outcome)
             # the raw solve was counted above; only retries add solver time
             t = outcome.diagnostics.timings
             solver_time += max(t.setup + t.solve - raws[i].setup_time - raws[i].solve_time, 0.0)
@@ -492,7 +504,8 @@ class BatchEngine:
         for c in conics:
             if c is not None and c.diagnostics.timings.total == 0.0:
                 c.diagnostics.timings.total = total
-        return EngineResult(conics, errors, fact, vectorised, X, Y, D, solver_time)
+        result.solver_time = solver_time
+        return result
 
 
 def _kink_counter(cones: ConeSet, v: FloatArray, tol: Tolerances):

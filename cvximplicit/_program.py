@@ -373,31 +373,15 @@ class Program:
 
     def _single(self, u: FloatArray, solver: Solver) -> EngineResult:
         """A batch of one through the single-problem path."""
-        m, nnz_D = self._compiled.m, int(self._cones.pattern[0].size)
+        result = EngineResult.empty(1, self.n, self.m, int(self._cones.pattern[0].size))
         try:
             conic = self._task(-1, u, solver).run()
         except SolverError as exc:
-            nan = np.full((1, 1), np.nan)
-            return EngineResult(
-                [None],
-                [exc],
-                None,
-                np.zeros(1, dtype=bool),
-                np.broadcast_to(nan, (1, self._compiled.n)).copy(),
-                np.broadcast_to(nan, (1, m)).copy(),
-                np.broadcast_to(nan, (1, nnz_D)).copy(),
-            )
-        timings = conic.diagnostics.timings
-        return EngineResult(
-            [conic],
-            [None],
-            None,
-            np.zeros(1, dtype=bool),
-            conic.x[None],
-            conic.y[None],
-            conic.jacobian.values[None],
-            timings.setup + timings.solve,
-        )
+            result.errors[0] = exc
+            return result
+        result.put(0, conic)
+        result.solver_time = conic.diagnostics.timings.setup + conic.diagnostics.timings.solve
+        return result
 
     def _stack_batch(self, values: Sequence[ArrayLike]) -> tuple[FloatArray, list[bool]]:
         """Validate batched and shared values; stack them as ``(batch, stacked size)``."""
@@ -593,28 +577,23 @@ def _merge(
 
     ``warm_fact``: the vectorised warm attempt's factorizations (all attempted rows; the
     cold part comes after it, so rows solved cold take the cold factorization)."""
-    n, m, nnz_D = compiled.n, compiled.m, int(cones.pattern[0].size)
-    X, Y, D = np.full((size, n), np.nan), np.full((size, m), np.nan), np.full((size, nnz_D), np.nan)
-    conics: list[ConicSolution | None] = [None] * size
-    errors: list[SolverError | None] = [None] * size
-    vectorised = np.zeros(size, dtype=bool)
-    fact = None
-    solver_time, later = 0.0, False
+    out = EngineResult.empty(size, compiled.n, compiled.m, int(cones.pattern[0].size))
     if cold is not None:
         for j, i in enumerate(cold_rows):
-            conics[i], errors[i] = cold.conics[j], cold.errors[j]
-        X[cold_rows], Y[cold_rows], D[cold_rows] = cold.X, cold.Y, cold.D
-        vectorised[cold_rows] = cold.vectorised
+            out.conics[i], out.errors[i] = cold.conics[j], cold.errors[j]
+        out.X[cold_rows], out.Y[cold_rows], out.D[cold_rows] = cold.X, cold.Y, cold.D
+        out.vectorised[cold_rows] = cold.vectorised
         if cold.factorization is not None:
-            fact = cold.factorization.moved(cold_rows, size)
-        solver_time, later = cold.solver_time, cold.factorize_later
+            out.factorization = cold.factorization.moved(cold_rows, size)
+        out.solver_time, out.factorize_later = cold.solver_time, cold.factorize_later
     for i, conic in warm.items():
-        conics[i] = conic
-        X[i], Y[i], D[i] = conic.x, conic.y, conic.jacobian.values
+        out.put(i, conic)
     if warm_fact is not None:
-        vectorised[list(warm)] = True
-        fact = warm_fact if fact is None else warm_fact.merged(fact)
-    return EngineResult(conics, errors, fact, vectorised, X, Y, D, solver_time, later)
+        out.vectorised[list(warm)] = True
+        if out.factorization is not None:
+            warm_fact = warm_fact.merged(out.factorization)
+        out.factorization = warm_fact
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
