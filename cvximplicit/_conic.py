@@ -147,10 +147,6 @@ class ConeSet:
         values = np.concatenate(parts) if parts else np.zeros(0)
         return Jacobian(*self.pattern, values, self.dim, self.diagonal)
 
-    def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
-        """``D`` as a sparse matrix (see :meth:`jacobian`)."""
-        return self.jacobian(v, kink, tol).sparse()
-
     def kinks(self, v: FloatArray, tol: float) -> dict[str, int]:
         counts: dict[str, int] = {}
         for cone, sl in zip(self.cones, self.slices):

@@ -180,8 +180,8 @@ class BlockLayout:
 
     ``groups`` maps a member size ``d`` to the start offsets (within the cone) of all members
     of that size; ``take(v, d)`` returns those members as a ``(k, d)`` array and
-    ``put(out, d, values)`` writes them back.  ``block_diagonal`` assembles per-member dense
-    ``(k, d, d)`` Jacobians into one sparse matrix.
+    ``put(out, d, values)`` writes them back.  ``pattern`` and ``flatten`` lay per-member
+    dense ``(k, d, d)`` Jacobians out on a fixed pattern.
     """
 
     def __init__(self, sizes: tuple[int, ...]) -> None:
@@ -217,17 +217,3 @@ class BlockLayout:
         if not blocks:
             return np.zeros(0)
         return np.concatenate([np.ravel(blocks[d]) for d in self.groups])
-
-    def block_diagonal(self, blocks: dict[int, FloatArray]) -> Sparse:
-        rows, cols, vals = [], [], []
-        for d, block in blocks.items():
-            idx = self._index(d)
-            rows.append(np.broadcast_to(idx[:, :, None], block.shape).ravel())
-            cols.append(np.broadcast_to(idx[:, None, :], block.shape).ravel())
-            vals.append(block.ravel())
-        if not rows:
-            return sp.csr_array((self.dim, self.dim))
-        return sp.csr_array(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(self.dim, self.dim),
-        )
