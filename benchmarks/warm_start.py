@@ -3,9 +3,11 @@
 For each family and batch size, 200 Adam steps on the layer's parameters with a learning
 rate that moves them by about 1e-3 or 1e-2 relative per step; the loss is a fixed random
 linear function of the outputs.  Our layer with ``warm_start=True`` and without, and
-cvxpylayers with its defaults, each run the same loop from the same start; the warm and
-cold parameter trajectories are compared at the end (identical gradients give identical
-trajectories).  Writes ``benchmarks/results/warm_start.md`` and ``.json``.
+cvxpylayers with its defaults, and cvxpylayers with its Moreau CPU backend cold and with
+Moreau's own warm start (``layer(..., warm_start=True)``, where ``moreau`` installs), each
+run the same loop from the same start; the warm and cold parameter trajectories are
+compared at the end (identical gradients give identical trajectories).
+Writes ``benchmarks/results/warm_start.md`` and ``.json``.
 
 Run ``python benchmarks/warm_start.py`` (``--quick`` for a smoke run).
 """
@@ -39,40 +41,85 @@ FAMILIES = {
 }
 
 
-def train(layer: Any, values: list[np.ndarray], lr_rel: float, steps: int, seed: int):
-    """Adam on every parameter; returns (seconds per step, final parameters, warm rate)."""
-    rng = np.random.default_rng(seed)
-    params = [torch.tensor(v, requires_grad=True) for v in values]
-    groups = [
-        {"params": [p], "lr": lr_rel * max(float(np.abs(v).mean()), 1e-3)}
-        for p, v in zip(params, values)
-    ]
-    opt = torch.optim.Adam(groups)
-    weights = None
-    warm = total = 0
-    with torch.no_grad():  # warm-up (compiled kernels, kept solvers); not timed
-        layer(*params)
-    if hasattr(layer, "_warm"):
-        layer._warm.previous = None  # the loop's first call starts cold
-    start = time.perf_counter()
-    for _ in range(steps):
-        opt.zero_grad()
-        outs = layer(*params)
-        if weights is None:
-            weights = [torch.tensor(rng.standard_normal(tuple(o.shape))) for o in outs]
-        loss = sum((w * o).sum() for w, o in zip(weights, outs))
-        loss.backward()
-        opt.step()
-        with torch.no_grad():  # keep nonnegative / symmetric parameters in their domain
-            for p, v in zip(params, values):
-                if np.all(np.asarray(v) >= 0):
-                    p.clamp_(min=0.0)
-        diags = getattr(layer, "last_diagnostics", None)
-        if diags:
-            warm += sum(d.start == "warm" for d in diags)
-            total += len(diags)
-    elapsed = (time.perf_counter() - start) / steps
-    return elapsed, [p.detach().numpy().copy() for p in params], (warm / total if total else None)
+class Trainer:
+    """Adam on every parameter of one layer, advanced a chunk of steps at a time.
+
+    Configurations are advanced in turn, a chunk each (round robin), so that a change of
+    machine load affects all of them alike and their ratios stay meaningful.  ``call`` is
+    passed to every layer call (cvxpylayers' ``warm_start=True``).
+    """
+
+    def __init__(
+        self, layer: Any, values: list[np.ndarray], lr_rel: float, seed: int, **call: Any
+    ) -> None:
+        self.layer, self.values, self.call = layer, values, call
+        self.rng = np.random.default_rng(seed)
+        self.params = [torch.tensor(v, requires_grad=True) for v in values]
+        groups = [
+            {"params": [p], "lr": lr_rel * max(float(np.abs(v).mean()), 1e-3)}
+            for p, v in zip(self.params, values)
+        ]
+        self.opt = torch.optim.Adam(groups)
+        self.weights: list[torch.Tensor] | None = None
+        self.warm = self.total = self.steps = 0
+        self.seconds = 0.0
+        with torch.no_grad():  # warm-up (compiled kernels, kept solvers); not timed
+            layer(*self.params)
+        if hasattr(layer, "_warm"):
+            layer._warm.previous = None  # the loop's first call starts cold
+        if hasattr(layer, "_warm_start_cache"):
+            layer._warm_start_cache = None  # the same for cvxpylayers' Moreau warm start
+
+    def run(self, steps: int) -> None:
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.opt.zero_grad()
+            outs = self.layer(*self.params, **self.call)
+            if self.weights is None:
+                self.weights = [
+                    torch.tensor(self.rng.standard_normal(tuple(o.shape))) for o in outs
+                ]
+            loss = sum((w * o).sum() for w, o in zip(self.weights, outs))
+            loss.backward()
+            self.opt.step()
+            with torch.no_grad():  # keep nonnegative parameters in their domain
+                for p, v in zip(self.params, self.values):
+                    if np.all(np.asarray(v) >= 0):
+                        p.clamp_(min=0.0)
+            diags = getattr(self.layer, "last_diagnostics", None)
+            if diags:
+                self.warm += sum(d.start == "warm" for d in diags)
+                self.total += len(diags)
+        self.seconds += time.perf_counter() - start
+        self.steps += steps
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1e3 * self.seconds / self.steps
+
+    @property
+    def warm_rate(self) -> float | None:
+        return self.warm / self.total if self.total else None
+
+    def final(self) -> list[np.ndarray]:
+        return [p.detach().numpy().copy() for p in self.params]
+
+
+def round_robin(trainers: dict[str, Trainer], steps: int, chunk: int = 10) -> dict[str, str]:
+    """Advance every trainer by ``steps`` in chunks, in turn; returns failures by name."""
+    failed: dict[str, str] = {}
+    done = 0
+    while done < steps:
+        k = min(chunk, steps - done)
+        for name, trainer in trainers.items():
+            if name in failed:
+                continue
+            try:
+                trainer.run(k)
+            except Exception as exc:  # a loop driven somewhere unsolvable is a result
+                failed[name] = f"{type(exc).__name__}: {str(exc)[:90]}"
+        done += k
+    return failed
 
 
 def main() -> None:
@@ -85,6 +132,22 @@ def main() -> None:
     steps = 10 if args.quick else args.steps
     warnings.simplefilter("ignore")
     from cvxpylayers.torch import CvxpyLayer as PeerLayer
+
+    try:  # cvxpylayers' Moreau CPU backend and its warm start, where moreau installs
+        import moreau  # noqa: F401
+
+        has_moreau = True
+    except ImportError:
+        has_moreau = False
+    # name -> (layer class, constructor options, per-call options)
+    configurations: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
+        "warm": (CvxpyLayer, {"warm_start": True}, {}),
+        "cold": (CvxpyLayer, {}, {}),
+        "cvxpylayers": (PeerLayer, {}, {}),
+    }
+    if has_moreau:
+        configurations["moreau_cold"] = (PeerLayer, {"solver": "MOREAU"}, {})
+        configurations["moreau_warm"] = (PeerLayer, {"solver": "MOREAU"}, {"warm_start": True})
 
     rows: list[dict[str, Any]] = []
     if args.merge:
@@ -100,29 +163,28 @@ def main() -> None:
             values = batch_values(fam, batch, np.random.default_rng(1))
             for lr in (1e-3, 1e-2):
                 row: dict[str, Any] = dict(family=name, batch=batch, lr_rel=lr, steps=steps)
-                warm_layer = CvxpyLayer(fam.problem, fam.parameters, out, warm_start=True)
-                cold_layer = CvxpyLayer(fam.problem, fam.parameters, out)
-                try:
-                    t_warm, p_warm, rate = train(warm_layer, values, lr, steps, 0)
-                    t_cold, p_cold, _ = train(cold_layer, values, lr, steps, 0)
-                except Exception as exc:  # the loop drove the problem somewhere unsolvable
-                    row["failed"] = f"{type(exc).__name__}: {str(exc)[:90]}"
+                trainers: dict[str, Trainer] = {}
+                for key, (cls, options, call) in configurations.items():
+                    try:
+                        layer = cls(fam.problem, fam.parameters, out, **options)
+                        trainers[key] = Trainer(layer, values, lr, 0, **call)
+                    except Exception as exc:  # a peer that cannot build is a result
+                        row[f"{key}_failed"] = f"{type(exc).__name__}: {str(exc)[:60]}"
+                for key, why in round_robin(trainers, steps).items():
+                    row[f"{key}_failed"] = why
+                if "warm_failed" in row or "cold_failed" in row:
+                    row["failed"] = row.get("warm_failed") or row.get("cold_failed")
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     continue
-                row["warm_ms"] = 1e3 * t_warm
-                row["cold_ms"] = 1e3 * t_cold
-                row["warm_rate"] = rate
+                for key, trainer in trainers.items():
+                    if f"{key}_failed" not in row:
+                        row[f"{key}_ms"] = trainer.ms_per_step
+                row["warm_rate"] = trainers["warm"].warm_rate
                 row["trajectory_gap"] = max(
                     float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
-                    for a, b in zip(p_warm, p_cold)
+                    for a, b in zip(trainers["warm"].final(), trainers["cold"].final())
                 )
-                try:
-                    peer = PeerLayer(fam.problem, fam.parameters, out)
-                    t_peer, _, _ = train(peer, values, lr, steps, 0)
-                    row["cvxpylayers_ms"] = 1e3 * t_peer
-                except Exception as exc:  # a failing peer is a result
-                    row["cvxpylayers_failed"] = f"{type(exc).__name__}: {str(exc)[:60]}"
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     write(rows, args.quick)
@@ -146,22 +208,25 @@ def write(rows: list[dict], quick: bool) -> None:
         "points, after which the trajectories drift apart).",
         "",
         "| family | batch | relative step | warm ms/step | cold ms/step | cold / warm | warm rate "
-        "| trajectory gap | cvxpylayers ms/step | cvxpylayers / warm |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trajectory gap | cvxpylayers ms/step | Moreau CPU cold ms/step "
+        "| Moreau CPU warm ms/step | best peer / warm |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if "failed" in r:
             lines.append(
                 f"| {r['family']} | {r['batch']} | {r['lr_rel']:.0e} | failed: {r['failed']} "
-                "| | | | | | |"
+                "| | | | | | | | |"
             )
             continue
-        peer = r.get("cvxpylayers_ms")
+        peers = [r.get(k) for k in ("cvxpylayers_ms", "moreau_cold_ms", "moreau_warm_ms")]
+        cells = " | ".join(f"{t:.2f}" if t else "failed" for t in peers)
+        finite = [t for t in peers if t]
+        best = f"{min(finite) / r['warm_ms']:.1f}x" if finite else ""
         lines.append(
             f"| {r['family']} | {r['batch']} | {r['lr_rel']:.0e} | {r['warm_ms']:.2f} | "
             f"{r['cold_ms']:.2f} | {r['cold_ms'] / r['warm_ms']:.1f}x | {r['warm_rate']:.0%} | "
-            f"{r['trajectory_gap']:.0e} | "
-            + (f"{peer:.2f} | {peer / r['warm_ms']:.1f}x |" if peer else "failed | |")
+            f"{r['trajectory_gap']:.0e} | {cells} | {best} |"
         )
     RESULTS.mkdir(exist_ok=True)
     suffix = "-quick" if quick else ""
