@@ -35,8 +35,11 @@ from ._errors import DegenerateDerivativeError as DegenerateDerivativeError
 from ._errors import DegenerateDerivativeWarning as DegenerateDerivativeWarning
 from ._errors import InaccurateSolutionWarning as InaccurateSolutionWarning
 from ._errors import InfeasibleError as InfeasibleError
+from ._errors import NonDCPError as NonDCPError
 from ._errors import NonDPPError as NonDPPError
+from ._errors import OutputError as OutputError
 from ._errors import ParameterError as ParameterError
+from ._errors import SecondDerivativeError as SecondDerivativeError
 from ._errors import SolverError as SolverError
 from ._errors import SolverFailedError as SolverFailedError
 from ._errors import SolverNotInstalledError as SolverNotInstalledError

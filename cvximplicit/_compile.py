@@ -34,11 +34,21 @@ from ._cones import (
     SecondOrderCone,
     ZeroCone,
 )
-from ._errors import NonDPPError, ParameterError, UnsupportedProblemError
+from ._errors import (
+    NonDCPError,
+    NonDPPError,
+    OutputError,
+    ParameterError,
+    UnsupportedProblemError,
+)
 
-__all__ = ["Compiled", "OutputMap", "ParameterSpec", "canonicalize"]
+__all__ = ["OVERFLOW", "Compiled", "OutputMap", "ParameterSpec", "canonicalize"]
 
 from ._typing import FloatArray, IntArray, shape2
+
+#: Largest parameter magnitude accepted: squares of larger entries (1e308 is the largest
+#: double) overflow inside any solver, which then reports nonsense such as infeasibility.
+OVERFLOW = 1e150
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,42 +65,93 @@ class ParameterSpec:
     psd: bool
     nsd: bool
     symmetric: bool
+    diag: bool = False
+    position: int = 0
 
-    def check(self, value: Any, batch: int | None) -> FloatArray:
+    @property
+    def label(self) -> str:
+        """How messages name the parameter: its name and its place in ``parameters``."""
+        return f"{self.name} (parameters[{self.position}])"
+
+    def check(
+        self, value: Any, batch: int | None, others: Sequence[ParameterSpec] = ()
+    ) -> FloatArray:
         """Validate one value (with a leading batch axis of length ``batch`` if given) and
-        return it as a float64 array; never a view the caller could see mutated."""
+        return it as a float64 array; never a view the caller could see mutated.
+
+        ``others`` (the program's other parameters) only improve the message of a shape
+        mismatch: a value whose shape is another parameter's hints at a swapped order.
+        """
         try:
             arr = np.asarray(value)
         except Exception as exc:  # pragma: no cover - exotic array-likes
-            raise ParameterError(f"parameter {self.name}: cannot convert value: {exc}") from exc
+            raise ParameterError(f"parameter {self.label}: cannot convert value: {exc}") from exc
+        if arr.dtype.kind == "c":
+            raise ParameterError(
+                f"parameter {self.label}: got complex values (dtype {arr.dtype}); cvximplicit "
+                "layers are real-valued: pass the real part, or split real and imaginary "
+                "parts into two real parameters"
+            )
         if arr.dtype.kind not in "biuf":
             raise ParameterError(
-                f"parameter {self.name}: expected a real numeric array, got dtype {arr.dtype}"
+                f"parameter {self.label}: expected a real numeric array, got dtype {arr.dtype}"
             )
         expected = self.shape if batch is None else (batch, *self.shape)
         if arr.shape != expected:
+            accepted = (
+                f"{self.shape} or (batch, {', '.join(map(str, self.shape))})"
+                if self.shape
+                else "() (a scalar) or (batch,)"
+            )
+            hint = ""
+            for other in others:
+                if other is not self and arr.shape in (
+                    other.shape,
+                    (arr.shape[:1] + other.shape) if arr.ndim else (),
+                ):
+                    hint = (
+                        f"; that is the shape of parameter {other.label}: are the values "
+                        "passed in the order of `parameters`?"
+                    )
+                    break
             raise ParameterError(
-                f"parameter {self.name}: expected shape {expected}, got {arr.shape}"
-                + ("" if batch is None else " (a leading batch axis or none)")
+                f"parameter {self.label}: expected shape {accepted}, got {arr.shape}"
+                + ("" if batch is None else f" (the batch size of the other values is {batch})")
+                + hint
             )
         arr = np.array(arr, dtype=np.float64, copy=True)
         if not np.all(np.isfinite(arr)):
             raise ParameterError(
-                f"parameter {self.name}: value contains NaN or Inf; pass finite values"
+                f"parameter {self.label}: value contains NaN or Inf; pass finite values"
             )
+        if arr.size and np.abs(arr).max() > OVERFLOW:
+            raise ParameterError(
+                f"parameter {self.label}: entries of magnitude {np.abs(arr).max():.1e} exceed "
+                f"{OVERFLOW:.0e}, beyond which a solver's arithmetic (squares, norms, "
+                "scalings) overflows double precision: rescale the problem (change units) so "
+                "that its data is moderate"
+            )
+        if self.diag and arr.size:
+            off = arr * (1.0 - np.eye(self.shape[0]))
+            if np.any(off != 0):
+                raise ParameterError(
+                    f"parameter {self.label} is declared diag=True but its value has nonzero "
+                    f"off-diagonal entries (largest {np.abs(off).max():.3g}); pass a diagonal "
+                    "matrix such as np.diag(d)"
+                )
         if self.positive and np.any(arr <= 0):
             raise ParameterError(
-                f"parameter {self.name} must be positive (a geometric program's parameters "
+                f"parameter {self.label} must be positive (a geometric program's parameters "
                 f"enter through their logarithm), got min {arr.min():.3g}"
             )
         if self.nonneg and np.any(arr < 0):
             raise ParameterError(
-                f"parameter {self.name} is declared nonneg but has negative entries "
+                f"parameter {self.label} is declared nonneg but has negative entries "
                 f"(min {arr.min():.3g})"
             )
         if self.nonpos and np.any(arr > 0):
             raise ParameterError(
-                f"parameter {self.name} is declared nonpos but has positive entries "
+                f"parameter {self.label} is declared nonpos but has positive entries "
                 f"(max {arr.max():.3g})"
             )
         if self.psd or self.nsd:
@@ -102,7 +163,7 @@ class ParameterSpec:
             if worst < -tol:
                 kind = "PSD" if self.psd else "NSD"
                 raise ParameterError(
-                    f"parameter {self.name} is declared {kind} but its symmetric part has "
+                    f"parameter {self.label} is declared {kind} but its symmetric part has "
                     f"eigenvalue {sign * worst:.3g}; pass a {kind} matrix"
                 )
         return arr
@@ -204,6 +265,71 @@ class Compiled:
         return d[:a], d[a:b], d[b:c], d[c:]
 
 
+def _resolve_outputs(problem: cp.Problem, variables: Any, gp: bool) -> list[Any]:
+    """Check ``variables`` and map constraint dual variables (cvxpylayers' spelling
+    ``con.dual_variables[0]``) to their constraints."""
+    outputs = (
+        list(variables) if not isinstance(variables, (cp.Variable, Constraint)) else [variables]
+    )
+    if not outputs:
+        raise OutputError("`variables` is empty: list the variables (or constraints) to return")
+    var_ids = {v.id for v in problem.variables()}
+    con_ids = {c.id for c in problem.constraints}
+    duals = {
+        d.id: c for c in problem.constraints for d in c.dual_variables if len(c.dual_variables) == 1
+    }
+    resolved = []
+    for position, out in enumerate(outputs):
+        if isinstance(out, cp.Variable) and out.id in duals:
+            out = duals[out.id]
+        if isinstance(out, cp.Variable):
+            if out.id not in var_ids:
+                raise OutputError(
+                    f"variables[{position}] ({out.name()}, shape {out.shape}) is not a variable "
+                    "of the problem: list variables that appear in its objective or "
+                    "constraints, constraints for their duals"
+                )
+        elif isinstance(out, Constraint):
+            if out.id not in con_ids:
+                raise OutputError(
+                    f"variables[{position}] ({out}) is not a constraint of the problem: for a "
+                    "dual value, list a constraint object of this problem"
+                )
+            if gp:
+                raise UnsupportedProblemError(
+                    "dual values of geometric programs are not supported as outputs; list "
+                    "variables only"
+                )
+        else:
+            raise OutputError(
+                "`variables` may hold cvxpy Variables and Constraints (for their duals), got "
+                f"{type(out).__name__} at variables[{position}]"
+            )
+        resolved.append(out)
+    return resolved
+
+
+def _cvxpy_reason(exc: Exception) -> str:
+    """CVXPY's message without its generic advice lines."""
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return " ".join(lines[:4])
+
+
+def _not_dpp_parts(problem: cp.Problem, gp: bool) -> str:
+    """Name the objective or constraints that break DPP (best effort; '' if none found)."""
+    context = "dgp" if gp else "dcp"
+    parts = []
+    try:
+        if not problem.objective.is_dpp(context):
+            parts.append("the objective")
+        for k, con in enumerate(problem.constraints):
+            if not con.is_dpp(context):
+                parts.append(f"constraints[{k}] ({str(con)[:60]})")
+    except Exception:  # pragma: no cover - a CVXPY version without per-part checks
+        return ""
+    return f": {', '.join(parts[:3])} {'is' if len(parts) == 1 else 'are'} not DPP" if parts else ""
+
+
 def _cones_from_dims(dims: Any) -> list[Cone]:
     """CVXPY's cone dimensions, in CVXPY's row order, as cone objects."""
     if getattr(dims, "pnd", None):
@@ -246,7 +372,7 @@ def _parameter_specs(
             "parameter of the problem (values are passed at solve time)"
         )
     specs, offset = [], 0
-    for p in params:
+    for position, p in enumerate(params):
         if p.attributes.get("complex") or p.attributes.get("imag") or p.attributes.get("hermitian"):
             raise UnsupportedProblemError(f"complex parameter {p.name()} is not supported")
         attrs = p.attributes
@@ -262,6 +388,8 @@ def _parameter_specs(
                 psd=bool(attrs["PSD"]),
                 nsd=bool(attrs["NSD"]),
                 symmetric=bool(attrs["symmetric"] or attrs["PSD"] or attrs["NSD"]),
+                diag=bool(attrs.get("diag")),
+                position=position,
             )
         )
         offset += int(p.size)
@@ -473,30 +601,7 @@ def canonicalize(
             "mixed-integer problem is piecewise constant and has no useful derivative"
         )
     specs = _parameter_specs(problem, parameters, gp)
-    outputs = (
-        list(variables) if not isinstance(variables, (cp.Variable, Constraint)) else [variables]
-    )
-    if not outputs:
-        raise ValueError("`variables` is empty: list the variables (or constraints) to return")
-    var_ids = {v.id for v in problem.variables()}
-    con_ids = {c.id for c in problem.constraints}
-    for out in outputs:
-        if isinstance(out, cp.Variable):
-            if out.id not in var_ids:
-                raise ValueError(f"variable {out.name()} is not a variable of the problem")
-        elif isinstance(out, Constraint):
-            if out.id not in con_ids:
-                raise ValueError(f"constraint {out} is not a constraint of the problem")
-            if gp:
-                raise UnsupportedProblemError(
-                    "dual values of geometric programs are not supported as outputs; list "
-                    "variables only"
-                )
-        else:
-            raise TypeError(
-                "`variables` may hold cvxpy Variables and Constraints (for their duals), got "
-                f"{type(out).__name__}"
-            )
+    outputs = _resolve_outputs(problem, variables, gp)
     # A fresh Problem object, so that CVXPY's compilation cache is not stored on the user's.
     work = cp.Problem(problem.objective, problem.constraints)
     try:
@@ -504,22 +609,29 @@ def canonicalize(
             solver=cp.CLARABEL, gp=gp, enforce_dpp=True, solver_opts={"use_quad_obj": True}
         )
     except DPPError as exc:
+        where = _not_dpp_parts(problem, gp)
         if gp:
             raise NonDPPError(
                 "the problem is not DGP-DPP (disciplined geometric programming with "
-                "parameters), which gp=True requires; see https://www.cvxpy.org/tutorial/dgp/ . "
-                "CVXPY said: " + str(exc).splitlines()[0]
+                f"parameters), which gp=True requires{where}; see "
+                "https://www.cvxpy.org/tutorial/dgp/"
             ) from exc
         raise NonDPPError(
-            "the problem is not DPP (disciplined parametrized programming), so its data is not "
-            "an affine function of the parameters. Rewrite products of parameters as a new "
-            "parameter, keep parameters out of nonlinear atoms' curvature-defining arguments, "
-            "and see https://www.cvxpy.org/tutorial/dpp/ . CVXPY said: " + str(exc).splitlines()[0]
+            f"the problem is not DPP (disciplined parametrized programming){where}, so its "
+            "data is not an affine function of the parameters. Rewrite products of parameters "
+            "as a new parameter, keep parameters out of nonlinear atoms' curvature-defining "
+            "arguments, and see https://www.cvxpy.org/tutorial/dpp/"
         ) from exc
     except DCPError as exc:
-        raise NonDPPError(f"the problem is not DCP: {exc}") from exc
+        raise NonDCPError(
+            "the problem is not convex by the disciplined convex programming (DCP) rules, so "
+            "it has no cone-program form to differentiate. CVXPY said: " + _cvxpy_reason(exc)
+        ) from exc
     except DGPError as exc:
-        raise NonDPPError(f"the problem is not DGP (gp=True): {exc}") from exc
+        raise NonDCPError(
+            "the problem is not a disciplined geometric program (gp=True). CVXPY said: "
+            + _cvxpy_reason(exc)
+        ) from exc
     param_prob = data[cvxpy_settings.PARAM_PROB]
     m, n = (int(d) for d in data["A"].shape)
     cones = _cones_from_dims(data["dims"])

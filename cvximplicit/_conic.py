@@ -694,12 +694,15 @@ def _fallbacks(solver: Solver, cones: ConeSet, status: SolverStatus) -> list[Sol
 
 
 def _settings_hint(solver: Solver) -> str:
+    """Names the backend's own tolerance and iteration settings, with their current values."""
+    if not solver.tight:
+        return "tighten the solver settings"
     names = ", ".join(f"{k}={v!r}" for k, v in solver.tight.items())
+    now = ", ".join(f"{k}={solver.settings.get(k, 'its default')!r}" for k in solver.tight)
     return (
-        f"tighten the solver settings (for {solver.name}: {names})"
-        if names
-        else ("tighten the solver settings")
-    )
+        f"tighten the solver settings, for example solver=cvximplicit."
+        f"{type(solver).__name__}({names}) (now {now})"
+    ).replace("'its default'", "its default")
 
 
 @single_thread_blas
@@ -839,7 +842,16 @@ def solve_conic(
     rel = p.res.relative
     if status is SolverStatus.INCOMPLETE:
         if rel > tol.certify:
-            raise _status_error(raw, SolverFailedError, "stopped without converging")
+            error = _status_error(raw, SolverFailedError, "stopped without converging")
+            raise SolverFailedError(
+                f"{error}: it reached an iteration or time limit with relative KKT residual "
+                f"{rel:.1e}"
+                + (" (also after a retry with tighter settings)" if retried else "")
+                + "; "
+                + _settings_hint(solver),
+                status=error.status,
+                solver=error.solver,
+            )
         status = SolverStatus.INACCURATE
     if rel > tol.reject:
         raise SolverFailedError(

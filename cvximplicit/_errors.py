@@ -16,8 +16,11 @@ __all__ = [
     "DegenerateDerivativeWarning",
     "InaccurateSolutionWarning",
     "InfeasibleError",
+    "NonDCPError",
     "NonDPPError",
+    "OutputError",
     "ParameterError",
+    "SecondDerivativeError",
     "SolverError",
     "SolverFailedError",
     "SolverNotInstalledError",
@@ -36,6 +39,21 @@ class NonDPPError(CvximplicitError, ValueError):
     Only DPP problems have problem data that is an affine function of the parameters,
     which is what makes them differentiable layers.
     """
+
+
+class NonDCPError(CvximplicitError, ValueError):
+    """The CVXPY problem is not convex by the disciplined convex programming rules (or, with
+    ``gp=True``, not a disciplined geometric program), so it is not a cone program at all."""
+
+
+class OutputError(CvximplicitError, ValueError):
+    """An entry of ``variables`` is not something the layer can return: a variable that is
+    not in the problem, a constraint of another problem, or an object of the wrong type."""
+
+
+class SecondDerivativeError(CvximplicitError, NotImplementedError):
+    """A second derivative of a layer was requested (``create_graph=True`` followed by a
+    second ``backward``/``grad``, ``jax.hessian``); layers provide first derivatives only."""
 
 
 class UnsupportedProblemError(CvximplicitError, ValueError):

@@ -128,7 +128,7 @@ class Program:
             raise ParameterError(
                 f"expected {len(specs)} parameter values (for {names}), got {len(values)}"
             )
-        return [spec.check(v, batch) for spec, v in zip(specs, values)]
+        return [spec.check(v, batch, specs) for spec, v in zip(specs, values)]
 
     def _stack(self, arrays: Sequence[FloatArray]) -> FloatArray:
         specs = self._compiled.parameters
@@ -387,7 +387,10 @@ class Program:
         """Validate batched and shared values; stack them as ``(batch, stacked size)``."""
         specs = self._compiled.parameters
         if len(values) != len(specs):
-            raise ParameterError(f"expected {len(specs)} parameter values, got {len(values)}")
+            names = [p.name for p in specs]
+            raise ParameterError(
+                f"expected {len(specs)} parameter values (for {names}), got {len(values)}"
+            )
         batched = []
         sizes = set()
         for spec, v in zip(specs, values):
@@ -398,12 +401,19 @@ class Program:
             else:
                 batched.append(False)
         if len(sizes) > 1:
-            raise ParameterError(f"batched parameters disagree on the batch size: {sorted(sizes)}")
+            which = ", ".join(
+                f"{spec.label}: {np.shape(v)[0]}" for spec, v, b in zip(specs, values, batched) if b
+            )
+            raise ParameterError(
+                f"batched parameters disagree on the batch size ({which}); give every batched "
+                "value the same leading batch axis, or none to share it across the batch"
+            )
         size = sizes.pop() if sizes else 1
         if size < 1:
             raise ParameterError("the batch is empty: batched parameters need a batch size >= 1")
         arrays = [
-            spec.check(v, size if is_b else None) for spec, v, is_b in zip(specs, values, batched)
+            spec.check(v, size if is_b else None, specs)
+            for spec, v, is_b in zip(specs, values, batched)
         ]
         flat = [s.flatten(a, b) for s, a, b in zip(specs, arrays, batched)]
         stacked = np.zeros((size, sum(s.size for s in specs)))

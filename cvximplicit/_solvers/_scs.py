@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from .._cones import (
     Cone,
@@ -75,13 +76,19 @@ class SCS(Solver):
         return fields
 
     def _solve(self, module: ModuleType, data: ConeData, cones: Sequence[Cone]) -> RawSolution:
-        problem = {"P": data.P_upper, "A": data.A, "b": data.b, "c": data.c}
-        result = module.SCS(problem, self._cone_dict(cones), **self.settings).solve()
+        problem: dict[str, Any] = {"P": data.P_upper, "A": data.A, "b": data.b, "c": data.c}
+        cone_dict = self._cone_dict(cones)
+        m = data.m
+        if m == 0:  # SCS needs a constraint: add 0'x + s = 1, s >= 0 (inactive, y = 0)
+            problem["A"] = sp.csc_matrix((1, data.n))
+            problem["b"] = np.ones(1)
+            cone_dict = {"l": 1}
+        result = module.SCS(problem, cone_dict, **self.settings).solve()
         info = result["info"]
         return RawSolution(
             x=np.asarray(result["x"], dtype=np.float64),
-            y=np.asarray(result["y"], dtype=np.float64),
-            s=np.asarray(result["s"], dtype=np.float64),
+            y=np.asarray(result["y"], dtype=np.float64)[:m],
+            s=np.asarray(result["s"], dtype=np.float64)[:m],
             status=_STATUS.get(int(info["status_val"]), SolverStatus.FAILED),
             raw_status=str(info["status"]),
             iterations=int(info["iter"]),

@@ -17,7 +17,7 @@ from jax.core import Tracer
 
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics, PolishOutcome
-from .._errors import CvximplicitError, SolverError
+from .._errors import CvximplicitError, ParameterError, SolverError
 from .._program import BatchSolution, Program, Solution, WarmStarter, compile
 from .._solvers import SolverLike, SolverStatus
 
@@ -288,17 +288,23 @@ class CvxpyLayer:
 
     def _validate(self, params: Sequence[Any]) -> list[Any]:
         if len(params) != len(self._specs):
-            raise ValueError(
+            raise ParameterError(
                 f"expected {len(self._specs)} parameter values (for "
                 f"{[s.name for s in self._specs]}), got {len(params)}"
             )
         out = []
         for p, s in zip(params, self._specs):
             arr = jnp.asarray(p)
+            if jnp.iscomplexobj(arr):
+                raise ParameterError(
+                    f"parameter {s.label}: got a complex array ({arr.dtype}); CvxpyLayer is "
+                    "real-valued: pass the real part, or split real and imaginary parts into "
+                    "two real parameters"
+                )
             if arr.ndim < len(s.shape) or tuple(arr.shape[arr.ndim - len(s.shape) :]) != s.shape:
-                raise ValueError(
-                    f"parameter {s.name}: expected shape {s.shape} (with optional leading batch "
-                    f"dimensions), got {tuple(arr.shape)}"
+                raise ParameterError(
+                    f"parameter {s.label}: expected shape {s.shape} (with optional leading "
+                    f"batch dimensions), got {tuple(arr.shape)}"
                 )
             out.append(arr)
         return out

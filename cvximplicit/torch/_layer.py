@@ -13,6 +13,7 @@ import torch
 from .._batch import OnFailure, as_on_failure
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics
+from .._errors import ParameterError, SecondDerivativeError
 from .._program import BatchSolution, Program, Solution, WarmStarter, compile
 from .._solvers import SolverLike
 
@@ -59,7 +60,35 @@ class _Linearized(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *grads: Any) -> Any:  # pragma: no cover - non-differentiable
-        raise RuntimeError("second derivatives of a CvxpyLayer are not available")
+        raise SecondDerivativeError(_SECOND_ORDER)
+
+
+_SECOND_ORDER = (
+    "second derivatives of a CvxpyLayer are not provided (the implicit-function derivative "
+    "is first order only): differentiate the layer once, e.g. compute gradient penalties "
+    "with finite differences of layer gradients, or keep the layer out of create_graph=True "
+    "double backward passes"
+)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Passes gradients through unchanged but raises a clear error when differentiated.
+
+    Used when ``backward`` runs with ``create_graph=True``: the gradients are tied to the
+    layer's parameters so that differentiating them again reaches this node, which says
+    what is missing instead of torch's generic "does not require grad"."""
+
+    @staticmethod
+    def forward(count: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t.clone() for t in tensors[:count])
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise SecondDerivativeError(_SECOND_ORDER)
 
 
 class _SolveFunction(torch.autograd.Function):
@@ -97,6 +126,7 @@ class _SolveFunction(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         _, holder, _, *params = inputs
         ctx.solution = holder.solution
+        ctx.params = params  # inputs only (no cycle): anchors for _FirstOrderOnly
         ctx.param_meta = [(p.dtype, p.device) for p in params]
         ctx.out_meta = [(o.dtype, o.device) for o in output]
 
@@ -105,6 +135,9 @@ class _SolveFunction(torch.autograd.Function):
         if all(g is None for g in grads):
             return (None, None, None, *[None for _ in ctx.param_meta])
         out = _Linearized.apply(ctx.solution, "vjp", ctx.param_meta, *grads)
+        if torch.is_grad_enabled():  # create_graph=True: say so if differentiated again
+            anchors = [p for p in ctx.params if p.requires_grad]
+            out = _FirstOrderOnly.apply(len(out), *out, *anchors)
         return (None, None, None, *out)
 
     @staticmethod
@@ -247,6 +280,15 @@ class CvxpyLayer(torch.nn.Module):
         ``start_reason``).  Values and gradients equal the cold path's.
         """
         tensors = [p if isinstance(p, torch.Tensor) else torch.as_tensor(p) for p in params]
+        specs = self.program._compiled.parameters
+        for k, t in enumerate(tensors):
+            if t.is_complex():
+                label = specs[k].label if k < len(specs) else f"parameters[{k}]"
+                raise ParameterError(
+                    f"parameter {label}: got a complex tensor ({t.dtype}); CvxpyLayer is "
+                    "real-valued: pass the real part, or split real and imaginary parts into "
+                    "two real parameters"
+                )
         holder = _Holder()
         self._warm_now = self.warm_start if warm_start is None else warm_start
         outputs = _SolveFunction.apply(self, holder, solver_args, *tensors)
