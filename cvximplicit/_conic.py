@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._blas import single_thread_blas
+from ._certificates import find_certificate
 from ._cones import Cone, KinkPolicy
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import (
@@ -323,7 +324,11 @@ def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> Re
     )
     scale += 1.0
     relative = float(np.max(np.abs(F) / scale, initial=0.0))
-    return Residual(F, y, relative, float(np.linalg.norm(F)))
+    # ||F|| scaled by its largest entry: a diverged solver's point (entries near 1e160)
+    # must not overflow to inf here
+    big = float(np.max(np.abs(F), initial=0.0))
+    norm = big * float(np.linalg.norm(F / big)) if 0.0 < big < np.inf else big
+    return Residual(F, y, relative, norm)
 
 
 def _status_error(
@@ -808,9 +813,49 @@ def solve_conic(
     a :class:`SolverFailedError` is raised).
 
     Raises :class:`InfeasibleError`, :class:`UnboundedError` or :class:`SolverFailedError`
-    when the solver returns no usable point.  ``raw``: the solver's answer when it was
-    already called (a batch's solver stage); then only a retry calls it again.
+    when the solver returns no usable point.  Before a :class:`SolverFailedError`, a
+    certificate of infeasibility or unboundedness is sought (:mod:`._certificates`); a
+    checked one turns the failure into the typed error it proves.  ``raw``: the solver's
+    answer when it was already called (a batch's solver stage); then only a retry calls it
+    again.
     """
+    try:
+        return _solve_conic(
+            data,
+            cones,
+            solver,
+            kink=kink,
+            polish=polish,
+            tolerances=tolerances,
+            strict=strict,
+            structure=structure,
+            raw=raw,
+        )
+    except SolverFailedError as failure:
+        certificate = find_certificate(data, list(cones.cones))
+        if certificate is None:
+            raise
+        unbounded = certificate.kind == "unbounded"
+        raise (UnboundedError if unbounded else InfeasibleError)(
+            f"the problem is {certificate.kind}: cvximplicit found a certificate, "
+            f"{certificate.describe()}, after {str(failure).split(':')[0]}",
+            status=SolverStatus.UNBOUNDED if unbounded else SolverStatus.INFEASIBLE,
+            solver=failure.solver,
+        ) from failure
+
+
+def _solve_conic(
+    data: ConeData,
+    cones: ConeSet,
+    solver: Solver,
+    *,
+    kink: KinkPolicy,
+    polish: bool,
+    tolerances: Tolerances | None,
+    strict: bool,
+    structure: NewtonStructure | None,
+    raw: RawSolution | None,
+) -> ConicSolution:
     tol = Tolerances() if tolerances is None else tolerances
     if structure is None:
         structure = NewtonStructure(data.n, data.m, *data.patterns, cones, tol)

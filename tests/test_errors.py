@@ -5,6 +5,7 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from helpers import FAMILIES
 
 import cvximplicit as ci
@@ -246,3 +247,35 @@ def test_tolerances_are_validated():
         ci.Tolerances(certify=1e-15)
     with pytest.raises(ValueError, match="must be >= 0"):
         ci.Tolerances(kink=-1.0)
+
+
+def test_failed_solve_of_an_unbounded_lp_is_classified_by_a_certificate():
+    """Clarabel stops with 'InsufficientProgress' on this equality-constrained LP (CVXPY's
+    own Clarabel solve fails too); a checked ray turns the failure into UnboundedError."""
+    c = np.array([-0.22463247, 0.10791536, -0.64153028])
+    E, x = np.array([[0.05809628, 1.38231149, -1.66569488]]), cp.Variable(3)
+    cost = cp.Parameter(3)
+    prob = cp.Problem(cp.Minimize(cost @ x), [E @ x == 0.3147877])
+    with pytest.raises(ci.UnboundedError, match="certificate"):
+        ci.compile(prob, [cost], [x]).solve(c)
+
+
+def test_certificates_are_checked_on_the_data():
+    from cvximplicit._certificates import find_certificate
+
+    def data(A, b, c):
+        n = len(c)
+        return ci.ConeData(
+            P=sp.csc_array((n, n)), A=sp.csc_array(np.atleast_2d(A)), b=np.asarray(b), c=c
+        )
+
+    # x >= 1 and x <= 0: infeasible (Farkas y = (1, 1) up to scale)
+    infeasible = find_certificate(
+        data([[-1.0], [1.0]], [-1.0, 0.0], np.array([1.0])), [ci.NonnegativeCone(2)]
+    )
+    assert infeasible is not None and infeasible.kind == "infeasible"
+    # min -x subject to x >= 0: unbounded along d = 1
+    unbounded = find_certificate(data([[-1.0]], [0.0], np.array([-1.0])), [ci.NonnegativeCone(1)])
+    assert unbounded is not None and unbounded.kind == "unbounded"
+    # min x subject to x >= 0: solvable, no certificate of either kind
+    assert find_certificate(data([[-1.0]], [0.0], np.array([1.0])), [ci.NonnegativeCone(1)]) is None
