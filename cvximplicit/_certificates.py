@@ -100,7 +100,7 @@ def _infeasible(data: ConeData, cones: list[Cone]) -> Certificate | None:
     keep = np.concatenate(
         [np.full(c.dim, not isinstance(c, ZeroCone)) for c in cones] or [np.zeros(0, bool)]
     )
-    eye = sp.identity(m, format="csr")[np.flatnonzero(keep)]
+    eye = sp.csr_array(sp.identity(m, format="csr"))[np.flatnonzero(keep)]
     rows = sp.vstack([data.AT, sp.csr_array(-data.b[None, :]), -eye]).tocsc()
     aux = ConeData(
         P=sp.csc_array((m, m)),

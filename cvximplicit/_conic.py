@@ -41,6 +41,7 @@ from ._errors import (
     DegenerateDerivativeWarning,
     InaccurateSolutionWarning,
     InfeasibleError,
+    SolverError,
     SolverFailedError,
     UnboundedError,
 )
@@ -698,6 +699,35 @@ def _fallbacks(solver: Solver, cones: ConeSet, status: SolverStatus) -> list[Sol
     return out
 
 
+def _rescue(
+    claim: SolverError,
+    data: ConeData,
+    cones: ConeSet,
+    structure: NewtonStructure,
+    solver: Solver,
+    *,
+    kink: KinkPolicy,
+    tol: Tolerances,
+) -> _Attempt:
+    """The fallbacks' answer to a solve that returned no point (failed, infeasible or
+    unbounded): the first certified one; for a failure, else the best below ``reject``;
+    otherwise the original claim is raised."""
+    best: _Attempt | None = None
+    for fallback in _fallbacks(solver, cones, SolverStatus.FAILED):
+        try:
+            candidate = _Attempt(data, cones, structure, fallback, kink=kink, polish=True, tol=tol)
+        except (SolverFailedError, InfeasibleError, UnboundedError):
+            continue
+        if candidate.p.res.relative <= tol.certify:
+            return candidate
+        if best is None or candidate.p.res.relative < best.p.res.relative:
+            best = candidate
+    failed = isinstance(claim, SolverFailedError)
+    if best is not None and failed and best.p.res.relative <= tol.reject:
+        return best
+    raise claim
+
+
 def _settings_hint(solver: Solver) -> str:
     """Names the backend's own tolerance and iteration settings, with their current values."""
     if not solver.tight:
@@ -860,13 +890,23 @@ def _solve_conic(
     if structure is None:
         structure = NewtonStructure(data.n, data.m, *data.patterns, cones, tol)
     total_start = time.perf_counter()
-    attempt = _Attempt(data, cones, structure, solver, kink=kink, polish=polish, tol=tol, raw=raw)
+    retried = False
+    try:
+        attempt = _Attempt(
+            data, cones, structure, solver, kink=kink, polish=polish, tol=tol, raw=raw
+        )
+    except (SolverFailedError, InfeasibleError, UnboundedError) as claim:
+        if not polish:
+            raise
+        # A claim without a point is checked by the fallbacks: badly scaled data can make
+        # a backend at its default tolerances call a feasible problem infeasible.
+        attempt = _rescue(claim, data, cones, structure, solver, kink=kink, tol=tol)
+        retried = True
     setup = attempt.raw.setup_time
     solve = attempt.raw.solve_time
     polish_time = attempt.polish_time
     factor_time = attempt.p.factor_time
-    retried = False
-    for fallback in _fallbacks(solver, cones, attempt.raw.status) if polish else ():
+    for fallback in _fallbacks(solver, cones, attempt.raw.status) if polish and not retried else ():
         if attempt.p.res.relative <= tol.certify:
             break
         retried = True
