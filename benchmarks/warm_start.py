@@ -116,7 +116,9 @@ def round_robin(trainers: dict[str, Trainer], steps: int, chunk: int = 10) -> di
                 continue
             try:
                 trainer.run(k)
-            except Exception as exc:  # a loop driven somewhere unsolvable is a result
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a result (Moreau's Rust panics are BaseExceptions)
                 failed[name] = f"{type(exc).__name__}: {str(exc)[:90]}"
         done += k
     return failed
