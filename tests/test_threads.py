@@ -1,0 +1,61 @@
+"""Thread safety: concurrent calls of one Program or layer equal sequential calls."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from helpers import FAMILIES, flat
+
+import cvximplicit as ci
+
+
+@pytest.mark.parametrize("name", ["qp", "socp", "logistic", "nearest_correlation"])
+def test_concurrent_program_calls_equal_sequential(name, rng):
+    family = FAMILIES[name](rng)
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    values = [
+        [
+            v + 1e-2 * rng.standard_normal(np.shape(v)) * (not p.attributes["PSD"])
+            for p, v in zip(family.parameters, family.values)
+        ]
+        for _ in range(24)
+    ]
+
+    def run(vals):
+        sol = program.solve(*vals)
+        return flat(sol.values), flat(sol.vjp(*[np.ones(np.shape(v)) for v in sol.values]))
+
+    sequential = [run(v) for v in values]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        concurrent = list(pool.map(run, values))
+    for (a, ga), (b, gb) in zip(sequential, concurrent):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ga, gb, rtol=1e-8, atol=1e-10)
+
+
+def test_concurrent_torch_layer_calls_equal_sequential(rng):
+    torch = pytest.importorskip("torch")
+    from cvximplicit.torch import CvxpyLayer
+
+    family = FAMILIES["qp"](rng)
+    layer = CvxpyLayer(family.problem, family.parameters, family.variables)
+    values = [
+        [v + 1e-2 * rng.standard_normal(np.shape(v)) for v in family.values] for _ in range(16)
+    ]
+
+    def run(vals):
+        params = [torch.tensor(v, requires_grad=True) for v in vals]
+        outs = layer(*params)
+        sum(o.sum() for o in outs).backward()
+        return torch.cat([o.detach().ravel() for o in outs]), torch.cat(
+            [p.grad.ravel() for p in params]
+        )
+
+    sequential = [run(v) for v in values]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(run, values))
+    for (a, ga), (b, gb) in zip(sequential, concurrent):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(ga, gb, rtol=1e-8, atol=1e-10)
