@@ -77,8 +77,8 @@ def main() -> None:
             opt.step()
             losses.append(loss.item())
             train_info = model.info
-            fwd.append(train_info.forward_iterations)
-            bwd.append(train_info.backward_iterations)
+            fwd.append(train_info.forward.iterations)
+            bwd.append(train_info.backward.iterations)
         with torch.no_grad():
             acc = (model(Xte).argmax(1) == yte).float().mean().item()
         history["loss"].append(float(np.mean(losses)))
