@@ -147,10 +147,10 @@ FLOOR_EPS = 1e3
 
 
 def default_tol(eps: float) -> float:
-    """The default tolerance for a dtype with machine epsilon ``eps``: ``sqrt(eps)``, i.e.
-    1.5e-8 in float64 and 3.5e-4 in float32 (well above float32's rounding floor of about
-    1e-6 for the relative residual)."""
-    return math.sqrt(eps)
+    """The default tolerance for a dtype with machine epsilon ``eps``: ``100 eps``, but no
+    tighter than ``1e-8``; that is 1.2e-5 in float32 (about a hundred times its rounding
+    floor for the relative residual) and 1e-8 in float64."""
+    return max(100.0 * eps, 1e-8)
 
 
 def dtype_name(eps: float) -> str:
@@ -181,8 +181,9 @@ class ImplicitOptions:
     Attributes:
         solver: forward solver (:class:`ForwardSolver`); default ``anderson`` for fixed points
             and ``newton`` for roots.
-        tol: forward tolerance; default ``sqrt(eps)`` of the dtype (1.5e-8 in float64, 3.5e-4
-            in float32), which every dtype can reach.
+        tol: forward tolerance; default ``max(100 eps, 1e-8)`` for the dtype's machine
+            epsilon ``eps``: 1.2e-5 in float32, 1e-8 in float64, both well above the dtype's
+            rounding floor.
         max_iter: forward iterations; default 500 (fixed points) or 100 (roots).
         memory: Anderson's number of kept iterates (forward and ``backward_solver=anderson``).
         regularization: Anderson's Tikhonov term, relative to the trace of the residuals' Gram
@@ -191,7 +192,7 @@ class ImplicitOptions:
             ``unroll``.
         backward_solver: :class:`BackwardSolver`; default ``anderson`` for fixed points and
             ``gmres`` for roots.
-        backward_tol: default ``sqrt(eps)`` of the dtype.
+        backward_tol: default as ``tol``.
         backward_max_iter: default ``max_iter`` (restart cycles for GMRES).
         phantom_steps: ``k`` of the phantom gradient.
         phantom_damping: damping ``d`` in ``(0, 1]`` of the phantom steps.
@@ -204,7 +205,7 @@ class ImplicitOptions:
         <BackwardSolver.GMRES: 'gmres'>
         >>> resolved = opts.resolve(fixed_point=True, eps=2.0**-23)  # float32 defaults
         >>> resolved.solver.value, resolved.backward_tol
-        ('anderson', 0.00034526698300124393)
+        ('anderson', 1.1920928955078125e-05)
     """
 
     solver: ForwardSolver | str | None = None
@@ -322,8 +323,8 @@ class ImplicitInfo:
         >>> import torch
         >>> from cvximplicit.torch import fixed_point
         >>> z, info = fixed_point(lambda z: 0.5 * z + 1.0, torch.zeros(2), return_info=True)
-        >>> bool(info.forward.converged), round(info.options.tol, 6)  # float32 default
-        (True, 0.000345)
+        >>> bool(info.forward.converged), round(info.options.tol, 7)  # float32 default
+        (True, 1.19e-05)
     """
 
     problem: Problem
@@ -500,19 +501,26 @@ def anderson_weights(xp: Any, gram: Any, filled: Any, regularization: float) -> 
     """Anderson's mixing weights from the Gram matrix of the kept residuals.
 
     ``gram[i, j] = r_i . r_j`` for the residuals ``r_i = g(x_i) - x_i`` of the kept iterates
-    (a ring buffer of ``m`` slots; ``filled`` masks the slots in use).  The weights solve
+    (a ring buffer of ``m`` slots; ``filled`` masks the slots in use, ``None`` when all are).
+    The weights solve
 
         min ||sum_i a_i r_i||^2 + lam ||a||^2   subject to  sum_i a_i = 1,
 
     ``lam = regularization * trace(gram)``, i.e. ``a = c / sum(c)`` with
     ``(gram + lam I) c = 1`` on the filled slots (zero elsewhere); the next iterate is
-    ``sum_i a_i g(x_i)`` (type II, Walker and Ni 2011).  ``xp`` is numpy or ``jax.numpy``.
+    ``sum_i a_i g(x_i)`` (type II, Walker and Ni 2011).  ``xp`` is numpy or ``jax.numpy``
+    (PyTorch passes the filled block in numpy; JAX masks inside ``lax`` loops).
     """
     m = gram.shape[0]
-    mask = filled[:, None] & filled[None, :]
     eye = xp.eye(m, dtype=gram.dtype)
-    scale = xp.maximum(xp.sum(xp.where(filled, xp.diagonal(gram), 0.0)), xp.finfo(gram.dtype).tiny)
-    system = xp.where(mask, gram + regularization * scale * eye, eye)
+    if filled is None:
+        trace = xp.maximum(xp.trace(gram), xp.finfo(gram.dtype).tiny)
+        c = xp.linalg.solve(gram + (regularization * trace) * eye, xp.ones(m, dtype=gram.dtype))
+        return c / xp.sum(c)
+    mask = filled[:, None] & filled[None, :]
+    trace = xp.sum(xp.where(filled, xp.diagonal(gram), 0.0))
+    trace = xp.maximum(trace, xp.finfo(gram.dtype).tiny)
+    system = xp.where(mask, gram + regularization * trace * eye, eye)
     c = xp.linalg.solve(system, xp.where(filled, 1.0, 0.0).astype(gram.dtype))
     return c / xp.sum(c)
 

@@ -394,8 +394,8 @@ def fixed_point(
     ``options``; they mean the same as in :func:`cvximplicit.torch.fixed_point`.
 
     Forward: Anderson acceleration (default) or plain iteration in ``jax.lax.while_loop``,
-    to ``||f(z) - z|| <= tol (1 + ||z||)`` (``tol`` defaults to ``sqrt(eps)``: 3.5e-4 in
-    float32, 1.5e-8 in float64).  Backward (a custom VJP): solve ``(I - J_z f)' w = g`` with
+    to ``||f(z) - z|| <= tol (1 + ||z||)`` (``tol`` defaults to ``max(100 eps, 1e-8)``:
+    1.2e-5 in float32, 1e-8 in float64).  Backward (a custom VJP): solve ``(I - J_z f)' w = g`` with
     VJPs of ``f`` only (``backward_solver``: ``"anderson"`` by default, ``"fixed_point"``,
     ``"gmres"``, ``"bicgstab"``, ``"dense"``), then ``J_args f' w``.  ``gradient="phantom"``
     is a cheaper **inexact** gradient; ``"unroll"`` differentiates ``max_iter`` plain

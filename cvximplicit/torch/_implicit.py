@@ -166,26 +166,29 @@ def _anderson(
     memory: int,
     regularization: float,
     track: _Tracker,
-    scale: Callable[[Tensor], float],
+    scale: float | None = None,
 ) -> Tensor:
     """Anderson acceleration with the core's weights (:func:`anderson_weights`) on a ring
-    buffer of ``memory`` iterates; returns the last ``g(x)``.  ``scale(x)`` normalises the
-    residual (``1 + ||x||`` forward, ``||g||`` for the adjoint equation)."""
+    buffer of ``memory`` iterates; returns the last ``g(x)``.  Residuals are relative to
+    ``1 + ||x||`` (forward), or to ``scale`` (the adjoint equation: ``||g||``).
+
+    One host transfer per iteration: the new row of the Gram matrix and ``||x||^2``."""
     m = memory
     G = x.new_zeros((m, x.numel()))
     R = x.new_zeros((m, x.numel()))
-    gram = torch.zeros((m, m), dtype=x.dtype, device=x.device)
-    slots = np.arange(m)
+    gram = np.zeros((m, m), dtype=np.float64 if x.dtype == torch.float64 else np.float32)
     for k in range(max_iter):
         r = gx - x
-        if track.add(_norm(r), scale(x)) or track.k == max_iter:
-            break
         slot = k % m
         G[slot], R[slot] = gx, r
-        row = R @ r
-        gram[slot], gram[:, slot] = row, row
-        weights = anderson_weights(np, gram.cpu().numpy(), slots < min(k + 1, m), regularization)
-        x = torch.as_tensor(weights, device=x.device) @ G
+        host = torch.cat([R @ r, (x @ x).reshape(1)]).tolist()
+        norm_r = math.sqrt(max(host[slot], 0.0))
+        if track.add(norm_r, scale or 1.0 + math.sqrt(host[m])) or track.k == max_iter:
+            break
+        gram[slot], gram[:, slot] = host[:m], host[:m]
+        j = min(k + 1, m)  # the filled slots are a prefix of the ring buffer
+        weights = anderson_weights(np, gram[:j, :j], None, regularization)
+        x = torch.as_tensor(weights, dtype=x.dtype, device=x.device) @ G[:j]
         gx = g(x)
     return gx
 
@@ -250,9 +253,8 @@ class _Layer:
             if self.opts.solver is ForwardSolver.ITERATION:
                 z = _iterate(self.call, x0, y0, max_iter, track)
             elif self.opts.solver is ForwardSolver.ANDERSON:
-                scale = lambda x: 1.0 + _norm(x)  # noqa: E731
                 reg = float(self.opts.regularization)  # type: ignore[arg-type]
-                z = _anderson(self.call, x0, y0, max_iter, self.opts.memory, reg, track, scale)
+                z = _anderson(self.call, x0, y0, max_iter, self.opts.memory, reg, track)
             else:
                 z = self._root(x0, y0, track)
         self.info.forward = track.report()
@@ -351,7 +353,7 @@ class _Layer:
         elif method is BackwardSolver.ANDERSON:
             step = lambda w: w + g - vjp(w)  # noqa: E731
             reg = float(opts.regularization)  # type: ignore[arg-type]
-            w = _anderson(step, g, step(g), max_iter, opts.memory, reg, track, lambda _: gnorm)
+            w = _anderson(step, g, step(g), max_iter, opts.memory, reg, track, gnorm)
         elif method is BackwardSolver.DENSE:
             eye = torch.eye(g.numel(), dtype=g.dtype, device=g.device)
             (J,) = torch.autograd.grad(F_in, z_in, eye, retain_graph=True, is_grads_batched=True)
@@ -471,8 +473,8 @@ def fixed_point(
     defaults depend on the dtype of ``z0``) and override ``options``.
 
     Forward: Anderson acceleration (default) or plain iteration, without a graph, until
-    ``||f(z) - z|| <= tol (1 + ||z||)``; ``tol`` defaults to ``sqrt(eps)`` (3.5e-4 in
-    float32, 1.5e-8 in float64).  Backward (``gradient="implicit"``): with ``J = J_z f(z*)``
+    ``||f(z) - z|| <= tol (1 + ||z||)``; ``tol`` defaults to ``max(100 eps, 1e-8)`` (1.2e-5
+    in float32, 1e-8 in float64).  Backward (``gradient="implicit"``): with ``J = J_z f(z*)``
     the vector-Jacobian products autograd gives, solve ``(I - J)' w = g`` matrix-free
     (``backward_solver``: ``"anderson"`` by default, ``"fixed_point"``, ``"gmres"``,
     ``"bicgstab"`` or ``"dense"``) and propagate ``w`` through one application of ``f``.
