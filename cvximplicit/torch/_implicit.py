@@ -181,7 +181,7 @@ def _anderson(
         r = gx - x
         slot = k % m
         G[slot], R[slot] = gx, r
-        host = torch.cat([R @ r, (x @ x).reshape(1)]).tolist()
+        host = (R @ r if scale else torch.cat([R @ r, (x @ x).reshape(1)])).tolist()
         norm_r = math.sqrt(max(host[slot], 0.0))
         if track.add(norm_r, scale or 1.0 + math.sqrt(host[m])) or track.k == max_iter:
             break
