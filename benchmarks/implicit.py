@@ -64,7 +64,8 @@ def train(hidden: int, batch: int, epochs: int, seed: int = 0) -> dict[str, np.n
         for i in range(0, len(X) - batch + 1, batch):
             idx = perm[i : i + batch]
             Wn, inj = weight(), U(X[idx])
-            z = fixed_point(lambda z, inj: torch.relu(z @ Wn.T + inj), torch.zeros_like(inj), inj)
+            f = lambda z, inj, Wn=Wn: torch.relu(z @ Wn.T + inj)  # noqa: E731
+            z = fixed_point(f, torch.zeros_like(inj), inj)
             loss = torch.nn.functional.cross_entropy(V(z), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -152,7 +153,7 @@ def timed_rounds(fns: dict[str, Any], rounds: int) -> dict[str, float]:
 
 
 def run_torch(w, dtype, ref, rounds) -> tuple[list[dict[str, Any]], int]:
-    params, implicit, unrolled, grad = torch_case(w, dtype)
+    _, implicit, unrolled, grad = torch_case(w, dtype)
     to_np = lambda g: [t.detach().double().numpy() for t in g]  # noqa: E731
     methods: dict[str, tuple[Any, dict[str, Any]]] = {
         "implicit": (implicit, {}),
@@ -248,7 +249,7 @@ def run_jax(w, dtype, ref, rounds, k: int) -> list[dict[str, Any]]:
 
 
 def reference(w) -> list[np.ndarray]:
-    params, implicit, _, grad = torch_case(w, torch.float64)
+    _, implicit, _, grad = torch_case(w, torch.float64)
     g, _ = grad(implicit, tol=1e-12, backward_tol=1e-12, max_iter=2000)
     return [t.detach().numpy() for t in g]
 
@@ -301,7 +302,8 @@ def main() -> None:
         lines += [
             f"## {model}; spectral radius of J_z f {rho:.2f}",
             "",
-            "| framework | dtype | method | fwd+bwd ms | fwd ms | gradient error | iterations | memory KiB |",
+            "| framework | dtype | method | fwd+bwd ms | fwd ms | gradient error | iterations "
+            "| memory KiB |",
             "|---|---|---|---:|---:|---:|---|---:|",
         ]
         for r in rows:
