@@ -15,8 +15,9 @@ Both frameworks follow this module: one :class:`ImplicitOptions` (the same names
 and defaults), one :class:`ImplicitInfo`, one failure diagnosis (:func:`classify`,
 :func:`failure_message`) and one Anderson formulation (:func:`anderson_weights`, called with
 ``numpy`` by PyTorch and with ``jax.numpy`` inside ``jax.lax`` loops).  The loops
-themselves run in each framework, without host round trips per iteration: a numpy loop
-would force host callbacks into JAX (breaking ``vmap``) and copies into PyTorch.
+themselves run in each framework (PyTorch: one small host transfer per iteration; JAX:
+none): a numpy loop would force host callbacks into JAX (breaking ``vmap``) and copies of
+every iterate into PyTorch.
 GMRES and BiCGSTAB for PyTorch are SciPy's (:func:`solve_linear`); JAX uses
 ``jax.scipy.sparse.linalg``.
 """
