@@ -45,6 +45,7 @@ bench: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python benchmarks/warm_start.py
 	MPLBACKEND=Agg $(BIN)/python benchmarks/lasso_tuning.py
 	$(BIN)/python benchmarks/jax_layers.py
+	$(BIN)/python benchmarks/implicit.py
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -45,7 +45,14 @@ from ._errors import SolverFailedError as SolverFailedError
 from ._errors import SolverNotInstalledError as SolverNotInstalledError
 from ._errors import UnboundedError as UnboundedError
 from ._errors import UnsupportedProblemError as UnsupportedProblemError
+from ._implicit import BackwardSolver as BackwardSolver
+from ._implicit import FailurePolicy as FailurePolicy
+from ._implicit import ForwardSolver as ForwardSolver
+from ._implicit import Gradient as Gradient
 from ._implicit import ImplicitInfo as ImplicitInfo
+from ._implicit import ImplicitOptions as ImplicitOptions
+from ._implicit import ImplicitStatus as ImplicitStatus
+from ._implicit import IterationReport as IterationReport
 from ._program import BatchSolution as BatchSolution
 from ._program import Program as Program
 from ._program import Solution as Solution

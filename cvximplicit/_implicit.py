@@ -1,113 +1,553 @@
-"""Framework-free pieces of implicit layers: the adjoint linear solve and its report.
+"""Framework-free pieces of implicit layers: options, the report, failure diagnosis, the
+Anderson mixing step and the matrix-free adjoint solve.
 
-An implicit layer returns ``z*(x)`` defined by a fixed point ``z = f(z, x)`` or a root
-``F(z, x) = 0``.  By the nonsmooth implicit function theorem (the seed's theorem), with
-``A = d/dx`` and ``B = d/dz`` of the residual taken as any element of its conservative
-Jacobian (what autodiff returns, even at kinks of ``relu``), ``dz*/dx = -B^{-1} A``.  For a
-fixed point the residual is ``z - f(z, x)``, so ``B = I - J_z f``; the backward pass solves
+An implicit layer returns ``z*(x)`` defined by a root ``F(z, x) = 0``; a fixed point
+``z = f(z, x)`` is the root of ``F(z, x) = z - f(z, x)`` (as in jaxopt's ``custom_root``).
+By the nonsmooth implicit function theorem, with ``A = d/dx`` and ``B = d/dz`` of ``F``
+taken as any element of its conservative Jacobian (what autodiff returns, even at kinks of
+``relu``), ``dz*/dx = -B^{-1} A``.  The backward pass solves
 
-    (I - J_z f)' w = g      (fixed point)          J_z F' w = g      (root)
+    B' w = g,    that is    (I - J_z f)' w = g  for a fixed point,
 
-using vector-Jacobian products only, then returns ``J_x f' w`` (or ``-J_x F' w``).
+with vector-Jacobian products only, then returns ``-A' w``.
 
-This module holds the solver of that linear system for callers that work in numpy (the
-PyTorch adapter), the spectral-radius estimate that makes invertibility visible, and the
-report both adapters fill.  The JAX adapter implements the same algorithms with
-``jax.lax`` loops so that they run under ``jit`` and ``vmap``; sharing one numpy
-implementation would force host callbacks into JAX and copies into PyTorch.
+Both frameworks follow this module: one :class:`ImplicitOptions` (the same names, values
+and defaults), one :class:`ImplicitInfo`, one failure diagnosis (:func:`classify`,
+:func:`failure_message`) and one Anderson formulation (:func:`anderson_weights`, called with
+``numpy`` by PyTorch and with ``jax.numpy`` inside ``jax.lax`` loops).  The loops
+themselves run in each framework (PyTorch: one small host transfer per iteration; JAX:
+none): a numpy loop would force host callbacks into JAX (breaking ``vmap``) and copies of
+every iterate into PyTorch.
+GMRES and BiCGSTAB for PyTorch are SciPy's (:func:`solve_linear`); JAX uses
+``jax.scipy.sparse.linalg``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse.linalg as spla
 
 from ._typing import FloatArray
 
-__all__ = ["BACKWARD_METHODS", "ImplicitInfo", "solve_linear", "spectral_radius"]
+__all__ = [
+    "BackwardSolver",
+    "FailurePolicy",
+    "ForwardSolver",
+    "Gradient",
+    "ImplicitInfo",
+    "ImplicitOptions",
+    "ImplicitStatus",
+    "IterationReport",
+    "Problem",
+    "anderson_weights",
+    "classify",
+    "default_tol",
+    "failure_message",
+    "solve_linear",
+]
 
-#: Methods for the backward linear solve.
-BACKWARD_METHODS = ("fixed_point", "gmres", "bicgstab")
+
+class Problem(str, enum.Enum):
+    """What defines ``z*``: a fixed point ``z = f(z)`` or a root ``F(z) = 0``."""
+
+    FIXED_POINT = "fixed_point"
+    ROOT = "root"
+
+
+class ForwardSolver(str, enum.Enum):
+    """The forward solver.  Fixed points: ``ANDERSON`` (default) or ``ITERATION``; roots:
+    ``NEWTON`` (default; dense Jacobian, backtracking) or ``BROYDEN``."""
+
+    ANDERSON = "anderson"
+    ITERATION = "iteration"
+    NEWTON = "newton"
+    BROYDEN = "broyden"
+
+
+class BackwardSolver(str, enum.Enum):
+    """The solver of the adjoint equation ``B' w = g`` (``B = J_z F``; ``I - J_z f`` for a
+    fixed point).
+
+    ``FIXED_POINT``: the iteration ``w <- w + g - B' w`` (for a fixed point
+    ``w <- g + J_z f' w``), which converges when the spectral radius of ``J_z f`` is below
+    one; its successive residual ratios estimate that radius for free.  ``ANDERSON``: the same
+    iteration with Anderson acceleration (the forward's formulation).  ``GMRES`` and
+    ``BICGSTAB``: Krylov methods, exact whenever ``B`` is invertible.  ``DENSE``: ``B`` built
+    from ``n`` VJPs and factorized (small ``n`` only).
+    """
+
+    FIXED_POINT = "fixed_point"
+    ANDERSON = "anderson"
+    GMRES = "gmres"
+    BICGSTAB = "bicgstab"
+    DENSE = "dense"
+
+
+class Gradient(str, enum.Enum):
+    """How the layer is differentiated.
+
+    ``IMPLICIT`` (default): the exact implicit gradient, constant memory.  ``PHANTOM``
+    (**inexact**, Geng et al. 2021): autograd through ``phantom_steps`` damped steps
+    ``z <- z - phantom_damping F(z)`` (for a fixed point ``(1 - d) z + d f(z)``) started at
+    the detached ``z*``; its error shrinks like ``((1 - d) + d rho)^k`` with ``rho`` the
+    spectral radius of ``J_z f``, and its memory grows with ``k``.  ``UNROLL`` (fixed points,
+    for comparison): autograd through exactly ``max_iter`` plain iterations ``z <- f(z)`` from
+    ``z0``; memory grows with ``max_iter``.
+    """
+
+    IMPLICIT = "implicit"
+    PHANTOM = "phantom"
+    UNROLL = "unroll"
+
+
+class FailurePolicy(str, enum.Enum):
+    """What a forward or backward solve that misses its tolerance does (both frameworks).
+
+    ``RAISE`` (default): :class:`~cvximplicit.ConvergenceError` with a diagnosis (precision
+    floor, divergence, stall or slow contraction) and the option that fixes it.  Inside a
+    traced JAX computation (``jit``, ``vmap``, ``grad`` transformations) nothing can raise:
+    the values (or gradients) become NaN, the info's ``status`` records the cause and a
+    :class:`~cvximplicit.ConvergenceWarning` with the same message is emitted when the
+    computation runs.  ``WARN``: warn and return the last iterate.  ``NAN``: NaN values or
+    gradients, silently (the info still reports the status).
+    """
+
+    RAISE = "raise"
+    WARN = "warn"
+    NAN = "nan"
+
+
+class ImplicitStatus(enum.IntEnum):
+    """Outcome of an iteration, as diagnosed by :func:`classify`."""
+
+    CONVERGED = 0
+    #: Still converging when ``max_iter`` ran out.
+    SLOW = 1
+    #: Stalled at the rounding floor of the dtype: ``tol`` is below what it can resolve.
+    PRECISION_FLOOR = 2
+    #: Stalled well above the rounding floor (no progress for ``STALL_WINDOW`` iterations).
+    STALLED = 3
+    #: The residual grew beyond its initial value.
+    DIVERGED = 4
+    #: The iterates became NaN or infinite.
+    NOT_FINITE = 5
+
+
+#: Iterations without a new best residual after which an iteration counts as stalled.
+STALL_WINDOW = 10
+#: Iterations without a new best residual after which a solve gives up early.
+STOP_WINDOW = 2 * STALL_WINDOW
+#: A stalled relative residual at most this many machine epsilons is the rounding floor.
+FLOOR_EPS = 1e3
+
+
+def default_tol(eps: float) -> float:
+    """The default tolerance for a dtype with machine epsilon ``eps``: ``100 eps``, but no
+    tighter than ``1e-8``; that is 1.2e-5 in float32 (about a hundred times its rounding
+    floor for the relative residual) and 1e-8 in float64."""
+    return max(100.0 * eps, 1e-8)
+
+
+def dtype_name(eps: float) -> str:
+    """The floating dtype with machine epsilon ``eps``."""
+    names = {2.0**-52: "float64", 2.0**-23: "float32", 2.0**-10: "float16", 2.0**-7: "bfloat16"}
+    return names.get(eps, f"a dtype with eps {eps:.1e}")
+
+
+def _enum(kind: type[enum.Enum], value: Any, name: str) -> Any:
+    if value is None or isinstance(value, kind):
+        return value
+    try:
+        return kind(str(value).lower())
+    except ValueError:
+        choices = ", ".join(repr(k.value) for k in kind)
+        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitOptions:
+    """Every option of ``fixed_point`` and ``root_find``, the same in PyTorch and JAX.
+
+    ``None`` means the default for the problem and the dtype of ``z0``; the functions'
+    keyword arguments override the fields of an ``options`` object.  Residuals are
+    relative: a solve stops when ``||F(z)|| <= tol (1 + ||z||)`` (for a fixed point
+    ``F(z) = z - f(z)``), and the backward solve when ``||B' w - g|| <= backward_tol ||g||``.
+
+    Attributes:
+        solver: forward solver (:class:`ForwardSolver`); default ``anderson`` for fixed points
+            and ``newton`` for roots.
+        tol: forward tolerance; default ``max(100 eps, 1e-8)`` for the dtype's machine
+            epsilon ``eps``: 1.2e-5 in float32, 1e-8 in float64, both well above the dtype's
+            rounding floor.
+        max_iter: forward iterations; default 500 (fixed points) or 100 (roots).
+        memory: Anderson's number of kept iterates (forward and ``backward_solver=anderson``).
+        regularization: Anderson's Tikhonov term, relative to the trace of the residuals' Gram
+            matrix; default ``max(1e-10, 100 eps)``.
+        gradient: :class:`Gradient`: ``implicit`` (exact, default), ``phantom`` (inexact) or
+            ``unroll``.
+        backward_solver: :class:`BackwardSolver`; default ``anderson`` for fixed points and
+            ``gmres`` for roots.
+        backward_tol: default as ``tol``.
+        backward_max_iter: default ``max_iter`` (restart cycles for GMRES).
+        phantom_steps: ``k`` of the phantom gradient.
+        phantom_damping: damping ``d`` in ``(0, 1]`` of the phantom steps.
+        on_failure: :class:`FailurePolicy`, ``raise`` by default.
+
+    Example:
+        >>> import cvximplicit as ci
+        >>> opts = ci.ImplicitOptions(tol=1e-6, backward_solver="gmres")
+        >>> opts.backward_solver
+        <BackwardSolver.GMRES: 'gmres'>
+        >>> resolved = opts.resolve(fixed_point=True, eps=2.0**-23)  # float32 defaults
+        >>> resolved.solver.value, resolved.backward_tol
+        ('anderson', 1.1920928955078125e-05)
+    """
+
+    solver: ForwardSolver | str | None = None
+    tol: float | None = None
+    max_iter: int | None = None
+    memory: int = 5
+    regularization: float | None = None
+    gradient: Gradient | str = Gradient.IMPLICIT
+    backward_solver: BackwardSolver | str | None = None
+    backward_tol: float | None = None
+    backward_max_iter: int | None = None
+    phantom_steps: int = 5
+    phantom_damping: float = 1.0
+    on_failure: FailurePolicy | str = FailurePolicy.RAISE
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("solver", _enum(ForwardSolver, self.solver, "solver"))
+        set_("gradient", _enum(Gradient, self.gradient, "gradient"))
+        set_("backward_solver", _enum(BackwardSolver, self.backward_solver, "backward_solver"))
+        set_("on_failure", _enum(FailurePolicy, self.on_failure, "on_failure"))
+        for name in ("tol", "backward_tol", "regularization"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        for name in ("max_iter", "backward_max_iter", "memory", "phantom_steps"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 < self.phantom_damping <= 1:
+            raise ValueError(f"phantom_damping must lie in (0, 1], got {self.phantom_damping!r}")
+
+    def replace(self, **overrides: Any) -> ImplicitOptions:
+        """A copy with the fields given (``None`` values are ignored)."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def resolve(self, *, fixed_point: bool, eps: float) -> ImplicitOptions:
+        """Every ``None`` replaced by its default for a fixed point (or a root) in a dtype
+        with machine epsilon ``eps``; checks that the choices fit the problem."""
+        fixed = fixed_point
+        problem = Problem.FIXED_POINT if fixed else Problem.ROOT
+        solver = ForwardSolver(self.solver or ("anderson" if fixed else "newton"))
+        allowed = (
+            (ForwardSolver.ANDERSON, ForwardSolver.ITERATION)
+            if fixed
+            else (ForwardSolver.NEWTON, ForwardSolver.BROYDEN)
+        )
+        if solver not in allowed:
+            names = " or ".join(repr(s.value) for s in allowed)
+            raise ValueError(
+                f"solver {solver.value!r} does not apply to {problem.value}; use {names}"
+            )
+        if self.gradient is Gradient.UNROLL and not fixed:
+            raise ValueError("gradient='unroll' applies to fixed points only; use 'implicit'")
+        max_iter = self.max_iter or (500 if fixed else 100)
+        backward = self.backward_solver or (
+            BackwardSolver.ANDERSON if fixed else BackwardSolver.GMRES
+        )
+        return dataclasses.replace(
+            self,
+            solver=solver,
+            tol=self.tol or default_tol(eps),
+            max_iter=max_iter,
+            regularization=self.regularization or max(1e-10, 100 * eps),
+            backward_solver=backward,
+            backward_tol=self.backward_tol or default_tol(eps),
+            backward_max_iter=self.backward_max_iter or max_iter,
+        )
+
+
+@dataclasses.dataclass
+class IterationReport:
+    """One solve (forward or backward): iterations, residuals and the diagnosed status.
+
+    ``residual`` is the last relative residual, ``initial_residual`` the first and
+    ``best_residual`` the smallest (at iteration ``best_iteration``); ``growth`` is the ratio
+    of the last absolute residual ``||F(z)||`` to the first (above one: diverging, which the
+    relative residual can hide when ``||z||`` grows too).  In JAX the numeric
+    fields are arrays (batched under ``vmap``); ``status`` is then an integer array of
+    :class:`ImplicitStatus` codes.
+    """
+
+    iterations: Any
+    residual: Any
+    initial_residual: Any
+    best_residual: Any
+    best_iteration: Any
+    growth: Any
+    status: Any
+
+    @property
+    def converged(self) -> Any:
+        """Whether the tolerance was reached (an array in JAX)."""
+        return self.status == ImplicitStatus.CONVERGED
 
 
 @dataclasses.dataclass
 class ImplicitInfo:
     """What the forward and backward solves of an implicit layer did.
 
-    ``spectral_radius`` estimates the spectral radius of ``J_z f`` (fixed points; below one
-    means the backward fixed-point iteration converges and ``I - J_z f`` is invertible) and is
-    computed when the backward pass runs, or on request.
+    Attributes:
+        problem: the :class:`Problem` solved.
+        options: the resolved :class:`ImplicitOptions` (every default filled in).
+        dtype: the dtype name of ``z`` (for the diagnosis of precision floors).
+        forward: the forward :class:`IterationReport`.
+        backward: the backward one, filled when the backward pass runs (PyTorch; the JAX
+            backward pass cannot report back, so it stays ``None`` there).
+        spectral_radius: estimate of the spectral radius of ``J_z f`` (fixed points), read off
+            the residual ratios of the ``fixed_point`` backward iteration; ``None`` otherwise.
+        traced: the values were traced (JAX ``jit``/``vmap``/``grad``), where failures cannot
+            raise: with ``on_failure="raise"`` they became NaN and were warned about.
+
+    Example:
+        >>> import torch
+        >>> from cvximplicit.torch import fixed_point
+        >>> z, info = fixed_point(lambda z: 0.5 * z + 1.0, torch.zeros(2), return_info=True)
+        >>> bool(info.forward.converged), round(info.options.tol, 7)  # float32 default
+        (True, 1.19e-05)
     """
 
-    forward_method: str = ""
-    forward_iterations: int = 0
-    forward_residual: float = float("nan")
-    forward_converged: bool = False
-    backward_method: str = ""
-    backward_iterations: int = 0
-    backward_residual: float = float("nan")
-    backward_converged: bool | None = None
+    problem: Problem
+    options: ImplicitOptions
+    dtype: str
+    forward: IterationReport
+    backward: IterationReport | None = None
     spectral_radius: float | None = None
+    traced: bool = False
+
+    @property
+    def message(self) -> str:
+        """The diagnosis of the forward (and backward) solve, as a failure would report it."""
+        eps = _eps_of(self.dtype)
+        parts = [failure_message(self.forward, self.options, self.problem, "forward", eps)]
+        if self.backward is not None:
+            parts.append(
+                failure_message(
+                    self.backward,
+                    self.options,
+                    self.problem,
+                    "backward",
+                    eps,
+                    spectral_radius=self.spectral_radius,
+                )
+            )
+        return "\n".join(parts)
 
     def __str__(self) -> str:
         rho = "not estimated" if self.spectral_radius is None else f"{self.spectral_radius:.3f}"
-        back = (
-            "not run"
-            if self.backward_converged is None
-            else f"{self.backward_method}, {self.backward_iterations} iterations, residual "
-            f"{self.backward_residual:.2e}, converged {self.backward_converged}"
-        )
+        lines = [f"{self.problem.value}, {self.dtype}"]
+        for stage, rep, method in (
+            ("forward ", self.forward, self.options.solver),
+            ("backward", self.backward, self.options.backward_solver),
+        ):
+            if rep is None:
+                lines.append(f"{stage}  not run")
+                continue
+            name = getattr(method, "value", method)
+            lines.append(
+                f"{stage}  {name}, {int(rep.iterations)} iterations, residual "
+                f"{float(rep.residual):.2e}, {ImplicitStatus(int(rep.status)).name.lower()}"
+            )
+        lines.append(f"spectral radius of J_z f: {rho}")
+        return "\n".join(lines)
+
+
+def _eps_of(dtype: str) -> float:
+    return {"float64": 2.0**-52, "float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}.get(
+        dtype, 2.0**-52
+    )
+
+
+def classify(
+    xp: Any,
+    iterations: Any,
+    residual: Any,
+    best: Any,
+    best_iteration: Any,
+    growth: Any,
+    tol: float,
+    eps: float,
+) -> Any:
+    """The :class:`ImplicitStatus` code of an iteration from its residual summary (``xp`` is
+    numpy or ``jax.numpy``; the arguments may be scalars or arrays of the same shape)."""
+    s = ImplicitStatus
+    stalled = (iterations - best_iteration) >= STALL_WINDOW
+    code = xp.where(stalled, int(s.STALLED), int(s.SLOW))
+    code = xp.where(growth > 1, int(s.DIVERGED), code)
+    code = xp.where(stalled & (best <= FLOOR_EPS * eps), int(s.PRECISION_FLOOR), code)
+    code = xp.where(xp.isfinite(residual) & xp.isfinite(growth), code, int(s.NOT_FINITE))
+    return xp.where(residual <= tol, int(s.CONVERGED), code)
+
+
+def should_stop(iterations: Any, residual: Any, best_iteration: Any, tol: float) -> Any:
+    """Whether an iteration stops before ``max_iter``: converged, non-finite, or no new best
+    residual for ``STOP_WINDOW`` iterations (works on scalars and JAX arrays alike)."""
+    return (residual <= tol) | (residual != residual) | (iterations - best_iteration >= STOP_WINDOW)
+
+
+def failure_message(
+    report: IterationReport,
+    options: ImplicitOptions,
+    problem: Problem,
+    stage: str,
+    eps: float,
+    *,
+    spectral_radius: float | None = None,
+) -> str:
+    """Why a solve stopped and which option fixes it (``stage``: forward or backward)."""
+    status = ImplicitStatus(int(report.status))
+    k, r = int(report.iterations), float(report.residual)
+    best, k_best = (
+        float(report.best_residual),
+        int(report.best_iteration),
+    )
+    fixed = problem is Problem.FIXED_POINT
+    forward = stage == "forward"
+    what = f"{'fixed_point' if fixed else 'root_find'} {stage} solve"
+    method = options.solver if forward else options.backward_solver
+    method = getattr(method, "value", method)
+    tol = float(options.tol if forward else options.backward_tol)  # type: ignore[arg-type]
+    tol_name = "tol" if forward else "backward_tol"
+    iter_name = "max_iter" if forward else "backward_max_iter"
+    head = f"{what} ({method}) did not reach {tol_name}={tol:.1e}: residual {r:.2e}"
+    head += f" after {k} iterations"
+    if status is ImplicitStatus.CONVERGED:
+        return f"{what} ({method}) converged: residual {r:.2e} after {k} iterations"
+    if status is ImplicitStatus.NOT_FINITE:
         return (
-            f"forward   {self.forward_method}, {self.forward_iterations} iterations, residual "
-            f"{self.forward_residual:.2e}, converged {self.forward_converged}\n"
-            f"backward  {back}\nspectral radius of J_z f: {rho}"
+            f"{head}. The iterates became NaN or infinite: "
+            + (
+                "f overflowed or returned NaN; check f at z0 and make f a contraction"
+                if forward
+                else "J_z f is far from a contraction or the cotangent is not finite; "
+                "use backward_solver='gmres'"
+            )
+            + "."
         )
+    if status is ImplicitStatus.PRECISION_FLOOR:
+        name = dtype_name(eps)
+        suggest = 10 * best
+        return (
+            f"{head}. It stalled at {best:.2e}, the rounding floor of {name} arithmetic "
+            f"(eps {eps:.1e}): {tol_name}={tol:.1e} is below what {name} can resolve. Use "
+            f"{tol_name} >= {suggest:.1e} (the {name} default is {default_tol(eps):.1e}) or "
+            "compute in float64."
+        )
+    rho = ""
+    if spectral_radius is not None:
+        rho = f" The spectral radius of J_z f is about {spectral_radius:.3f}"
+        rho += " (>= 1: not a contraction)." if spectral_radius >= 1 else "."
+    if status is ImplicitStatus.DIVERGED or status is ImplicitStatus.STALLED:
+        grew = status is ImplicitStatus.DIVERGED
+        trend = (
+            f"the residual ||F(z)|| grew {float(report.growth):.3g}-fold"
+            if grew
+            else f"it stalled (best {best:.2e} at iteration {k_best})"
+        )
+        if forward and fixed:
+            fix = (
+                "The map f is not a contraction along the iterates: keep it contractive (e.g. "
+                "||W||_2 < 1, Jacobian regularisation), start closer with z0, or solve "
+                "z - f(z) = 0 with root_find (Newton)"
+            )
+            if method == "anderson" and not grew:
+                fix += ", or try solver='iteration' or a different memory"
+        elif forward:
+            fix = "J_z F may be singular or z0 too far: start closer or try the other solver"
+        elif fixed:
+            fix = (
+                "The 'fixed_point'/'anderson' backward iterations need the spectral radius "
+                "of J_z f below 1; backward_solver='gmres' solves (I - J_z f)' w = g "
+                "exactly whenever I - J_z f is invertible"
+            )
+        else:
+            fix = "J_z F may be singular at the root; try backward_solver='dense'"
+        return f"{head}: {trend}.{rho} {fix}."
+    # SLOW: still converging.
+    growth = float(report.growth)
+    rate = growth ** (1.0 / (k - 1)) if k > 1 and 0 < growth < math.inf else 1.0
+    more = ""
+    if 0 < rate < 1 and r > tol:
+        needed = math.ceil(math.log(tol / r) / math.log(rate))
+        more = f", shrinking by about {rate:.3f} per iteration: about {needed} more are needed"
+    faster = {
+        ("forward", "iteration"): " or solver='anderson'",
+        ("backward", "fixed_point"): " or backward_solver='anderson' or 'gmres'",
+    }.get((stage, str(method)), "")
+    return f"{head}; it was still converging{more}. Raise {iter_name}{faster}.{rho}"
+
+
+def anderson_weights(xp: Any, gram: Any, filled: Any, regularization: float) -> Any:
+    """Anderson's mixing weights from the Gram matrix of the kept residuals.
+
+    ``gram[i, j] = r_i . r_j`` for the residuals ``r_i = g(x_i) - x_i`` of the kept iterates
+    (a ring buffer of ``m`` slots; ``filled`` masks the slots in use, ``None`` when all are).
+    The weights solve
+
+        min ||sum_i a_i r_i||^2 + lam ||a||^2   subject to  sum_i a_i = 1,
+
+    ``lam = regularization * trace(gram)``, i.e. ``a = c / sum(c)`` with
+    ``(gram + lam I) c = 1`` on the filled slots (zero elsewhere); the next iterate is
+    ``sum_i a_i g(x_i)`` (type II, Walker and Ni 2011).  ``xp`` is numpy or ``jax.numpy``
+    (PyTorch passes the filled block in numpy; JAX masks inside ``lax`` loops).
+    """
+    m = gram.shape[0]
+    eye = xp.eye(m, dtype=gram.dtype)
+    if filled is None:
+        trace = xp.maximum(xp.trace(gram), xp.finfo(gram.dtype).tiny)
+        c = xp.linalg.solve(gram + (regularization * trace) * eye, xp.ones(m, dtype=gram.dtype))
+        return c / xp.sum(c)
+    mask = filled[:, None] & filled[None, :]
+    trace = xp.sum(xp.where(filled, xp.diagonal(gram), 0.0))
+    trace = xp.maximum(trace, xp.finfo(gram.dtype).tiny)
+    system = xp.where(mask, gram + regularization * trace * eye, eye)
+    c = xp.linalg.solve(system, xp.where(filled, 1.0, 0.0).astype(gram.dtype))
+    return c / xp.sum(c)
 
 
 def solve_linear(
     apply: Callable[[FloatArray], FloatArray],
     rhs: FloatArray,
     *,
-    method: str,
-    fixed_point: bool,
+    method: BackwardSolver,
     tol: float,
     max_iter: int,
-) -> tuple[FloatArray, int, float, bool]:
-    """Solve ``(I - M) w = rhs`` (``fixed_point=True``) or ``M w = rhs`` matrix-free.
+) -> tuple[FloatArray, int, float]:
+    """Solve ``M w = rhs`` matrix-free (``apply(w) = M w``) with SciPy's GMRES or BiCGSTAB.
 
-    ``apply(w) = M w``.  ``method`` is ``"fixed_point"`` (the iteration ``w <- rhs + M w``,
-    fixed points only), ``"gmres"`` or ``"bicgstab"`` (SciPy, restarted).  Returns the
-    solution, the iterations used, the relative residual and whether ``tol`` was reached.
+    Returns the solution, the products used and the relative residual.
     """
-    if method not in BACKWARD_METHODS:
-        raise ValueError(f"unknown backward method {method!r}; choose from {BACKWARD_METHODS}")
+    if method not in (BackwardSolver.GMRES, BackwardSolver.BICGSTAB):
+        raise ValueError(f"solve_linear runs 'gmres' or 'bicgstab', not {method.value!r}")
     norm = max(float(np.linalg.norm(rhs)), np.finfo(float).tiny)
-    if fixed_point:
-        op = lambda w: w - apply(w)  # noqa: E731
+    op = _Counting(apply, rhs.size)
+    if method is BackwardSolver.GMRES:
+        w, _ = spla.gmres(op, rhs, rtol=tol, atol=0.0, maxiter=max_iter, restart=min(rhs.size, 50))
     else:
-        if method == "fixed_point":
-            raise ValueError("method 'fixed_point' needs a fixed-point problem; use 'gmres'")
-        op = apply
-    if method == "fixed_point":
-        w = rhs.copy()
-        for k in range(1, max_iter + 1):
-            w_new = rhs + apply(w)
-            step = float(np.linalg.norm(w_new - w))
-            w = w_new
-            if step <= tol * norm:
-                res = float(np.linalg.norm(op(w) - rhs)) / norm
-                return w, k, res, True
-        res = float(np.linalg.norm(op(w) - rhs)) / norm
-        return w, max_iter, res, res <= tol
-    A = _Counting(op, rhs.size)
-    solver = spla.gmres if method == "gmres" else spla.bicgstab
-    kwargs = {"restart": min(rhs.size, 50)} if method == "gmres" else {}
-    w, _ = solver(A, rhs, rtol=tol, atol=0.0, maxiter=max_iter, **kwargs)
-    res = float(np.linalg.norm(op(w) - rhs)) / norm
-    return w, A.count, res, res <= 10 * tol
+        w, _ = spla.bicgstab(op, rhs, rtol=tol, atol=0.0, maxiter=max_iter)
+    res = float(np.linalg.norm(apply(w) - rhs)) / norm
+    return w, op.count, res
 
 
 class _Counting(spla.LinearOperator):
@@ -121,20 +561,3 @@ class _Counting(spla.LinearOperator):
     def _matvec(self, x: FloatArray) -> FloatArray:
         self.count += 1
         return self.op(np.asarray(x, dtype=np.float64).ravel())
-
-
-def spectral_radius(
-    apply: Callable[[FloatArray], FloatArray], dim: int, *, iterations: int = 30, seed: int = 0
-) -> float:
-    """Power-iteration estimate of the spectral radius of ``M`` from products ``M v``."""
-    v = np.random.default_rng(seed).standard_normal(dim)
-    v /= np.linalg.norm(v)
-    estimate = 0.0
-    for _ in range(iterations):
-        u = apply(v)
-        norm = float(np.linalg.norm(u))
-        if norm == 0.0:
-            return 0.0
-        estimate = norm
-        v = u / norm
-    return estimate

@@ -5,7 +5,8 @@ Example:
 """
 
 from ._implicit import fixed_point as fixed_point
+from ._implicit import jacobian_penalty as jacobian_penalty
 from ._implicit import root_find as root_find
 from ._layer import CvxpyLayer as CvxpyLayer
 
-__all__ = ["CvxpyLayer", "fixed_point", "root_find"]
+__all__ = ["CvxpyLayer", "fixed_point", "jacobian_penalty", "root_find"]

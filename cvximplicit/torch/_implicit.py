@@ -1,160 +1,498 @@
-"""Implicit layers for PyTorch: fixed points and roots with conservative-Jacobian gradients."""
+"""Implicit layers for PyTorch: fixed points and roots with conservative-Jacobian gradients.
+
+The options, report, diagnosis and Anderson formulation are the core's
+(:mod:`cvximplicit._implicit`); this module runs the loops in torch (no host round trip
+per iteration beyond one scalar) and registers the gradient with autograd.
+"""
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._errors import ConvergenceError, ConvergenceWarning
-from .._implicit import ImplicitInfo, solve_linear, spectral_radius
+from .._errors import ConvergenceError, ConvergenceWarning, ParameterError
+from .._implicit import (
+    BackwardSolver,
+    FailurePolicy,
+    ForwardSolver,
+    Gradient,
+    ImplicitInfo,
+    ImplicitOptions,
+    ImplicitStatus,
+    IterationReport,
+    Problem,
+    anderson_weights,
+    classify,
+    dtype_name,
+    failure_message,
+    should_stop,
+    solve_linear,
+)
 
-__all__ = ["fixed_point", "root_find"]
+__all__ = ["fixed_point", "jacobian_penalty", "root_find"]
 
 Tensor = torch.Tensor
+#: A tensor, or a tuple/list of tensors (the state of a multi-tensor implicit layer).
+Tree = Any
 
 
-def _fail(message: str, on_failure: str) -> None:
-    if on_failure == "raise":
-        raise ConvergenceError(message)
-    if on_failure == "warn":
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+class _Packing:
+    """Flattens a tensor or a tuple/list of tensors into one vector and back."""
+
+    def __init__(self, z0: Tree) -> None:
+        self.single = isinstance(z0, Tensor)
+        leaves = [z0] if self.single else list(z0) if isinstance(z0, (tuple, list)) else None
+        if not leaves or not all(isinstance(t, Tensor) for t in leaves):
+            raise ParameterError(
+                f"z0 must be a tensor or a non-empty tuple/list of tensors, got {type(z0).__name__}"
+            )
+        self.kind = type(z0)
+        self.shapes = [t.shape for t in leaves]
+        self.sizes = [t.numel() for t in leaves]
+        self.dtype, self.device = leaves[0].dtype, leaves[0].device
+        if not self.dtype.is_floating_point:
+            raise ParameterError(f"z0 must be floating point, got {self.dtype}")
+        for t in leaves:
+            if t.dtype != self.dtype or t.device != self.device:
+                raise ParameterError(
+                    "the tensors of z0 must share one dtype and device, got "
+                    f"{[(str(s.dtype), str(s.device)) for s in leaves]}"
+                )
+
+    def leaves(self, tree: Tree) -> list[Tensor]:
+        return [tree] if self.single else list(tree)
+
+    def check(self, out: Tree, what: str) -> None:
+        """``out`` (what ``f`` returned at ``z0``) has the structure, shapes and dtype of z0."""
+        got_single = isinstance(out, Tensor)
+        ok_kind = got_single if self.single else isinstance(out, (tuple, list))
+        if not ok_kind or (not got_single and len(out) != len(self.shapes)):
+            raise ParameterError(
+                f"{what} returned {_describe(out)} but z0 is {self._describe()}: "
+                "f must return the same structure as z0"
+            )
+        for i, (t, shape) in enumerate(zip(self.leaves(out), self.shapes)):
+            where = "" if self.single else f" (element {i})"
+            if not isinstance(t, Tensor) or t.shape != shape:
+                raise ParameterError(
+                    f"{what} returned shape {tuple(getattr(t, 'shape', ()))}{where} but z0 has "
+                    f"shape {tuple(shape)}: pass a z0 with the shape of f's output (e.g. "
+                    "torch.zeros_like of it; batched layers need the batch dimension in z0)"
+                )
+            if t.dtype != self.dtype:
+                raise ParameterError(
+                    f"{what} returned {t.dtype}{where} but z0 is {self.dtype}: create z0 in "
+                    "the dtype f computes in"
+                )
+
+    def _describe(self) -> str:
+        return _describe([torch.empty(s) for s in self.shapes] if not self.single else None)
+
+    def flat(self, tree: Tree) -> Tensor:
+        if self.single:
+            return tree.reshape(-1)
+        return torch.cat([t.reshape(-1) for t in tree])
+
+    def unflat(self, x: Tensor) -> Tree:
+        if self.single:
+            return x.reshape(self.shapes[0])
+        parts = torch.split(x, self.sizes)
+        return self.kind(p.reshape(s) for p, s in zip(parts, self.shapes))
 
 
-def _residual(a: Tensor, b: Tensor) -> float:
-    return float(torch.linalg.vector_norm(a - b) / (1.0 + torch.linalg.vector_norm(b)))
+def _describe(tree: Any) -> str:
+    if tree is None:
+        return "a tensor"
+    if isinstance(tree, Tensor):
+        return f"a tensor of shape {tuple(tree.shape)}"
+    if isinstance(tree, (tuple, list)):
+        return f"a {type(tree).__name__} of {len(tree)}"
+    return f"a {type(tree).__name__}"
 
 
-def _iterate(g: Callable[[Tensor], Tensor], z: Tensor, tol: float, max_iter: int):
-    res = float("inf")
-    for k in range(1, max_iter + 1):
-        z_new = g(z)
-        res = _residual(z_new, z)
-        z = z_new
-        if res <= tol:
-            return z, k, res, True
-    return z, max_iter, res, False
+class _Tracker:
+    """The residual summary of one solve, from which the core diagnoses the status."""
+
+    def __init__(self, tol: float, eps: float) -> None:
+        self.tol, self.eps = tol, eps
+        self.k, self.r, self.r0, self.best, self.k_best = 0, math.inf, math.inf, math.inf, 0
+        self.a0 = self.a = 1.0
+        self.previous = math.nan
+
+    def add(self, a: float, scale: float) -> bool:
+        """Record the absolute residual ``a`` of the next iterate (relative: ``a / scale``);
+        whether to stop."""
+        r = a / scale
+        self.k += 1
+        self.previous, self.r, self.a = self.r, r, a
+        if self.k == 1:
+            self.r0, self.a0 = r, a
+        if r < self.best:
+            self.best, self.k_best = r, self.k
+        return bool(should_stop(self.k, r, self.k_best, self.tol))
+
+    def report(self) -> IterationReport:
+        growth = self.a / self.a0 if self.a0 > 0 else 1.0
+        k, r, best, k_best = self.k, self.r, self.best, self.k_best
+        status = int(classify(np, k, r, best, k_best, growth, self.tol, self.eps))
+        return IterationReport(k, r, self.r0, best, k_best, growth, status)
+
+
+def _norm(x: Tensor) -> float:
+    return float(torch.linalg.vector_norm(x))
+
+
+def _iterate(
+    g: Callable[[Tensor], Tensor], x: Tensor, gx: Tensor, max_iter: int, track: _Tracker
+) -> Tensor:
+    """Plain iteration ``x <- g(x)``; returns the last ``g(x)``."""
+    for _ in range(max_iter):
+        if track.add(_norm(gx - x), 1.0 + _norm(x)) or track.k == max_iter:
+            break
+        x, gx = gx, g(gx)
+    return gx
 
 
 def _anderson(
-    g: Callable[[Tensor], Tensor], z: Tensor, tol: float, max_iter: int, memory: int, lam: float
-):
-    """Anderson acceleration (type II, Walker and Ni 2011) on the flattened iterate."""
-    shape = z.shape
-    x = z.reshape(-1)
-    X: list[Tensor] = []
-    G: list[Tensor] = []
-    res = float("inf")
-    for k in range(1, max_iter + 1):
-        gx = g(x.reshape(shape)).reshape(-1)
-        res = _residual(gx, x)
-        if res <= tol:
-            return gx.reshape(shape), k, res, True
-        X.append(x)
-        G.append(gx)
-        if len(X) > memory + 1:
-            X.pop(0)
-            G.pop(0)
-        if len(X) == 1:
-            x = gx
-            continue
-        F = torch.stack([gi - xi for gi, xi in zip(G, X)], dim=1)  # residuals, (N, m)
-        dF = F[:, 1:] - F[:, :-1]
-        dG = torch.stack(G, dim=1)[:, 1:] - torch.stack(G, dim=1)[:, :-1]
-        gram = dF.T @ dF + lam * torch.eye(dF.shape[1], dtype=dF.dtype, device=dF.device)
-        gamma = torch.linalg.solve(gram, dF.T @ F[:, -1])
-        x = G[-1] - dG @ gamma
-    return x.reshape(shape), max_iter, res, False
+    g: Callable[[Tensor], Tensor],
+    x: Tensor,
+    gx: Tensor,
+    max_iter: int,
+    memory: int,
+    regularization: float,
+    track: _Tracker,
+    scale: float | None = None,
+) -> Tensor:
+    """Anderson acceleration with the core's weights (:func:`anderson_weights`) on a ring
+    buffer of ``memory`` iterates; returns the last ``g(x)``.  Residuals are relative to
+    ``1 + ||x||`` (forward), or to ``scale`` (the adjoint equation: ``||g||``).
+
+    One host transfer per iteration: the new row of the Gram matrix and ``||x||^2``."""
+    m = memory
+    G = x.new_zeros((m, x.numel()))
+    R = x.new_zeros((m, x.numel()))
+    gram = np.zeros((m, m), dtype=np.float64 if x.dtype == torch.float64 else np.float32)
+    for k in range(max_iter):
+        r = gx - x
+        slot = k % m
+        G[slot], R[slot] = gx, r
+        host = (R @ r if scale else torch.cat([R @ r, (x @ x).reshape(1)])).tolist()
+        norm_r = math.sqrt(max(host[slot], 0.0))
+        if track.add(norm_r, scale or 1.0 + math.sqrt(host[m])) or track.k == max_iter:
+            break
+        gram[slot], gram[:, slot] = host[:m], host[:m]
+        j = min(k + 1, m)  # the filled slots are a prefix of the ring buffer
+        weights = anderson_weights(np, gram[:j, :j], None, regularization)
+        x = torch.as_tensor(weights, dtype=x.dtype, device=x.device) @ G[:j]
+        gx = g(x)
+    return gx
 
 
-def _forward(
-    f_z: Callable[[Tensor], Tensor], z0: Tensor, solver: str, tol: float, max_iter: int, memory: int
-) -> tuple[Tensor, int, float, bool]:
-    if solver == "iteration":
-        return _iterate(f_z, z0, tol, max_iter)
-    if solver == "anderson":
-        return _anderson(f_z, z0, tol, max_iter, memory, 1e-10)
-    raise ValueError(f"unknown fixed-point solver {solver!r}; choose 'anderson' or 'iteration'")
+def _fail(message: str, policy: FailurePolicy, stacklevel: int = 3) -> None:
+    if policy is FailurePolicy.RAISE:
+        raise ConvergenceError(message)
+    if policy is FailurePolicy.WARN:
+        warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
 
 
-def _numpy_vjp(out: Tensor, inp: Tensor) -> Callable[[np.ndarray], np.ndarray]:
-    def apply(v: np.ndarray) -> np.ndarray:
-        vt = torch.as_tensor(v, dtype=out.dtype, device=out.device).reshape(out.shape)
-        (g,) = torch.autograd.grad(out, inp, vt, retain_graph=True)
-        return g.detach().reshape(-1).to(torch.float64).cpu().numpy()
-
-    return apply
+def _options(
+    options: ImplicitOptions | None, overrides: dict[str, Any], *, fixed: bool, eps: float
+) -> ImplicitOptions:
+    return (options or ImplicitOptions()).replace(**overrides).resolve(fixed_point=fixed, eps=eps)
 
 
-def _torch_fixed_point_adjoint(
-    f_in: Tensor, z_in: Tensor, g: Tensor, tol: float, max_iter: int
-) -> tuple[Tensor, int, float, bool]:
-    """``w = g + J' w`` iterated with autograd VJPs, entirely in torch."""
-    g = g.detach()
-    gnorm = float(torch.linalg.vector_norm(g)) or 1.0
-    w = g
-    for k in range(1, max_iter + 1):
-        (jw,) = torch.autograd.grad(f_in, z_in, w, retain_graph=True)
-        w_new = g + jw
-        step = float(torch.linalg.vector_norm(w_new - w))
-        w = w_new
-        if step <= tol * gnorm:
-            (jw,) = torch.autograd.grad(f_in, z_in, w, retain_graph=True)
-            res = float(torch.linalg.vector_norm(w - jw - g)) / gnorm
-            return w, k, res, True
-    (jw,) = torch.autograd.grad(f_in, z_in, w, retain_graph=True)
-    res = float(torch.linalg.vector_norm(w - jw - g)) / gnorm
-    return w, max_iter, res, res <= tol
+class _Layer:
+    """One implicit layer call: ``F`` on flat vectors, the forward solve and the gradient."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        fn: Callable[..., Tree],
+        z0: Tree,
+        args: Sequence[Any],
+        options: ImplicitOptions | None,
+        overrides: dict[str, Any],
+    ) -> None:
+        self.problem = problem
+        self.fixed = problem is Problem.FIXED_POINT
+        self.fn, self.args = fn, tuple(args)
+        self.pack = _Packing(z0)
+        self.eps = float(torch.finfo(self.pack.dtype).eps)
+        self.opts = _options(options, overrides, fixed=self.fixed, eps=self.eps)
+        self.info = ImplicitInfo(
+            problem,
+            self.opts,
+            dtype_name(self.eps),
+            IterationReport(0, math.nan, math.nan, math.nan, 0, math.nan, 0),
+        )
+
+    # --- flat maps -------------------------------------------------------------------------
+    def call(self, x: Tensor) -> Tensor:
+        """``f`` (fixed point) or ``F`` (root) on a flat vector."""
+        return self.pack.flat(self.fn(self.pack.unflat(x), *self.args))
+
+    def residual_map(self, x: Tensor) -> Tensor:
+        """``F(z)``: ``z - f(z)`` for a fixed point."""
+        return x - self.call(x) if self.fixed else self.call(x)
+
+    # --- forward ---------------------------------------------------------------------------
+    def forward(self, z0: Tree) -> Tensor:
+        x0 = self.pack.flat(z0).detach()
+        what = "f(z0, *args)" if self.fixed else "F(z0, *args)"
+        with torch.no_grad():
+            out0 = self.fn(self.pack.unflat(x0), *self.args)
+            self.pack.check(out0, what)
+            y0 = self.pack.flat(out0)
+            track = _Tracker(float(self.opts.tol), self.eps)  # type: ignore[arg-type]
+            max_iter = int(self.opts.max_iter)  # type: ignore[arg-type]
+            if self.opts.solver is ForwardSolver.ITERATION:
+                z = _iterate(self.call, x0, y0, max_iter, track)
+            elif self.opts.solver is ForwardSolver.ANDERSON:
+                reg = float(self.opts.regularization)  # type: ignore[arg-type]
+                z = _anderson(self.call, x0, y0, max_iter, self.opts.memory, reg, track)
+            else:
+                z = self._root(x0, y0, track)
+        self.info.forward = track.report()
+        if not bool(self.info.forward.converged):
+            message = failure_message(
+                self.info.forward, self.opts, self.problem, "forward", self.eps
+            )
+            _fail(message, self.opts.on_failure, stacklevel=4)  # type: ignore[arg-type]
+            if self.opts.on_failure is FailurePolicy.NAN:
+                z = torch.full_like(z, math.nan)
+        return z
+
+    def _root(self, x: Tensor, r: Tensor, track: _Tracker) -> Tensor:
+        """Newton (dense Jacobian, backtracking on ``||F||``) or good Broyden."""
+        newton = self.opts.solver is ForwardSolver.NEWTON
+        H = None if newton else torch.linalg.pinv(self._jacobian(x))
+        norm = _norm(r)
+        stop = track.add(norm, 1.0 + _norm(x))
+        while not stop and track.k < int(self.opts.max_iter):  # type: ignore[arg-type]
+            if H is None:
+                step = -torch.linalg.lstsq(self._jacobian(x), r[:, None]).solution[:, 0]
+            else:
+                step = -(H @ r)
+            alpha = 1.0
+            while True:
+                x_new = x + alpha * step
+                r_new = self.call(x_new)
+                new = _norm(r_new)
+                if new < norm or alpha < 1e-4:
+                    break
+                alpha *= 0.5
+            if H is not None:
+                s, y = x_new - x, r_new - r
+                Hy = H @ y
+                denom = s @ Hy
+                if abs(float(denom)) > 1e-300:
+                    H = H + torch.outer(s - Hy, s @ H) / denom
+            x, r, norm = x_new, r_new, new
+            stop = track.add(norm, 1.0 + _norm(x))
+        return x
+
+    def _jacobian(self, x: Tensor) -> Tensor:
+        with torch.enable_grad():
+            return torch.autograd.functional.jacobian(self.call, x)  # type: ignore[return-value]
+
+    # --- gradients -------------------------------------------------------------------------
+    def implicit(self, z: Tensor) -> Tensor:
+        """``z`` with the implicit gradient attached (value unchanged)."""
+        with torch.enable_grad():
+            F_star = self.residual_map(z.detach())  # graph to the parameters only
+        if not F_star.requires_grad:
+            return z
+        out = z.detach() - (F_star - F_star.detach())  # value z*; gradient -J_args F' w
+
+        def hook(grad: Tensor | None) -> Tensor | None:
+            if grad is None:
+                return None
+            z_in = z.detach().clone().requires_grad_()
+            with torch.enable_grad():
+                F_in = self.residual_map(z_in)
+
+            def vjp(w: Tensor) -> Tensor:
+                (jw,) = torch.autograd.grad(F_in, z_in, w, retain_graph=True)
+                return jw
+
+            return self._adjoint(vjp, grad.detach(), F_in, z_in)
+
+        out.register_hook(hook)
+        return out
+
+    def _adjoint(
+        self, vjp: Callable[[Tensor], Tensor], g: Tensor, F_in: Tensor, z_in: Tensor
+    ) -> Tensor:
+        """Solve ``J_z F' w = g``."""
+        opts = self.opts
+        method = opts.backward_solver
+        tol, max_iter = float(opts.backward_tol), int(opts.backward_max_iter)  # type: ignore[arg-type]
+        gnorm = max(_norm(g), torch.finfo(g.dtype).tiny)
+        track = _Tracker(tol, self.eps)
+        rho: float | None = None
+        if not bool(torch.isfinite(g).all()):
+            raise ConvergenceError(
+                f"the cotangent reaching the {self.problem.value} layer is not finite: "
+                "the loss or a later layer produced NaN/Inf"
+            )
+        if method is BackwardSolver.FIXED_POINT:
+            w = g
+            for _ in range(max_iter):
+                r = g - vjp(w)
+                stop = track.add(_norm(r), gnorm)
+                if track.k >= 2 and self.fixed and track.previous > 0:
+                    rho = track.r / track.previous  # residuals follow r <- J_z f' r
+                if stop:
+                    break
+                w = w + r
+        elif method is BackwardSolver.ANDERSON:
+            step = lambda w: w + g - vjp(w)  # noqa: E731
+            reg = float(opts.regularization)  # type: ignore[arg-type]
+            w = _anderson(step, g, step(g), max_iter, opts.memory, reg, track, gnorm)
+        elif method is BackwardSolver.DENSE:
+            eye = torch.eye(g.numel(), dtype=g.dtype, device=g.device)
+            (J,) = torch.autograd.grad(F_in, z_in, eye, retain_graph=True, is_grads_batched=True)
+            w = torch.linalg.solve(J.T, g)
+            track.add(_norm(vjp(w) - g), gnorm)
+        else:
+
+            def apply(v: np.ndarray) -> np.ndarray:
+                vt = torch.as_tensor(v, dtype=g.dtype, device=g.device)
+                return vjp(vt).to(torch.float64).cpu().numpy()
+
+            rhs = g.to(torch.float64).cpu().numpy()
+            w_np, its, res = solve_linear(apply, rhs, method=method, tol=tol, max_iter=max_iter)  # type: ignore[arg-type]
+            w = torch.as_tensor(w_np, dtype=g.dtype, device=g.device)
+            track.add(res * gnorm, gnorm)
+            track.k = track.k_best = its
+        report = track.report()
+        if report.status != ImplicitStatus.CONVERGED and self.fixed and rho is None:
+            rho = _power_iteration(lambda v: v - vjp(v), g)
+        self.info.backward, self.info.spectral_radius = report, rho
+        if report.status != ImplicitStatus.CONVERGED:
+            message = failure_message(
+                report, opts, self.problem, "backward", self.eps, spectral_radius=rho
+            )
+            _fail(message, opts.on_failure, stacklevel=2)  # type: ignore[arg-type]
+            if opts.on_failure is FailurePolicy.NAN:
+                w = torch.full_like(w, math.nan)
+        return w
+
+    def phantom(self, z: Tensor) -> Tensor:
+        """``z`` with the phantom gradient attached (value unchanged; inexact)."""
+        d = self.opts.phantom_damping
+        with torch.enable_grad():
+            x = z.detach()
+            for _ in range(self.opts.phantom_steps):
+                x = x - d * self.residual_map(x)
+        return z.detach() + (x - x.detach())
+
+    def unroll(self, z0: Tree) -> Tensor:
+        """Autograd through exactly ``max_iter`` plain iterations from ``z0``."""
+        x = self.pack.flat(z0)
+        self.pack.check(self.fn(self.pack.unflat(x.detach()), *self.args), "f(z0, *args)")
+        x0 = first = last = x.detach()
+        for k in range(int(self.opts.max_iter)):  # type: ignore[arg-type]
+            last, x = x, self.call(x)
+            if k == 0:
+                first = x.detach() - x0
+        track = _Tracker(float(self.opts.tol), self.eps)  # type: ignore[arg-type]
+        track.add(_norm(first), 1.0 + _norm(x0))
+        if self.opts.max_iter > 1:  # type: ignore[operator]
+            last = last.detach()
+            track.add(_norm(x.detach() - last), 1.0 + _norm(last))
+            track.k = int(self.opts.max_iter)  # type: ignore[arg-type]
+        self.info.forward = track.report()
+        if not bool(self.info.forward.converged):
+            message = failure_message(
+                self.info.forward, self.opts, self.problem, "forward", self.eps
+            )
+            _fail(message, self.opts.on_failure, stacklevel=4)  # type: ignore[arg-type]
+            if self.opts.on_failure is FailurePolicy.NAN:
+                x = x * math.nan
+        return x
+
+
+def _power_iteration(
+    apply: Callable[[Tensor], Tensor], like: Tensor, iterations: int = 30
+) -> float:
+    """Spectral radius of ``M`` from products ``M v`` (here ``J_z f' v``), for messages."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    v = torch.randn(like.numel(), generator=gen, dtype=like.dtype).to(like.device)
+    v = v / torch.linalg.vector_norm(v)
+    estimate = 0.0
+    for _ in range(iterations):
+        u = apply(v)
+        estimate = _norm(u)
+        if estimate == 0.0 or not math.isfinite(estimate):
+            break
+        v = u / estimate
+    return estimate
+
+
+def _run(layer: _Layer, z0: Tree, return_info: bool) -> Any:
+    if layer.opts.gradient is Gradient.UNROLL:
+        z = layer.unroll(z0)
+    else:
+        z = layer.forward(z0)
+        if torch.is_grad_enabled():
+            z = layer.phantom(z) if layer.opts.gradient is Gradient.PHANTOM else layer.implicit(z)
+    out = layer.pack.unflat(z)
+    return (out, layer.info) if return_info else out
 
 
 def fixed_point(
-    f: Callable[..., Tensor],
-    z0: Tensor,
+    f: Callable[..., Tree],
+    z0: Tree,
     *args: Any,
-    solver: str = "anderson",
-    tol: float = 1e-8,
-    max_iter: int = 500,
-    memory: int = 5,
-    backward: str = "implicit",
-    backward_solver: str = "fixed_point",
+    solver: ForwardSolver | str | None = None,
+    tol: float | None = None,
+    max_iter: int | None = None,
+    memory: int | None = None,
+    gradient: Gradient | str | None = None,
+    backward_solver: BackwardSolver | str | None = None,
     backward_tol: float | None = None,
     backward_max_iter: int | None = None,
-    spectral_radius_iterations: int = 10,
-    on_failure: str = "raise",
+    phantom_steps: int | None = None,
+    phantom_damping: float | None = None,
+    on_failure: FailurePolicy | str | None = None,
+    options: ImplicitOptions | None = None,
     return_info: bool = False,
 ) -> Any:
     r"""A fixed point ``z* = f(z*, *args)``, differentiable in ``args`` and in every tensor
     ``f`` closes over (e.g. the weights of ``torch.nn`` modules).
 
-    Forward: ``solver="anderson"`` (default) or ``"iteration"`` from ``z0``, without building
-    a graph, until ``||f(z) - z|| <= tol (1 + ||z||)``.  Backward (``backward="implicit"``):
-    with ``J = J_z f(z*)`` the vector-Jacobian products autograd gives, solve
-    ``(I - J)' w = g`` matrix-free (``backward_solver``: ``"fixed_point"``, ``"gmres"`` or
-    ``"bicgstab"``), then propagate ``w`` through one application of ``f``.  No unrolling;
-    ``backward="unroll"`` differentiates through the forward iterations instead, for
-    comparison.
+    The root of ``F(z) = z - f(z)`` (see :func:`root_find`).  ``z0`` is a tensor or a
+    tuple/list of tensors, and ``f`` returns the same structure, shapes and dtype.  The
+    keyword arguments are the fields of :class:`cvximplicit.ImplicitOptions` (their
+    defaults depend on the dtype of ``z0``) and override ``options``.
 
-    Why this is valid at kinks: autograd's VJPs of ``relu``, ``abs``, ``max`` ... are
-    elements of a conservative Jacobian, and by the nonsmooth implicit function theorem
-    ``-B^{-1} A`` built from any such element (here ``B = I - J``) is a conservative Jacobian
-    of ``z*``: a legitimate gradient for first-order training, provided every such ``B`` is
-    invertible.  When ``f`` is a contraction for every Jacobian element (e.g.
-    ``relu(W z + U x)`` with ``||W||_2 < 1``) this holds and the backward fixed-point
-    iteration converges.
+    Forward: Anderson acceleration (default) or plain iteration, without a graph, until
+    ``||f(z) - z|| <= tol (1 + ||z||)``; ``tol`` defaults to ``max(100 eps, 1e-8)`` (1.2e-5
+    in float32, 1e-8 in float64).  Backward (``gradient="implicit"``): with ``J = J_z f(z*)``
+    the vector-Jacobian products autograd gives, solve ``(I - J)' w = g`` matrix-free
+    (``backward_solver``: ``"anderson"`` by default, ``"fixed_point"``, ``"gmres"``,
+    ``"bicgstab"`` or ``"dense"``) and propagate ``w`` through one application of ``f``.
+    Memory does not grow with the iterations.  ``gradient="phantom"`` is a cheaper
+    **inexact** gradient (``phantom_steps`` damped steps from ``z*``), ``"unroll"``
+    differentiates ``max_iter`` plain iterations, for comparison.
 
-    Failures: if the forward or backward iteration does not reach its tolerance,
-    ``on_failure="raise"`` (default) raises :class:`cvximplicit.ConvergenceError` (the
-    backward message includes a power-iteration estimate of the spectral radius of ``J``),
-    ``"warn"`` warns with :class:`cvximplicit.ConvergenceWarning` and returns the last
-    iterate.  ``spectral_radius_iterations`` (default 10; 0 disables) power-iteration steps on
-    VJPs estimate the spectral radius of ``J`` in every backward pass (at least 20 when the
-    backward solve failed, for the error message).  With ``return_info=True`` the result is
-    ``(z, info)``, an
-    :class:`~cvximplicit.ImplicitInfo` whose backward fields are filled when the backward
-    pass runs.
+    Why this is valid at kinks: autograd's VJPs of ``relu``, ``abs``, ``max`` ... are elements
+    of a conservative Jacobian, and by the nonsmooth implicit function theorem ``-B^{-1} A``
+    built from any such element (here ``B = I - J``) is a conservative Jacobian of ``z*``,
+    provided every such ``B`` is invertible (e.g. ``relu(W z + U x)`` with ``||W||_2 < 1``).
+
+    Failures (``on_failure="raise"``, the default): a solve that misses its tolerance raises
+    :class:`cvximplicit.ConvergenceError` saying why (the dtype's precision floor,
+    divergence, a stall, slow contraction; backward: the spectral radius of ``J``) and which
+    option fixes it; ``"warn"`` warns and returns the last iterate, ``"nan"`` returns NaN.
+    ``return_info=True`` returns ``(z, info)``, an :class:`cvximplicit.ImplicitInfo` whose
+    backward fields are filled when the backward pass runs.
 
     Example:
         >>> import torch
@@ -167,92 +505,50 @@ def fixed_point(
         >>> torch.round(x.grad, decimals=6)  # dz/dx = (I - W)^{-1} = 2 I
         tensor([2., 2., 2.], dtype=torch.float64)
     """
-    if on_failure not in ("raise", "warn"):
-        raise ValueError(f"on_failure must be 'raise' or 'warn', got {on_failure!r}")
-    info = ImplicitInfo(forward_method=solver)
-    if backward == "unroll":
-        f_z = lambda z: f(z, *args)  # noqa: E731
-        z, k, res, ok = _forward(f_z, z0, solver, tol, max_iter, memory)
-        info.forward_iterations, info.forward_residual, info.forward_converged = k, res, ok
-        if not ok:
-            _fail(
-                f"fixed_point did not converge: residual {res:.2e} after {k} iterations", on_failure
-            )
-        return (z, info) if return_info else z
-    if backward != "implicit":
-        raise ValueError(f"backward must be 'implicit' or 'unroll', got {backward!r}")
-    with torch.no_grad():
-        z_star, k, res, ok = _forward(
-            lambda z: f(z, *args), z0.detach(), solver, tol, max_iter, memory
-        )
-    info.forward_iterations, info.forward_residual, info.forward_converged = k, res, ok
-    if not ok:
-        _fail(
-            f"fixed_point did not converge: residual {res:.2e} after {k} iterations "
-            f"({solver}); increase max_iter or check that f is a contraction",
-            on_failure,
-        )
-    if not torch.is_grad_enabled():
-        return (z_star, info) if return_info else z_star
-    z_star = z_star.detach()
-    z_out = f(z_star, *args)  # one differentiable application: connects z* to the parameters
-    if not z_out.requires_grad:
-        return (z_out, info) if return_info else z_out
-    z_in = z_star.clone().requires_grad_()
-    with torch.enable_grad():
-        f_in = f(z_in, *args)
-    b_tol = tol if backward_tol is None else backward_tol
-    b_iter = max_iter if backward_max_iter is None else backward_max_iter
-
-    def hook(grad: Tensor) -> Tensor:
-        apply = _numpy_vjp(f_in, z_in)
-        g = grad.detach().reshape(-1).to(torch.float64).cpu().numpy()
-        if backward_solver == "fixed_point":  # in torch: no host round trips per iteration
-            w_t, its, rres, conv = _torch_fixed_point_adjoint(f_in, z_in, grad, b_tol, b_iter)
-            w = w_t.reshape(-1).to(torch.float64).cpu().numpy()
-        else:
-            w, its, rres, conv = solve_linear(
-                apply, g, method=backward_solver, fixed_point=True, tol=b_tol, max_iter=b_iter
-            )
-        info.backward_method, info.backward_iterations = backward_solver, its
-        info.backward_residual, info.backward_converged = rres, conv
-        if spectral_radius_iterations or not conv:
-            iters = spectral_radius_iterations if conv else max(spectral_radius_iterations, 20)
-            info.spectral_radius = spectral_radius(apply, g.size, iterations=iters)
-        if not conv:
-            _fail(
-                f"fixed_point backward solve did not converge ({backward_solver}: residual "
-                f"{rres:.2e} after {its} iterations); estimated spectral radius of J_z f is "
-                f"{info.spectral_radius:.3f} (it must be below 1 for I - J_z f to be safely "
-                "invertible and for the 'fixed_point' backward solver to converge)",
-                on_failure,
-            )
-        return torch.as_tensor(w, dtype=grad.dtype, device=grad.device).reshape(grad.shape)
-
-    z_out.register_hook(hook)
-    return (z_out, info) if return_info else z_out
+    overrides = dict(
+        solver=solver,
+        tol=tol,
+        max_iter=max_iter,
+        memory=memory,
+        gradient=gradient,
+        backward_solver=backward_solver,
+        backward_tol=backward_tol,
+        backward_max_iter=backward_max_iter,
+        phantom_steps=phantom_steps,
+        phantom_damping=phantom_damping,
+        on_failure=on_failure,
+    )
+    layer = _Layer(Problem.FIXED_POINT, f, z0, args, options, overrides)
+    return _run(layer, z0, return_info)
 
 
 def root_find(
-    F: Callable[..., Tensor],
-    z0: Tensor,
+    F: Callable[..., Tree],
+    z0: Tree,
     *args: Any,
-    solver: str = "newton",
-    tol: float = 1e-10,
-    max_iter: int = 100,
-    backward_solver: str = "gmres",
+    solver: ForwardSolver | str | None = None,
+    tol: float | None = None,
+    max_iter: int | None = None,
+    gradient: Gradient | str | None = None,
+    backward_solver: BackwardSolver | str | None = None,
     backward_tol: float | None = None,
     backward_max_iter: int | None = None,
-    on_failure: str = "raise",
+    phantom_steps: int | None = None,
+    phantom_damping: float | None = None,
+    on_failure: FailurePolicy | str | None = None,
+    options: ImplicitOptions | None = None,
     return_info: bool = False,
 ) -> Any:
     r"""A root ``F(z*, *args) = 0``, differentiable in ``args`` and in tensors ``F`` closes over.
 
-    Forward: ``solver="newton"`` (dense Jacobian from autograd, backtracking on ``||F||``) or
-    ``"broyden"`` (good Broyden on the inverse Jacobian), until ``||F|| <= tol``.  Backward:
-    solve ``J_z F' w = g`` matrix-free with VJPs of ``F`` (``backward_solver="gmres"`` or
-    ``"bicgstab"``) and return ``-J_args F' w``: the implicit function theorem with
-    ``B = J_z F`` (any element of its conservative Jacobian, as autograd returns at kinks).
+    Forward: ``solver="newton"`` (default; dense Jacobian from autograd, backtracking on
+    ``||F||``) or ``"broyden"``, until ``||F(z)|| <= tol (1 + ||z||)``.  Backward: solve
+    ``J_z F' w = g`` with VJPs of ``F`` (``backward_solver="gmres"`` by default, or
+    ``"bicgstab"``, ``"dense"``, ``"fixed_point"``, ``"anderson"``) and return
+    ``-J_args F' w``: the implicit function theorem with ``B = J_z F`` (any element of its
+    conservative Jacobian, as autograd returns at kinks).  Options, tuples of tensors,
+    failures and ``return_info`` as in :func:`fixed_point` (``gradient="unroll"`` is for
+    fixed points only).
 
     Example:
         >>> import torch
@@ -262,82 +558,52 @@ def root_find(
         >>> z.backward(); round(float(x.grad), 6)  # dz/dx = 1 / (3 z^2 + 1) at z = 1
         0.25
     """
-    if on_failure not in ("raise", "warn"):
-        raise ValueError(f"on_failure must be 'raise' or 'warn', got {on_failure!r}")
-    info = ImplicitInfo(forward_method=solver)
-    shape = z0.shape
+    overrides = dict(
+        solver=solver,
+        tol=tol,
+        max_iter=max_iter,
+        gradient=gradient,
+        backward_solver=backward_solver,
+        backward_tol=backward_tol,
+        backward_max_iter=backward_max_iter,
+        phantom_steps=phantom_steps,
+        phantom_damping=phantom_damping,
+        on_failure=on_failure,
+    )
+    layer = _Layer(Problem.ROOT, F, z0, args, options, overrides)
+    return _run(layer, z0, return_info)
 
-    def flat_F(z: Tensor) -> Tensor:
-        return F(z.reshape(shape), *args).reshape(-1)
 
-    with torch.no_grad():
-        z = z0.detach().reshape(-1).clone()
-        r = flat_F(z)
-        norm = float(torch.linalg.vector_norm(r))
-        H: Tensor | None = None
-        k = 0
-        while k < max_iter and norm > tol:
-            k += 1
-            if solver == "newton":
-                with torch.enable_grad():
-                    J = torch.autograd.functional.jacobian(flat_F, z)
-                step = -torch.linalg.lstsq(J, r[:, None]).solution[:, 0]
-            elif solver == "broyden":
-                if H is None:
-                    with torch.enable_grad():
-                        J = torch.autograd.functional.jacobian(flat_F, z)
-                    H = torch.linalg.pinv(J)
-                assert H is not None
-                step = -(H @ r)
-            else:
-                raise ValueError(f"unknown root solver {solver!r}; choose 'newton' or 'broyden'")
-            alpha = 1.0
-            while True:
-                z_new = z + alpha * step
-                r_new = flat_F(z_new)
-                new = float(torch.linalg.vector_norm(r_new))
-                if new < norm or alpha < 1e-4:
-                    break
-                alpha *= 0.5
-            if solver == "broyden" and H is not None:
-                s, y = z_new - z, r_new - r
-                Hy = H @ y
-                denom = s @ Hy
-                if abs(float(denom)) > 1e-300:
-                    H = H + torch.outer(s - Hy, s @ H) / denom
-            z, r, norm = z_new, r_new, new
-        ok = norm <= tol
-    info.forward_iterations, info.forward_residual, info.forward_converged = k, norm, ok
-    if not ok:
-        _fail(f"root_find did not converge: ||F|| = {norm:.2e} after {k} iterations", on_failure)
-    z_star = z.reshape(shape)
-    if not torch.is_grad_enabled():
-        return (z_star, info) if return_info else z_star
-    z_in = z_star.clone().requires_grad_()
+def jacobian_penalty(
+    f: Callable[..., Tree],
+    z: Tree,
+    *args: Any,
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""A stochastic estimate of ``||J_z f(z, *args)||_F^2``, differentiable in the parameters:
+    Jacobian regularisation for equilibrium models (Bai, Koltun and Kolter, 2021).
+
+    Adding ``gamma * jacobian_penalty(f, z_star.detach(), x)`` to the loss keeps ``f``
+    contractive (a small spectral radius of ``J_z f``: fewer forward and backward iterations,
+    a safely invertible ``I - J_z f``).  **Inexact by design**: Hutchinson's estimator
+    ``mean_i ||J' v_i||^2`` over ``samples`` Gaussian vectors ``v_i`` is unbiased for the
+    squared Frobenius norm (its gradient for the norm's gradient), with a variance that
+    falls like ``1 / samples``.  It changes the training objective, not the layer's gradient.
+
+    Example:
+        >>> import torch
+        >>> from cvximplicit.torch import jacobian_penalty
+        >>> W = torch.full((4, 4), 0.1, requires_grad=True)
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> p = jacobian_penalty(lambda z: W @ z, torch.ones(4), samples=4000, generator=gen)
+        >>> round(p.item(), 1)  # ||W||_F^2 = 0.16
+        0.2
+    """
+    pack = _Packing(z)
+    x = pack.flat(z).detach().requires_grad_()
     with torch.enable_grad():
-        F_in = F(z_in, *args)
-    F_star = F(z_star, *args)
-    z_out = z_star - (F_star - F_star.detach())  # value exactly z*; gradient -J_args F' w
-    if not z_out.requires_grad:
-        return (z_star, info) if return_info else z_star
-    b_tol = 1e-12 if backward_tol is None else backward_tol
-    b_iter = 10 * z_star.numel() if backward_max_iter is None else backward_max_iter
-
-    def hook(grad: Tensor) -> Tensor:
-        apply = _numpy_vjp(F_in, z_in)
-        g = grad.detach().reshape(-1).to(torch.float64).cpu().numpy()
-        w, its, rres, conv = solve_linear(
-            apply, g, method=backward_solver, fixed_point=False, tol=b_tol, max_iter=b_iter
-        )
-        info.backward_method, info.backward_iterations = backward_solver, its
-        info.backward_residual, info.backward_converged = rres, conv
-        if not conv:
-            _fail(
-                f"root_find backward solve did not converge ({backward_solver}: residual "
-                f"{rres:.2e}); J_z F may be singular at the root",
-                on_failure,
-            )
-        return torch.as_tensor(w, dtype=grad.dtype, device=grad.device).reshape(grad.shape)
-
-    z_out.register_hook(hook)
-    return (z_out, info) if return_info else z_out
+        fx = pack.flat(f(pack.unflat(x), *args))
+        v = torch.randn((samples, x.numel()), generator=generator, dtype=x.dtype).to(x.device)
+        (jv,) = torch.autograd.grad(fx, x, v, create_graph=True, is_grads_batched=True)
+    return (jv**2).sum() / samples
