@@ -284,7 +284,7 @@ def test_geometric_program_errors():
         ci.compile(family.problem, family.parameters, [family.problem.constraints[0]], gp=True)
     x, a = cp.Variable(pos=True), cp.Parameter(pos=True)
     not_dgp = cp.Problem(cp.Minimize(x - a), [x >= 1])
-    with pytest.raises(ci.NonDPPError):
+    with pytest.raises(ci.NonDCPError, match="not a disciplined geometric program"):
         ci.compile(not_dgp, [a], [x], gp=True)
 
 
