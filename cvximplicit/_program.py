@@ -250,7 +250,8 @@ class Program:
             executor: any :class:`concurrent.futures.Executor` (threads, processes, a Dask
                 client's executor, ...): the batch is cut into one chunk per CPU and each
                 chunk runs the vectorised path on a worker.  Results equal the local path's.
-            solver, solver_args: as in :meth:`solve`.
+            solver: as in :meth:`solve`.
+            solver_args: as in :meth:`solve`.
             on_failure: ``"raise"`` (default): the first failed element's error is raised,
                 with ``batch_index`` naming it.  ``"nan"``: failed elements (infeasible,
                 unbounded, solver failure) get NaN values and contribute zero to

@@ -591,7 +591,8 @@ class ImplicitLassoCV(_ImplicitTuner):
         n_starts: refine from the ``n_starts`` best local minima of the coarse path, each
             within its neighbours on the path (the criterion is nonconvex).
         eps: the searched range is ``[eps * alpha_max, alpha_max]``.
-        max_iter, tol_outer: outer iterations and relative-change stopping rule.
+        max_iter: outer iterations.
+        tol_outer: relative-change stopping rule of the outer iterations.
         verbose: show a progress bar over criterion evaluations (``tqdm``).
         tol: inner coordinate-descent tolerance (solutions are then polished exactly).
 

@@ -134,7 +134,9 @@ class CvxpyLayer(torch.nn.Module):
         verbose: print solver output.
         canon_backend: accepted for compatibility with cvxpylayers and ignored.
         solver_args: default solver settings, overridable per call.
-        kink, polish, strict: see :func:`cvximplicit.compile`.
+        kink: see :func:`cvximplicit.compile`.
+        polish: see :func:`cvximplicit.compile`.
+        strict: see :func:`cvximplicit.compile`.
         executor: a ``concurrent.futures.Executor`` for batched solves (default: threads).
         warm_start: start every call from the previous call's solution (see
             :meth:`forward`); off by default.
