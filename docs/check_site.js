@@ -32,7 +32,8 @@
       }
       const overflowX = getComputedStyle(child).overflowX;
       const hidden = child.scrollWidth > child.clientWidth + 1;
-      if (overflowX !== "visible" && hidden) {
+      if (overflowX !== "visible") {  // clips its content: what is inside cannot stick out
+        if (!hidden) continue;
         const code = child.tagName === "CODE" && child.parentElement.tagName === "PRE";
         if (code && FIT_CODE && window.innerWidth >= 1000)
           problems.push(`code block needs sideways scrolling (${child.scrollWidth} px in ${child.clientWidth} px): ${say(child)}`);
@@ -40,7 +41,7 @@
           problems.push(`${say(child)} cuts off ${child.scrollWidth - child.clientWidth} px`);
         else if (!scrollsVisibly(child))
           problems.push(`${say(child)} hides ${child.scrollWidth - child.clientWidth} px with no scrollbar or scroll shadow`);
-        continue;  // what is inside a scroll container is that container's business
+        continue;
       }
       visit(child);
     }
