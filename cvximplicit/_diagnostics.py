@@ -67,15 +67,15 @@ class Timings:
 
 @dataclasses.dataclass
 class Diagnostics:
-    """Report of one solve: the solver, the polishing and the derivative system.
+    r"""Report of one solve: the solver, the polishing and the derivative system.
 
     Attributes:
         status: normalised solver status.
         solver: the solver's name; ``raw_status`` its own status string.
         iterations: solver iterations; ``solve_time``: solver seconds.
-        residual_before_polish: ``||F(x, v)||`` at the solver's point.
-        residual: ``||F(x, v)||`` at the returned point (after polishing).
-        relative_residual: ``max_i |F_i| / (1 + |terms_i|)`` at the returned point (see
+        residual_before_polish: $\|F(x, v)\|$ at the solver's point.
+        residual: $\|F(x, v)\|$ at the returned point (after polishing).
+        relative_residual: $\max_i |F_i| / (1 + |\mathrm{terms}_i|)$ at the returned point (see
             :class:`~cvximplicit.Tolerances`).
         certified: whether ``relative_residual <= Tolerances.certify``.
         retried: whether the solve was retried with tighter solver settings because the

@@ -37,8 +37,8 @@ BACKWARD_METHODS = ("fixed_point", "gmres", "bicgstab")
 class ImplicitInfo:
     """What the forward and backward solves of an implicit layer did.
 
-    ``spectral_radius`` estimates the spectral radius of ``J_z f`` (fixed points; below one
-    means the backward fixed-point iteration converges and ``I - J_z f`` is invertible) and is
+    ``spectral_radius`` estimates the spectral radius of $J_z f$ (fixed points; below one
+    means the backward fixed-point iteration converges and $I - J_z f$ is invertible) and is
     computed when the backward pass runs, or on request.
     """
 

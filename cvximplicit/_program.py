@@ -1010,14 +1010,15 @@ def compile(
 
     The problem is canonicalised once to
 
-    .. math::
-        \min_x \tfrac12 x^\top P x + c^\top x \quad \text{s.t.}\quad Ax + s = b,\ s \in K
+    $$
+    \min_x \tfrac12 x^\top P x + c^\top x \quad \text{s.t.}\quad Ax + s = b,\ s \in K
+    $$
 
-    with ``(P, A, b, c)`` an affine function of the parameters (the quadratic objective is
+    with $(P, A, b, c)$ an affine function of the parameters (the quadratic objective is
     kept, so QPs are differentiated exactly).  Each solve is followed by semismooth Newton
-    polishing on the normal-map residual ``F`` and derivatives come from the nonsmooth
-    implicit function theorem: ``J = -B^{-1} dF/dtheta`` with ``B`` one element of the
-    conservative Jacobian of ``F`` in ``(x, v)``, chosen at kinks by ``kink``.
+    polishing on the normal-map residual $F$ and derivatives come from the nonsmooth
+    implicit function theorem: $J = -B^{-1} \partial F/\partial\theta$ with $B$ one element of
+    the conservative Jacobian of $F$ in $(x, v)$, chosen at kinks by ``kink``.
 
     Args:
         problem: a DPP ``cvxpy.Problem`` (``quad_form(x, Q)`` with a PSD parameter ``Q`` in

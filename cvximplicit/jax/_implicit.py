@@ -122,25 +122,26 @@ def fixed_point(
     return_info: bool = False,
     backward: str = "implicit",
 ) -> Any:
-    r"""A fixed point ``z* = f(z*, *args)``, differentiable in ``args`` (any pytrees).
+    r"""A fixed point $z^\star = f(z^\star, \mathrm{args})$, differentiable in ``args`` (any
+    pytrees).
 
     ``f`` must be a pure function of ``(z, *args)``: pass parameters through ``args`` rather
     than closing over traced values.  Forward: ``jax.lax.while_loop`` with Anderson
     acceleration (``solver="anderson"``) or plain iteration, to
-    ``||f(z) - z|| <= tol (1 + ||z||)``.  Backward (a custom VJP): solve
-    ``(I - J_z f)' w = g`` with VJPs of ``f`` only (``backward_solver="fixed_point"``,
-    ``"gmres"`` or ``"bicgstab"``), then ``J_args f' w``.  At kinks of ``f`` (``relu``, ...)
-    JAX's VJPs are elements of a conservative Jacobian, which the nonsmooth implicit function
-    theorem turns into a valid conservative Jacobian of ``z*`` when ``I - J_z f`` is
-    invertible (e.g. ``f`` a contraction).
+    $\|f(z) - z\| \le \mathrm{tol}\,(1 + \|z\|)$.  Backward (a custom VJP): solve
+    $(I - J_z f)^\top w = g$ with VJPs of $f$ only (``backward_solver="fixed_point"``,
+    ``"gmres"`` or ``"bicgstab"``), then $(J_{\mathrm{args}} f)^\top w$.  At kinks of ``f``
+    (``relu``, ...) JAX's VJPs are elements of a conservative Jacobian, which the nonsmooth
+    implicit function theorem turns into a valid conservative Jacobian of $z^\star$ when
+    $I - J_z f$ is invertible (e.g. ``f`` a contraction).
 
     Works under ``jit``, ``vmap`` and ``grad``.  Non-convergence cannot raise inside a traced
     computation: with ``on_failure="nan"`` (default) a forward or backward solve that misses
     its tolerance returns NaN (values or gradients), so failures are never silent;
     ``"ignore"`` returns the last iterate.  ``return_info=True`` also returns
     ``{"iterations", "residual", "converged"}`` of the forward solve.  To check that
-    ``I - J_z f`` is safely invertible, :func:`spectral_radius` estimates the spectral radius
-    of ``J_z f`` at the solution.  ``backward="unroll"`` instead differentiates through
+    $I - J_z f$ is safely invertible, :func:`spectral_radius` estimates the spectral radius
+    of $J_z f$ at the solution.  ``backward="unroll"`` instead differentiates through
     ``max_iter`` plain iterations (``lax.fori_loop``), for comparison.
 
     Example:
@@ -219,13 +220,14 @@ def root_find(
     on_failure: str = "nan",
     return_info: bool = False,
 ) -> Any:
-    r"""A root ``F(z*, *args) = 0``, differentiable in ``args``, under ``jit``/``vmap``/``grad``.
+    r"""A root $F(z^\star, \mathrm{args}) = 0$, differentiable in ``args``, under
+    ``jit``/``vmap``/``grad``.
 
     Forward: Newton (``solver="newton"``, dense Jacobian by ``jax.jacfwd``, halving steps
-    until ``||F||`` decreases) or Broyden (``"broyden"``, inverse updates), to
-    ``||F|| <= tol``.  Backward: solve ``J_z F' w = g`` (``backward_solver="dense"``, or
-    matrix-free ``"gmres"``/``"bicgstab"``) and return ``-J_args F' w``.  Failures follow
-    ``on_failure`` as in :func:`fixed_point`.
+    until $\|F\|$ decreases) or Broyden (``"broyden"``, inverse updates), to
+    $\|F\| \le \mathrm{tol}$.  Backward: solve $(J_z F)^\top w = g$ (``backward_solver="dense"``,
+    or matrix-free ``"gmres"``/``"bicgstab"``) and return $-(J_{\mathrm{args}} F)^\top w$.
+    Failures follow ``on_failure`` as in :func:`fixed_point`.
 
     Example:
         >>> import jax, jax.numpy as jnp

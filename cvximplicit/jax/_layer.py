@@ -56,8 +56,8 @@ class CvxpyLayer:
     The solve and the derivatives run on the host through ``jax.pure_callback``, so the
     layer works under ``jax.jit``, ``jax.vmap`` (a batch of parameters reaches the core's
     batch path in one callback, not a Python loop of callbacks), ``jax.grad`` and
-    ``jax.vjp``.  Derivatives are exact: :math:`J^\top g` with
-    :math:`J = -B^{-1}\partial F/\partial\theta`, one factorization of ``B`` per solution,
+    ``jax.vjp``.  Derivatives are exact: $J^\top g$ with
+    $J = -B^{-1}\,\partial F/\partial\theta$, one factorization of $B$ per solution,
     reused by the backward pass.
 
     Forward mode: ``jax.jvp`` is not supported, because the layer registers a custom VJP

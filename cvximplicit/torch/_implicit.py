@@ -126,23 +126,23 @@ def fixed_point(
     on_failure: str = "raise",
     return_info: bool = False,
 ) -> Any:
-    r"""A fixed point ``z* = f(z*, *args)``, differentiable in ``args`` and in every tensor
-    ``f`` closes over (e.g. the weights of ``torch.nn`` modules).
+    r"""A fixed point $z^\star = f(z^\star, \mathrm{args})$, differentiable in ``args`` and in
+    every tensor ``f`` closes over (e.g. the weights of ``torch.nn`` modules).
 
     Forward: ``solver="anderson"`` (default) or ``"iteration"`` from ``z0``, without building
-    a graph, until ``||f(z) - z|| <= tol (1 + ||z||)``.  Backward (``backward="implicit"``):
-    with ``J = J_z f(z*)`` the vector-Jacobian products autograd gives, solve
-    ``(I - J)' w = g`` matrix-free (``backward_solver``: ``"fixed_point"``, ``"gmres"`` or
-    ``"bicgstab"``), then propagate ``w`` through one application of ``f``.  No unrolling;
-    ``backward="unroll"`` differentiates through the forward iterations instead, for
-    comparison.
+    a graph, until $\|f(z) - z\| \le \mathrm{tol}\,(1 + \|z\|)$.  Backward
+    (``backward="implicit"``): with $J = J_z f(z^\star)$ the vector-Jacobian products autograd
+    gives, solve $(I - J)^\top w = g$ matrix-free (``backward_solver``: ``"fixed_point"``,
+    ``"gmres"`` or ``"bicgstab"``), then propagate $w$ through one application of $f$.  No
+    unrolling; ``backward="unroll"`` differentiates through the forward iterations instead,
+    for comparison.
 
     Why this is valid at kinks: autograd's VJPs of ``relu``, ``abs``, ``max`` ... are
     elements of a conservative Jacobian, and by the nonsmooth implicit function theorem
-    ``-B^{-1} A`` built from any such element (here ``B = I - J``) is a conservative Jacobian
-    of ``z*``: a legitimate gradient for first-order training, provided every such ``B`` is
-    invertible.  When ``f`` is a contraction for every Jacobian element (e.g.
-    ``relu(W z + U x)`` with ``||W||_2 < 1``) this holds and the backward fixed-point
+    $-B^{-1} A$ built from any such element (here $B = I - J$) is a conservative Jacobian
+    of $z^\star$: a legitimate gradient for first-order training, provided every such $B$ is
+    invertible.  When $f$ is a contraction for every Jacobian element (e.g.
+    $\operatorname{relu}(Wz + Ux)$ with $\|W\|_2 < 1$) this holds and the backward fixed-point
     iteration converges.
 
     Failures: if the forward or backward iteration does not reach its tolerance,
@@ -246,13 +246,15 @@ def root_find(
     on_failure: str = "raise",
     return_info: bool = False,
 ) -> Any:
-    r"""A root ``F(z*, *args) = 0``, differentiable in ``args`` and in tensors ``F`` closes over.
+    r"""A root $F(z^\star, \mathrm{args}) = 0$, differentiable in ``args`` and in tensors ``F``
+    closes over.
 
-    Forward: ``solver="newton"`` (dense Jacobian from autograd, backtracking on ``||F||``) or
-    ``"broyden"`` (good Broyden on the inverse Jacobian), until ``||F|| <= tol``.  Backward:
-    solve ``J_z F' w = g`` matrix-free with VJPs of ``F`` (``backward_solver="gmres"`` or
-    ``"bicgstab"``) and return ``-J_args F' w``: the implicit function theorem with
-    ``B = J_z F`` (any element of its conservative Jacobian, as autograd returns at kinks).
+    Forward: ``solver="newton"`` (dense Jacobian from autograd, backtracking on $\|F\|$) or
+    ``"broyden"`` (good Broyden on the inverse Jacobian), until $\|F\| \le \mathrm{tol}$.
+    Backward: solve $(J_z F)^\top w = g$ matrix-free with VJPs of $F$
+    (``backward_solver="gmres"`` or ``"bicgstab"``) and return $-(J_{\mathrm{args}} F)^\top w$:
+    the implicit function theorem with $B = J_z F$ (any element of its conservative Jacobian,
+    as autograd returns at kinks).
 
     Example:
         >>> import torch

@@ -119,9 +119,9 @@ class CvxpyLayer(torch.nn.Module):
     A drop-in replacement for ``cvxpylayers.torch.CvxpyLayer``: the same constructor and call,
     with exact derivatives (quadratic objectives kept, solutions polished to machine
     precision, the nonsmooth implicit function theorem at kinks).  Forward:
-    :math:`x^\star(\theta)` for the problem's parameters :math:`\theta`; backward: the
-    vector-Jacobian product :math:`J^\top g` with :math:`J = -B^{-1}\,\partial F/\partial\theta`
-    from one factorization of ``B`` per solution; forward-mode AD (``torch.func.jvp``,
+    $x^\star(\theta)$ for the problem's parameters $\theta$; backward: the vector-Jacobian
+    product $J^\top g$ with $J = -B^{-1}\,\partial F/\partial\theta$ from one factorization of
+    $B$ per solution; forward-mode AD (``torch.func.jvp``,
     dual tensors) through the core's JVP.
 
     Args:
