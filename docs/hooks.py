@@ -63,7 +63,7 @@ def commit_date(path: Path) -> str | None:
 # --- benchmarks page -----------------------------------------------------------------------
 
 
-def benchmark_section(md: Path) -> str:
+def benchmark_section(md: Path, page: Page) -> str:
     lines = md.read_text().strip().splitlines()
     title = md.stem.replace("_", " ")
     if lines and lines[0].startswith("# "):
@@ -72,7 +72,8 @@ def benchmark_section(md: Path) -> str:
     out = [f"## {title} {{#{md.stem.replace('_', '-')}}}", ""]
     png = md.with_suffix(".png")
     if png.exists():
-        out += [f"![{title}](assets/results/{png.name})", ""]
+        up = "../" * page.file.src_uri.count("/")
+        out += [f"![{title}]({up}assets/results/{png.name})", ""]
     out += [body, ""]
     source = f"benchmarks/{md.stem}.py"
     where = [f"Produced by `python {source}`" if (ROOT / source).exists() else "Recorded"]
@@ -89,10 +90,9 @@ def benchmark_section(md: Path) -> str:
     return "\n".join(out)
 
 
-def benchmarks_markdown() -> str:
-    return "\n".join(
-        benchmark_section(md) for md in ordered(list(RESULTS.glob("*.md")), BENCHMARK_ORDER)
-    )
+def benchmarks_markdown(page: Page) -> str:
+    results = ordered(list(RESULTS.glob("*.md")), BENCHMARK_ORDER)
+    return "\n".join(benchmark_section(md, page) for md in results)
 
 
 # --- examples gallery ----------------------------------------------------------------------
@@ -244,8 +244,14 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    # <!-- benchmark: NAME --> on any page: that benchmark's section, as on the benchmarks page.
+    markdown = re.sub(
+        r"<!-- benchmark: (\w+) -->",
+        lambda m: benchmark_section(RESULTS / f"{m.group(1)}.md", page),
+        markdown,
+    )
     if page.file.src_uri == "benchmarks.md":
-        return markdown.replace("<!-- benchmark results -->", benchmarks_markdown())
+        return markdown.replace("<!-- benchmark results -->", benchmarks_markdown(page))
     if page.file.src_uri == "index.md":
         return markdown.replace("<!-- landing figure -->", landing_markdown())
     if page.file.src_uri == "examples.md":
