@@ -38,7 +38,7 @@ class Timings:
         factorization: factorizing ``B`` (in polishing and, once, for derivatives).
         total: the whole call, from parameter values to the returned solution.
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, numpy as np, cvximplicit as ci
         >>> x, b = cp.Variable(2), cp.Parameter(2)
         >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])

@@ -1048,7 +1048,7 @@ def compile(
         UnsupportedProblemError: integer variables, unsupported cones, or an output that is
             not part of the canonical problem.
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, numpy as np, cvximplicit as ci
         >>> x = cp.Variable(2); b = cp.Parameter(2)
         >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])

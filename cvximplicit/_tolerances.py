@@ -48,7 +48,7 @@ class Tolerances:
             data) is accepted only if it reaches ``target`` within this many steps; otherwise
             the solver runs (cold start).
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, cvximplicit as ci
         >>> x, b = cp.Variable(2), cp.Parameter(2)
         >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])

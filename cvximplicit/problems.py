@@ -4,7 +4,7 @@ Used by the tests, the examples and the benchmarks, and handy for trying a solve
 derivative setting on something realistic.  Each function returns a :class:`Family`: a
 CVXPY problem, its parameters, the outputs to differentiate and random parameter values.
 
-Example:
+Examples:
     >>> import cvximplicit as ci
     >>> fam = ci.problems.nnls(m=20, n=10, seed=0)
     >>> program = ci.compile(fam.problem, fam.parameters, fam.variables)

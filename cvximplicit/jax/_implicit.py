@@ -144,7 +144,7 @@ def fixed_point(
     of $J_z f$ at the solution.  ``backward="unroll"`` instead differentiates through
     ``max_iter`` plain iterations (``lax.fori_loop``), for comparison.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from cvximplicit.jax import fixed_point
         >>> f = lambda z, x: jax.nn.relu(0.5 * z + x)
@@ -229,7 +229,7 @@ def root_find(
     or matrix-free ``"gmres"``/``"bicgstab"``) and return $-(J_{\mathrm{args}} F)^\top w$.
     Failures follow ``on_failure`` as in :func:`fixed_point`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from cvximplicit.jax import root_find
         >>> z = lambda x: root_find(lambda z, x: z**3 + z - x, jnp.zeros(()), x)

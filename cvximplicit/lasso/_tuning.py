@@ -175,7 +175,7 @@ def hypergradient(
             pair is hold-out validation) or ``"sure"`` (Stein's unbiased risk estimate,
             ``sigma`` known or estimated by least squares).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from cvximplicit.lasso import hypergradient
         >>> rng = np.random.default_rng(0); X = rng.standard_normal((60, 8))
@@ -216,7 +216,7 @@ def criterion_path(
     (LARS-lasso homotopy), the breakpoints are merged and the global minimum is taken in
     closed form on each interval.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from cvximplicit.lasso import criterion_path, hypergradient
         >>> rng = np.random.default_rng(0); X = rng.standard_normal((60, 30))
@@ -612,7 +612,7 @@ class ImplicitLassoCV(_ImplicitTuner):
             kink), or ``None`` when a grid was used.
         n_iter_: number of exact criterion evaluations.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from cvximplicit.lasso import ImplicitLassoCV
         >>> rng = np.random.default_rng(0); X = rng.standard_normal((80, 10))

@@ -156,7 +156,7 @@ def fixed_point(
     :class:`~cvximplicit.ImplicitInfo` whose backward fields are filled when the backward
     pass runs.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from cvximplicit.torch import fixed_point
         >>> W = 0.5 * torch.eye(3, dtype=torch.float64)
@@ -256,7 +256,7 @@ def root_find(
     the implicit function theorem with $B = J_z F$ (any element of its conservative Jacobian,
     as autograd returns at kinks).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from cvximplicit.torch import root_find
         >>> x = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)

@@ -150,7 +150,7 @@ class CvxpyLayer(torch.nn.Module):
     dtype (float32 in, float32 out; the solve itself runs in float64) and the first
     parameter's device.  ``last_solution`` and ``last_diagnostics`` describe the last call.
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, torch
         >>> from cvximplicit.torch import CvxpyLayer
         >>> x = cp.Variable(2); A = cp.Parameter((3, 2)); b = cp.Parameter(3)
