@@ -1,7 +1,8 @@
 """MkDocs hooks: pages and figures generated at build time from committed results.
 
 * ``benchmarks.md``: every ``benchmarks/results/<name>.md``, each under one heading, its plot
-  ``<name>.png`` (when the benchmark writes one) first, then its tables, then where and when
+  first (``<name>.png`` when the benchmark draws one; otherwise, for the benchmarks in
+  ``PLOTTERS``, a plot drawn here from ``<name>.json``), then its tables, then where and when
   it was measured. A new result file appears without editing the page.
 * ``examples.md``: the gallery, one section per ``examples/*.py`` with the figures, run time
   and printed output recorded by ``make gallery`` (``docs/gen_gallery.py``) in
@@ -71,9 +72,12 @@ def benchmark_section(md: Path, page: Page) -> str:
     body = "\n".join("#" + line if line.startswith("## ") else line for line in lines).strip()
     out = [f"## {title} {{#{md.stem.replace('_', '-')}}}", ""]
     png = md.with_suffix(".png")
+    up = "../" * page.file.src_uri.count("/")
     if png.exists():
-        up = "../" * page.file.src_uri.count("/")
         out += [f"![{title}]({up}assets/results/{png.name})", ""]
+    elif md.stem in PLOTTERS and md.with_suffix(".json").exists():
+        out += [f"![{title}]({up}assets/results/{md.stem}.svg)", ""]
+        out += [f"*Drawn by the docs build from `benchmarks/results/{md.stem}.json`.*", ""]
     out += [body, ""]
     source = f"benchmarks/{md.stem}.py"
     where = [f"Produced by `python {source}`" if (ROOT / source).exists() else "Recorded"]
@@ -93,6 +97,82 @@ def benchmark_section(md: Path, page: Page) -> str:
 def benchmarks_markdown(page: Page) -> str:
     results = ordered(list(RESULTS.glob("*.md")), BENCHMARK_ORDER)
     return "\n".join(benchmark_section(md, page) for md in results)
+
+
+# Benchmarks that record data (.json) but draw no picture get one drawn here, from that data.
+
+
+def _svg(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "cvximplicit", "font.size": 9})
+    return plt
+
+
+def plot_core(data: dict[str, Any]) -> bytes:
+    """Forward time of the default configuration over the limit, split by where it goes."""
+    plt = _pyplot()
+    rows = [r for r in data["rows"] if r.get("limit_ms")]
+    parts = ["setup", "solve", "polish", "factorization", "other"]
+    fig, ax = plt.subplots(figsize=(7.2, 0.32 * len(rows) + 1.4), layout="constrained")
+    left = [0.0] * len(rows)
+    labels = [r["family"] for r in rows]
+    for part in parts:
+        width = [r[f"{part}_ms"] / r["limit_ms"] for r in rows]
+        ax.barh(labels, width, left=left, label=part)
+        left = [a + b for a, b in zip(left, width, strict=True)]
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.invert_yaxis()
+    ax.set_xlabel("our forward time / Clarabel alone on the same data (1 = the limit)")
+    fig.legend(ncol=5, loc="outside lower center", frameon=False)
+    return _svg(fig)
+
+
+def plot_warm_start(data: dict[str, Any]) -> bytes:
+    """Time per training step: warm starts, cold solves and cvxpylayers."""
+    plt = _pyplot()
+    rows = [r for r in data["rows"] if "failed" not in r]
+    steps = sorted({r["lr_rel"] for r in rows})
+    fig, axes = plt.subplots(1, len(steps), figsize=(7.2, 4.2), layout="constrained", sharey=True)
+    for ax, step in zip(list(getattr(axes, "flat", [axes])), steps, strict=True):
+        sel = [r for r in rows if r["lr_rel"] == step]
+        x = range(len(sel))
+        for k, (key, label) in enumerate(
+            [("warm_ms", "warm start"), ("cold_ms", "cold"), ("cvxpylayers_ms", "cvxpylayers")]
+        ):
+            ax.bar([i + (k - 1) * 0.27 for i in x], [r[key] for r in sel], 0.27, label=label)
+        names = [f"{r['family']}, batch {r['batch']}" for r in sel]
+        ax.set_xticks(list(x), names, fontsize=7.5, rotation=40, ha="right")
+        ax.set_yscale("log")
+        ax.set_title(f"relative step {step:g}")
+    axes.flat[0].set_ylabel("ms per Adam step")
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), ncol=3, loc="outside lower center")
+    return _svg(fig)
+
+
+PLOTTERS = {"core": plot_core, "warm_start": plot_warm_start}
+
+
+def drawn_plots() -> dict[str, bytes]:
+    """``{name: svg}`` for the results with data and a plotter but no picture of their own."""
+    out = {}
+    for name, plot in PLOTTERS.items():
+        data = RESULTS / f"{name}.json"
+        if data.exists() and not data.with_suffix(".png").exists():
+            out[name] = plot(json.loads(data.read_text()))
+    return out
 
 
 # --- examples gallery ----------------------------------------------------------------------
@@ -240,6 +320,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     for png in sorted(RESULTS.glob("*.png")):
         files.append(File.generated(config, f"assets/results/{png.name}", abs_src_path=str(png)))
     files.append(File.generated(config, "assets/landing.svg", content=landing_figure()))
+    for name, svg in drawn_plots().items():
+        files.append(File.generated(config, f"assets/results/{name}.svg", content=svg))
     return files
 
 
