@@ -350,7 +350,7 @@ def check_site(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("site", type=Path, help="a built site (mkdocs build -d SITE)")
     parser.add_argument("pages", nargs="*", help="pages to screenshot: index, theory, ...")
     parser.add_argument("--screenshots", type=Path, help="write page screenshots here")

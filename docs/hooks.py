@@ -64,7 +64,7 @@ def commit_date(path: Path) -> str | None:
 # --- benchmarks page -----------------------------------------------------------------------
 
 
-def benchmark_section(md: Path, page: Page) -> str:
+def benchmark_section(md: Path, page: Page, drawn: set[str] | frozenset[str] = frozenset()) -> str:
     lines = md.read_text().strip().splitlines()
     title = md.stem.replace("_", " ")
     if lines and lines[0].startswith("# "):
@@ -75,7 +75,7 @@ def benchmark_section(md: Path, page: Page) -> str:
     up = "../" * page.file.src_uri.count("/")
     if png.exists():
         out += [f"![{title}]({up}assets/results/{png.name})", ""]
-    elif md.stem in PLOTTERS and md.with_suffix(".json").exists():
+    elif md.stem in drawn:
         out += [f"![{title}]({up}assets/results/{md.stem}.svg)", ""]
         out += [f"*Drawn by the docs build from `benchmarks/results/{md.stem}.json`.*", ""]
     out += [body, ""]
@@ -96,7 +96,7 @@ def benchmark_section(md: Path, page: Page) -> str:
 
 def benchmarks_markdown(page: Page) -> str:
     results = ordered(list(RESULTS.glob("*.md")), BENCHMARK_ORDER)
-    return "\n".join(benchmark_section(md, page) for md in results)
+    return "\n".join(benchmark_section(md, page, DRAWN) for md in results)
 
 
 # Benchmarks that record data (.json) but draw no picture get one drawn here, from that data.
@@ -140,6 +140,15 @@ def plot_core(data: dict[str, Any]) -> bytes:
     return _svg(fig)
 
 
+WARM_START_SERIES = [  # the columns of warm_start.json drawn, where present
+    ("warm_ms", "cvximplicit, warm start"),
+    ("cold_ms", "cvximplicit, cold"),
+    ("cvxpylayers_ms", "cvxpylayers"),
+    ("moreau_cold_ms", "cvxpylayers (Moreau CPU), cold"),
+    ("moreau_warm_ms", "cvxpylayers (Moreau CPU), warm"),
+]
+
+
 def plot_warm_start(data: dict[str, Any]) -> bytes:
     """Time per training step: warm starts, cold solves and cvxpylayers."""
     plt = _pyplot()
@@ -149,20 +158,24 @@ def plot_warm_start(data: dict[str, Any]) -> bytes:
     for ax, step in zip(list(getattr(axes, "flat", [axes])), steps, strict=True):
         sel = [r for r in rows if r["lr_rel"] == step]
         x = range(len(sel))
-        for k, (key, label) in enumerate(
-            [("warm_ms", "warm start"), ("cold_ms", "cold"), ("cvxpylayers_ms", "cvxpylayers")]
-        ):
-            ax.bar([i + (k - 1) * 0.27 for i in x], [r[key] for r in sel], 0.27, label=label)
+        present = [(k, label) for k, label in WARM_START_SERIES if any(r.get(k) for r in rows)]
+        width = 0.8 / len(present)
+        for k, (key, label) in enumerate(present):
+            offset = (k - (len(present) - 1) / 2) * width
+            heights = [r.get(key) or float("nan") for r in sel]  # None: that run failed
+            ax.bar([i + offset for i in x], heights, width, label=label)
         names = [f"{r['family']}, batch {r['batch']}" for r in sel]
         ax.set_xticks(list(x), names, fontsize=7.5, rotation=40, ha="right")
         ax.set_yscale("log")
         ax.set_title(f"relative step {step:g}")
     axes.flat[0].set_ylabel("ms per Adam step")
-    fig.legend(*axes.flat[0].get_legend_handles_labels(), ncol=3, loc="outside lower center")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, ncol=3, loc="outside lower center", frameon=False)
     return _svg(fig)
 
 
 PLOTTERS = {"core": plot_core, "warm_start": plot_warm_start}
+DRAWN: set[str] = set()  # the plots drawn by this build (on_files), shown by on_page_markdown
 
 
 def drawn_plots() -> dict[str, bytes]:
@@ -171,7 +184,10 @@ def drawn_plots() -> dict[str, bytes]:
     for name, plot in PLOTTERS.items():
         data = RESULTS / f"{name}.json"
         if data.exists() and not data.with_suffix(".png").exists():
-            out[name] = plot(json.loads(data.read_text()))
+            try:
+                out[name] = plot(json.loads(data.read_text()))
+            except Exception as exc:  # a changed data format: say so (fails a strict build)
+                log.warning(f"could not draw {data.name} ({exc!r}): update docs/hooks.py")
     return out
 
 
@@ -241,15 +257,10 @@ CONFIG_STYLE = {  # label, colour, marker
 
 
 def landing_figure() -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     data = json.loads((RESULTS / "layers.json").read_text())
     rows = [r for r in data["rows"] if r["batch"] == 1 and r.get("grad_rel_error") is not None]
     families = sorted({r["family"] for r in rows})
-    plt.rcParams.update({"svg.hashsalt": "cvximplicit", "font.size": 10})
     fig, ax = plt.subplots(figsize=(7.2, 4.8), layout="constrained")
     for config, (label, colour, marker) in CONFIG_STYLE.items():
         pts = [r for r in rows if r["config"] == config]
@@ -277,10 +288,7 @@ def landing_figure() -> bytes:
         fontsize=10,
     )
     fig.legend(fontsize=8.5, loc="outside lower center", ncol=3, frameon=False)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return _svg(fig)
 
 
 def landing_markdown() -> str:
@@ -303,10 +311,10 @@ def landing_markdown() -> str:
         "cvximplicit and cvxpylayers on the benchmark families](assets/landing.svg)\n\n"
         f"*Each point is one layer on one of {families} problem families: time for a forward "
         "pass and `backward()` at batch 1, and the relative error of the gradient along a random "
-        "direction against "
-        "central differences of tight re-solves. cvximplicit's errors: "
+        "direction against central differences of tight re-solves. cvximplicit's errors: "
         f"{span(('cvximplicit', 'cvximplicit (Moreau)'))}; cvxpylayers with its defaults: "
-        f"{span(('cvxpylayers (defaults)',))}, with Moreau: {span(('cvxpylayers (Moreau CPU)',))};"
+        f"{span(('cvxpylayers (defaults)',))}, with Moreau CPU: "
+        f"{span(('cvxpylayers (Moreau CPU)',))};"
         f" with SCS at 1e-10 (dense): {span(('cvxpylayers (SCS 1e-10, dense)',))}, slower than "
         f"cvximplicit (Clarabel) on {slower} of {len(pairs)} families. From "
         "`benchmarks/results/layers.json` ([benchmarks](benchmarks.md#layers)).*"
@@ -320,8 +328,10 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     for png in sorted(RESULTS.glob("*.png")):
         files.append(File.generated(config, f"assets/results/{png.name}", abs_src_path=str(png)))
     files.append(File.generated(config, "assets/landing.svg", content=landing_figure()))
+    DRAWN.clear()
     for name, svg in drawn_plots().items():
         files.append(File.generated(config, f"assets/results/{name}.svg", content=svg))
+        DRAWN.add(name)
     return files
 
 
@@ -329,7 +339,7 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     # <!-- benchmark: NAME --> on any page: that benchmark's section, as on the benchmarks page.
     markdown = re.sub(
         r"<!-- benchmark: (\w+) -->",
-        lambda m: benchmark_section(RESULTS / f"{m.group(1)}.md", page),
+        lambda m: benchmark_section(RESULTS / f"{m.group(1)}.md", page, DRAWN),
         markdown,
     )
     if page.file.src_uri == "benchmarks.md":
