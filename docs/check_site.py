@@ -194,6 +194,8 @@ class Chromium:
             self.proc.kill()
             self.proc.wait()
         self.out.close()
+        self.reader.join(timeout=10)  # ends at end of file, once Chromium has exited
+        self.inp.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
