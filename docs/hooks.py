@@ -46,6 +46,11 @@ def ordered(paths: list[Path], order: list[str]) -> list[Path]:
     return sorted(paths, key=lambda p: (rank.get(p.stem, len(order)), p.stem))
 
 
+def figure(alt: str, src: str) -> str:
+    """An image that opens at full size when clicked (small on a phone otherwise)."""
+    return f"[![{alt}]({src})]({src})"
+
+
 def commit_date(path: Path) -> str | None:
     """Date of the last commit that touched ``path`` (None outside a git checkout)."""
     try:
@@ -74,9 +79,9 @@ def benchmark_section(md: Path, page: Page, drawn: set[str] | frozenset[str] = f
     png = md.with_suffix(".png")
     up = "../" * page.file.src_uri.count("/")
     if png.exists():
-        out += [f"![{title}]({up}assets/results/{png.name})", ""]
+        out += [figure(title, f"{up}assets/results/{png.name}"), ""]
     elif md.stem in drawn:
-        out += [f"![{title}]({up}assets/results/{md.stem}.svg)", ""]
+        out += [figure(title, f"{up}assets/results/{md.stem}.svg"), ""]
         out += [f"*Drawn by the docs build from `benchmarks/results/{md.stem}.json`.*", ""]
     out += [body, ""]
     source = f"benchmarks/{md.stem}.py"
@@ -217,7 +222,7 @@ def gallery_section(example: Path) -> str:
         return "\n".join(out)
     record: dict[str, Any] = json.loads(record_path.read_text())
     for fig in record["figures"]:
-        out += [f"![{example.name}: {fig}](gallery/{name}/{fig})", ""]
+        out += [figure(f"{example.name}: {fig}", f"gallery/{name}/{fig}"), ""]
     shared = ""
     if record.get("load_average", 0) > record.get("cpu_count", 1) / 2:
         shared = f"; other work was running (load average {record['load_average']} at the start)"
