@@ -92,22 +92,22 @@ class Chromium:
         cmd_r, cmd_w = os.pipe()  # we write commands, Chromium reads them on fd 3
         res_r, res_w = os.pipe()  # Chromium writes replies and events on fd 4
 
-        def to_fds_3_and_4() -> None:  # in the child, before exec
-            a = fcntl.fcntl(cmd_r, fcntl.F_DUPFD, 10)
-            b = fcntl.fcntl(res_w, fcntl.F_DUPFD, 10)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
+        # bash moves the pipe ends to fds 3 and 4 and execs Chromium, so no preexec_fn forks
+        # this (possibly multithreaded, e.g. JAX-importing) process. The ends are first copied
+        # to fds from 20 up (hence bash: dash takes no fd above 9), so that moving one cannot
+        # overwrite the other.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 20) for fd in (cmd_r, res_w)]
+        move = f'exec "$0" "$@" 3<&{high[0]} 4>&{high[1]} {high[0]}<&- {high[1]}>&-'
+        args = [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "about:blank"]
         self.proc = subprocess.Popen(
-            [executable, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            ["bash", "-c", move, executable, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            close_fds=False,
-            preexec_fn=to_fds_3_and_4,  # before any thread of ours starts
+            pass_fds=tuple(high),
         )
-        os.close(cmd_r)
-        os.close(res_w)
+        for fd in (cmd_r, res_w, *high):
+            os.close(fd)
         self.out = os.fdopen(cmd_w, "wb", buffering=0)
         self.inp = os.fdopen(res_r, "rb", buffering=0)
         self.next_id = 0
