@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test fuzz demo lint bench docs clean
+.PHONY: setup test fuzz demo lint bench docs docs-check gallery chromium clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,26 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The built site in headless Chromium at 1300 and 400 px: console errors, failed resources,
+# images, internal links, overflow of the main column (tests/test_site.py runs it too).
+docs-check: docs chromium
+	$(BIN)/python docs/check_site.py site
+
+# Run every example at full size and record its figures, run time and output in
+# docs/gallery/ (committed; the docs build makes the gallery page from these records).
+gallery: $(STAMP)
+	$(BIN)/python docs/gen_gallery.py
+
+# Debian's chromium, for the browser check; installed with apt-get when run as root.
+chromium:
+	@command -v $${CHROMIUM:-chromium} >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is missing: install Debian's chromium package or set CHROMIUM=/path/to/chrome"; \
+	    exit 1; \
+	  fi; }
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache

@@ -57,7 +57,7 @@ class OnFailure(str, enum.Enum):
     """What a batch does with elements whose solve fails (infeasible, unbounded, solver
     failure).
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, numpy as np, cvximplicit as ci
         >>> x, b = cp.Variable(2), cp.Parameter(2)
         >>> prog = ci.compile(cp.Problem(cp.Minimize(cp.sum(x)), [x >= b, x <= 1]), [b], [x])

@@ -38,7 +38,7 @@ class Timings:
         factorization: factorizing ``B`` (in polishing and, once, for derivatives).
         total: the whole call, from parameter values to the returned solution.
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, numpy as np, cvximplicit as ci
         >>> x, b = cp.Variable(2), cp.Parameter(2)
         >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])
@@ -67,15 +67,15 @@ class Timings:
 
 @dataclasses.dataclass
 class Diagnostics:
-    """Report of one solve: the solver, the polishing and the derivative system.
+    r"""Report of one solve: the solver, the polishing and the derivative system.
 
     Attributes:
         status: normalised solver status.
         solver: the solver's name; ``raw_status`` its own status string.
         iterations: solver iterations; ``solve_time``: solver seconds.
-        residual_before_polish: ``||F(x, v)||`` at the solver's point.
-        residual: ``||F(x, v)||`` at the returned point (after polishing).
-        relative_residual: ``max_i |F_i| / (1 + |terms_i|)`` at the returned point (see
+        residual_before_polish: $\|F(x, v)\|$ at the solver's point.
+        residual: $\|F(x, v)\|$ at the returned point (after polishing).
+        relative_residual: $\max_i |F_i| / (1 + |\mathrm{terms}_i|)$ at the returned point (see
             :class:`~cvximplicit.Tolerances`).
         certified: whether ``relative_residual <= Tolerances.certify``.
         retried: whether the solve was retried with tighter solver settings because the

@@ -133,10 +133,10 @@ class InaccurateSolutionWarning(UserWarning):
 
 
 class ConvergenceError(CvximplicitError, RuntimeError):
-    """An implicit layer's forward or backward iteration did not converge.
+    r"""An implicit layer's forward or backward iteration did not converge.
 
-    For a fixed point ``z = f(z, x)`` the backward solve ``(I - J_z f)' w = g`` converges
-    when the spectral radius of ``J_z f`` is below one; the message reports an estimate.
+    For a fixed point $z = f(z, x)$ the backward solve $(I - J_z f)^\top w = g$ converges
+    when the spectral radius of $J_z f$ is below one; the message reports an estimate.
     """
 
 

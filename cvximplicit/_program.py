@@ -250,7 +250,8 @@ class Program:
             executor: any :class:`concurrent.futures.Executor` (threads, processes, a Dask
                 client's executor, ...): the batch is cut into one chunk per CPU and each
                 chunk runs the vectorised path on a worker.  Results equal the local path's.
-            solver, solver_args: as in :meth:`solve`.
+            solver: as in :meth:`solve`.
+            solver_args: as in :meth:`solve`.
             on_failure: ``"raise"`` (default): the first failed element's error is raised,
                 with ``batch_index`` naming it.  ``"nan"``: failed elements (infeasible,
                 unbounded, solver failure) get NaN values and contribute zero to
@@ -1019,14 +1020,15 @@ def compile(
 
     The problem is canonicalised once to
 
-    .. math::
-        \min_x \tfrac12 x^\top P x + c^\top x \quad \text{s.t.}\quad Ax + s = b,\ s \in K
+    $$
+    \min_x \tfrac12 x^\top P x + c^\top x \quad \text{s.t.}\quad Ax + s = b,\ s \in K
+    $$
 
-    with ``(P, A, b, c)`` an affine function of the parameters (the quadratic objective is
+    with $(P, A, b, c)$ an affine function of the parameters (the quadratic objective is
     kept, so QPs are differentiated exactly).  Each solve is followed by semismooth Newton
-    polishing on the normal-map residual ``F`` and derivatives come from the nonsmooth
-    implicit function theorem: ``J = -B^{-1} dF/dtheta`` with ``B`` one element of the
-    conservative Jacobian of ``F`` in ``(x, v)``, chosen at kinks by ``kink``.
+    polishing on the normal-map residual $F$ and derivatives come from the nonsmooth
+    implicit function theorem: $J = -B^{-1} \partial F/\partial\theta$ with $B$ one element of
+    the conservative Jacobian of $F$ in $(x, v)$, chosen at kinks by ``kink``.
 
     Args:
         problem: a DPP ``cvxpy.Problem`` (``quad_form(x, Q)`` with a PSD parameter ``Q`` in
@@ -1056,7 +1058,7 @@ def compile(
         UnsupportedProblemError: integer variables, unsupported cones, or an output that is
             not part of the canonical problem.
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, numpy as np, cvximplicit as ci
         >>> x = cp.Variable(2); b = cp.Parameter(2)
         >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])

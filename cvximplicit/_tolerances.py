@@ -9,7 +9,7 @@ __all__ = ["Tolerances"]
 
 @dataclasses.dataclass(frozen=True)
 class Tolerances:
-    """Thresholds of polishing, certification, kink detection and linear algebra.
+    r"""Thresholds of polishing, certification, kink detection and linear algebra.
 
     Residuals are *relative*: each entry of the normal-map residual ``F(x, v)`` is divided
     by ``1 +`` the magnitude of the terms that make it up (``|P x| + |A' y| + |c|`` in the
@@ -28,8 +28,8 @@ class Tolerances:
             typically the problem is unbounded, infeasible or badly scaled).
         kink: relative distance (times ``max(1, |v|)``) below which a point counts as a kink
             of a cone projection, where the :class:`~cvximplicit.KinkPolicy` chooses.
-        singular_pivot_ratio: ``min |U_ii| / max |U_ii|`` of the LU factors of ``B`` below
-            which ``B`` is treated as singular.
+        singular_pivot_ratio: $\min_i |U_{ii}| / \max_i |U_{ii}|$ of the LU factors of $B$ below
+            which $B$ is treated as singular.
         active_set_change: largest change of an entry of ``D`` between Newton steps up to
             which the previous factorization is reused with iterative refinement.
         polish_max_iter: largest number of semismooth Newton steps.
@@ -48,7 +48,7 @@ class Tolerances:
             data) is accepted only if it reaches ``target`` within this many steps; otherwise
             the solver runs (cold start).
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, cvximplicit as ci
         >>> x, b = cp.Variable(2), cp.Parameter(2)
         >>> prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])

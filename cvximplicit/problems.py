@@ -4,7 +4,7 @@ Used by the tests, the examples and the benchmarks, and handy for trying a solve
 derivative setting on something realistic.  Each function returns a :class:`Family`: a
 CVXPY problem, its parameters, the outputs to differentiate and random parameter values.
 
-Example:
+Examples:
     >>> import cvximplicit as ci
     >>> fam = ci.problems.nnls(m=20, n=10, seed=0)
     >>> program = ci.compile(fam.problem, fam.parameters, fam.variables)
@@ -57,8 +57,8 @@ def _rng(seed: int | np.random.Generator) -> np.random.Generator:
 
 
 def nnls(m: int = 12, n: int = 8, seed: int | np.random.Generator = 0) -> Family:
-    """Nonnegative least squares ``min 1/2 ||Ax - b||^2 s.t. x >= 0``; parameters ``A, b``;
-    outputs ``x`` and the dual of ``x >= 0``."""
+    r"""Nonnegative least squares $\min_x \tfrac12 \|Ax - b\|_2^2$ s.t. $x \ge 0$; parameters
+    ``A, b``; outputs ``x`` and the dual of ``x >= 0``."""
     rng = _rng(seed)
     x = cp.Variable(n)
     A, b = cp.Parameter((m, n)), cp.Parameter(m)
@@ -69,7 +69,8 @@ def nnls(m: int = 12, n: int = 8, seed: int | np.random.Generator = 0) -> Family
 
 
 def lasso(m: int = 15, n: int = 10, seed: int | np.random.Generator = 0) -> Family:
-    """LASSO ``min 1/2 ||Ax - b||^2 + lam ||x||_1``; parameters ``A, b, lam``; output ``x``."""
+    r"""LASSO $\min_x \tfrac12 \|Ax - b\|_2^2 + \lambda \|x\|_1$; parameters ``A, b, lam``
+    ($\lambda$); output ``x``."""
     rng = _rng(seed)
     x = cp.Variable(n)
     A, b = cp.Parameter((m, n)), cp.Parameter(m)
@@ -82,8 +83,8 @@ def lasso(m: int = 15, n: int = 10, seed: int | np.random.Generator = 0) -> Fami
 
 
 def qp(n: int = 10, p: int = 6, q: int = 2, seed: int | np.random.Generator = 0) -> Family:
-    """QP ``min 1/2 x'Qx + c'x s.t. Gx <= h, Fx = g`` with ``Q`` a PSD parameter
-    (``quad_form``); parameters ``Q, c, h, g``; outputs ``x`` and both duals."""
+    r"""QP $\min_x \tfrac12 x^\top Q x + c^\top x$ s.t. $Gx \le h$, $Fx = g$ with ``Q`` a PSD
+    parameter (``quad_form``); parameters ``Q, c, h, g``; outputs ``x`` and both duals."""
     rng = _rng(seed)
     x = cp.Variable(n)
     Q = cp.Parameter((n, n), PSD=True)
@@ -104,8 +105,8 @@ def qp(n: int = 10, p: int = 6, q: int = 2, seed: int | np.random.Generator = 0)
 
 
 def lp_box(n: int = 8, p: int = 3, seed: int | np.random.Generator = 0) -> Family:
-    """LP with box constraints ``min c'x s.t. Ax = b, -1 <= x <= 1``; parameters ``c, b``;
-    outputs ``x`` and the equality dual."""
+    r"""LP with box constraints $\min_x c^\top x$ s.t. $Ax = b$, $-1 \le x \le 1$; parameters
+    ``c, b``; outputs ``x`` and the equality dual."""
     rng = _rng(seed)
     x = cp.Variable(n)
     c, b = cp.Parameter(n), cp.Parameter(p)
@@ -118,8 +119,8 @@ def lp_box(n: int = 8, p: int = 3, seed: int | np.random.Generator = 0) -> Famil
 
 
 def socp(m: int = 10, n: int = 6, seed: int | np.random.Generator = 0) -> Family:
-    """Robust least squares ``min ||Ax - b||_2 + mu ||x||_2 + 0.1 ||x||^2 s.t. sum(x) = 1``;
-    parameters ``A, b, mu``; outputs ``x`` and the equality dual."""
+    r"""Robust least squares $\min_x \|Ax - b\|_2 + \mu \|x\|_2 + 0.1 \|x\|_2^2$ s.t.
+    $\sum_i x_i = 1$; parameters ``A, b, mu`` ($\mu$); outputs ``x`` and the equality dual."""
     rng = _rng(seed)
     x = cp.Variable(n)
     A, b = cp.Parameter((m, n)), cp.Parameter(m)
@@ -146,8 +147,9 @@ def socp_ball(n: int = 6, seed: int | np.random.Generator = 0) -> Family:
 
 
 def nearest_correlation(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
-    """Nearest correlation matrix ``min ||X - C||_F^2 s.t. X >= 0 (PSD), diag(X) = 1``;
-    parameter ``C`` (symmetric); outputs ``X`` and the PSD constraint's dual."""
+    r"""Nearest correlation matrix $\min_X \|X - C\|_F^2$ s.t. $X \succeq 0$,
+    $\operatorname{diag}(X) = 1$; parameter ``C`` (symmetric); outputs ``X`` and the PSD
+    constraint's dual."""
     rng = _rng(seed)
     X = cp.Variable((k, k), symmetric=True)
     C = cp.Parameter((k, k), symmetric=True)
@@ -161,7 +163,8 @@ def nearest_correlation(k: int = 5, seed: int | np.random.Generator = 0) -> Fami
 
 
 def maxcut_sdp(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
-    """The max-cut SDP relaxation ``min <C, X> s.t. diag(X) = 1, X >= 0`` (a linear SDP, no
+    r"""The max-cut SDP relaxation $\min_X \langle C, X\rangle$ s.t. $\operatorname{diag}(X) = 1$,
+    $X \succeq 0$ (a linear SDP, no
     quadratic term); parameter ``C`` (symmetric); outputs ``X`` and the PSD dual."""
     rng = _rng(seed)
     X = cp.Variable((k, k), symmetric=True)
@@ -174,7 +177,7 @@ def maxcut_sdp(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
 
 
 def max_eigenvalue(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
-    """Smallest ``t`` with ``t I - (A0 + sum_i w_i A_i) >= 0`` plus a ridge on ``w``
+    r"""Smallest $t$ with $tI - (A_0 + \sum_i w_i A_i) \succeq 0$ plus a ridge on $w$
     (a max-eigenvalue minimisation); parameter ``A0`` (symmetric); output ``w``."""
     rng = _rng(seed)
     m = 3
@@ -192,8 +195,9 @@ def max_eigenvalue(k: int = 5, seed: int | np.random.Generator = 0) -> Family:
 
 
 def entropy_simplex(n: int = 6, seed: int | np.random.Generator = 0) -> Family:
-    """Entropy-regularised projection onto a capped simplex
-    ``min -z'x - sum(entr(x)) s.t. sum(x) = 1, x <= cap`` (a constrained softmax);
+    r"""Entropy-regularised projection onto a capped simplex
+    $\min_x -z^\top x - \sum_i \operatorname{entr}(x_i)$ s.t. $\sum_i x_i = 1$,
+    $x \le \mathrm{cap}$ (a constrained softmax);
     parameters ``z, cap``; outputs ``x`` and the equality dual."""
     rng = _rng(seed)
     x = cp.Variable(n)
@@ -212,9 +216,9 @@ def entropy_simplex(n: int = 6, seed: int | np.random.Generator = 0) -> Family:
 
 
 def logistic(m: int = 30, n: int = 4, seed: int | np.random.Generator = 0) -> Family:
-    """L2-regularised logistic regression with per-sample weights
-    ``min sum_i w_i log(1 + exp(-y_i a_i'beta)) + lam ||beta||^2``; parameters ``w, lam``
-    (nonnegative); output ``beta``."""
+    r"""L2-regularised logistic regression with per-sample weights
+    $\min_\beta \sum_i w_i \log\bigl(1 + e^{-y_i a_i^\top \beta}\bigr) + \lambda \|\beta\|_2^2$;
+    parameters ``w, lam`` ($\lambda$; nonnegative); output ``beta``."""
     rng = _rng(seed)
     A = rng.standard_normal((m, n))
     y = np.sign(A @ rng.standard_normal(n) + 0.5 * rng.standard_normal(m))
@@ -229,7 +233,7 @@ def logistic(m: int = 30, n: int = 4, seed: int | np.random.Generator = 0) -> Fa
 def pnorm_regression(
     m: int = 12, n: int = 5, p: float = 3.0, seed: int | np.random.Generator = 0
 ) -> Family:
-    """``min ||Ax - b||_p + 0.1 ||x||^2`` (power cones); parameters ``A, b``; output ``x``."""
+    r"""$\min_x \|Ax - b\|_p + 0.1 \|x\|_2^2$ (power cones); parameters ``A, b``; output ``x``."""
     rng = _rng(seed)
     x = cp.Variable(n)
     A, b = cp.Parameter((m, n)), cp.Parameter(m)

@@ -90,16 +90,16 @@ class Cone(ABC):
 
     @abstractmethod
     def project(self, v: FloatArray) -> FloatArray:
-        """Euclidean projection of ``v`` onto ``K``."""
+        """Euclidean projection of $v$ onto $K$."""
 
     def project_dual(self, v: FloatArray) -> FloatArray:
-        """Euclidean projection of ``v`` onto the dual cone ``K*``."""
+        """Euclidean projection of $v$ onto the dual cone $K^*$."""
         if self.self_dual:
             return self.project(v)
         return v + self.project(-v)
 
     def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
-        """An element ``D`` of the conservative Jacobian of ``Pi_{K*}`` at ``v`` (``dim x dim``).
+        r"""An element $D$ of the conservative Jacobian of $\Pi_{K^*}$ at $v$ (``dim x dim``).
 
         Within ``tol`` of a kink the element is chosen by ``kink`` (see :class:`KinkPolicy`).
         Assembled from :meth:`jacobian_pattern` and :meth:`jacobian_values`.
@@ -154,7 +154,7 @@ class Cone(ABC):
 
     @abstractmethod
     def kinks(self, v: FloatArray, tol: float) -> int:
-        """Number of kinks of ``Pi_{K*}`` within ``tol`` of ``v`` (0 where it is smooth)."""
+        r"""Number of kinks of $\Pi_{K^*}$ within ``tol`` of $v$ (0 where it is smooth)."""
 
     def permutation(self, convention: str) -> NDArray[np.int64]:
         """Index array ``p`` such that ``v[p]`` is ``v`` in a solver's layout ``convention``.

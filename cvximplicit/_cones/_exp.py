@@ -211,16 +211,17 @@ def _boundary_jacobian(P: FloatArray, Q: FloatArray) -> FloatArray:
 
 
 class ExponentialCone(ThreeDimensionalCone):
-    """A product of exponential cones ``cl{(r, s, t) : s > 0, s exp(r/s) <= t}``.
+    r"""A product of exponential cones $\operatorname{cl}\{(r, s, t) : s > 0,\ s e^{r/s} \le t\}$.
 
     Coordinates are in CVXPY's order (also Clarabel's and SCS's).  The projection follows
     Friberg (2021): cheap candidates on the cone's faces first, otherwise a safeguarded
-    Newton search for the root ``rho`` of a univariate function, the projection being
-    ``alpha (rho, 1, e^rho)``.  Its Jacobian on that piece comes from differentiating the
+    Newton search for the root $\rho$ of a univariate function, the projection being
+    $\alpha (\rho, 1, e^\rho)$.  Its Jacobian on that piece comes from differentiating the
     projection's optimality conditions implicitly (see ``_boundary_jacobian``).
 
-    The other pieces are ``I`` (inside ``K``), ``0`` (inside the polar cone) and
-    ``diag(1, 0, 1[t > 0])`` (projection onto the face ``s = 0`` when ``r, s <= 0``).
+    The other pieces are $I$ (inside $K$), $0$ (inside the polar cone) and
+    $\operatorname{diag}(1, 0, \mathbb{1}[t > 0])$ (projection onto the face $s = 0$ when
+    $r, s \le 0$).
     """
 
     name = "exponential"

@@ -10,11 +10,11 @@ __all__ = ["NonnegativeCone"]
 
 
 class NonnegativeCone(Cone):
-    """``K = K* = R^dim_+`` (inequalities ``Ax <= b``).
+    r"""$K = K^* = \mathbb{R}^{\mathrm{dim}}_+$ (inequalities $Ax \le b$).
 
-    ``Pi(v) = max(v, 0)`` with Jacobian ``diag(1[v_i > 0])``.  At ``v_i = 0`` (a weakly active
-    constraint: ``y_i = s_i = 0``) the Clarke Jacobian is ``[0, 1]``; the policy picks ``1``
-    (``ACTIVE``) or ``0`` (``INACTIVE``).
+    $\Pi(v) = \max(v, 0)$ with Jacobian $\operatorname{diag}(\mathbb{1}[v_i > 0])$.  At $v_i = 0$
+    (a weakly active constraint: $y_i = s_i = 0$) the Clarke Jacobian is $[0, 1]$; the policy
+    picks $1$ (``ACTIVE``) or $0$ (``INACTIVE``).
     """
 
     name = "nonnegative"

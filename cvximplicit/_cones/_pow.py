@@ -117,16 +117,16 @@ def project_pow_numpy(V: FloatArray, a: FloatArray) -> FloatArray:
 
 
 class PowerCone(ThreeDimensionalCone):
-    """A product of power cones ``{(x, y, z) : x^a y^(1-a) >= |z|, x, y >= 0}``, one exponent
-    ``a`` in (0, 1) per member (CVXPY's ``PowCone3D``; Clarabel's and SCS's order).
+    r"""A product of power cones $\{(x, y, z) : x^a y^{1-a} \ge |z|,\ x, y \ge 0\}$, one exponent
+    $a \in (0, 1)$ per member (CVXPY's ``PowCone3D``; Clarabel's and SCS's order).
 
-    Projection after Hien (2015): outside ``K`` and its polar, the projection is
-    ``(x(r), y(r), sign(z) r)`` with ``x(r) = (x0 + sqrt(x0^2 + 4 a r(|z0| - r)))/2`` (and
-    ``y`` alike with ``1 - a``), ``r`` the root in ``(0, |z0|)`` of
-    ``x(r)^a y(r)^(1-a) = r``, found by safeguarded Newton.  The Jacobian on that piece
-    follows by implicit differentiation of the three equations defining ``(x, y, r)``;
-    elsewhere it is ``I`` (inside ``K``), ``0`` (inside the polar cone) or, on the plane
-    ``z = 0``, the derivative of ``(max(x, 0), max(y, 0), 0)``.
+    Projection after Hien (2015): outside $K$ and its polar, the projection is
+    $(x(r), y(r), \operatorname{sign}(z)\, r)$ with
+    $x(r) = \bigl(x_0 + \sqrt{x_0^2 + 4 a r (|z_0| - r)}\bigr)/2$ (and $y$ alike with $1 - a$),
+    $r$ the root in $(0, |z_0|)$ of $x(r)^a y(r)^{1-a} = r$, found by safeguarded Newton.  The
+    Jacobian on that piece follows by implicit differentiation of the three equations
+    defining $(x, y, r)$; elsewhere it is $I$ (inside $K$), $0$ (inside the polar cone) or, on
+    the plane $z = 0$, the derivative of $(\max(x, 0), \max(y, 0), 0)$.
     """
 
     name = "power"

@@ -62,16 +62,17 @@ def svec(M: FloatArray) -> FloatArray:
 
 
 class PSDCone(Cone):
-    """A product of PSD cones ``{X = X' : X >= 0}`` of the given orders ``k``.
+    r"""A product of PSD cones $\{X = X^\top : X \succeq 0\}$ of the given orders $k$.
 
-    Each member occupies ``k(k+1)/2`` coordinates: the upper triangle in column-major order
-    with off-diagonal entries scaled by ``sqrt(2)`` (an isometry, so projections in this
-    layout are Frobenius projections).  Self-dual.  With ``X = U diag(l) U'``,
-    ``Pi(X) = U diag(max(l, 0)) U'`` and ``DPi[H] = U (Omega o (U'HU)) U'`` where
-    ``Omega_ij = (max(l_i, 0) - max(l_j, 0)) / (l_i - l_j)`` (the derivative of ``max`` when
-    ``l_i = l_j``).  Kinks are zero eigenvalues: within ``tol`` of zero, ``Omega`` on the
-    zero block is ``1`` (``ACTIVE``) or ``0`` (``INACTIVE``).  SCS stores the lower triangle
-    instead; :meth:`permutation` converts.
+    Each member occupies $k(k+1)/2$ coordinates: the upper triangle in column-major order
+    with off-diagonal entries scaled by $\sqrt 2$ (an isometry, so projections in this
+    layout are Frobenius projections).  Self-dual.  With
+    $X = U \operatorname{diag}(\lambda) U^\top$, $\Pi(X) = U \operatorname{diag}(\max(\lambda, 0))
+    U^\top$ and $D\Pi[H] = U \bigl(\Omega \circ (U^\top H U)\bigr) U^\top$ where
+    $\Omega_{ij} = \frac{\max(\lambda_i, 0) - \max(\lambda_j, 0)}{\lambda_i - \lambda_j}$
+    (the derivative of $\max$ when $\lambda_i = \lambda_j$).  Kinks are zero eigenvalues:
+    within ``tol`` of zero, $\Omega$ on the zero block is $1$ (``ACTIVE``) or $0$
+    (``INACTIVE``).  SCS stores the lower triangle instead; :meth:`permutation` converts.
     """
 
     name = "psd"

@@ -12,20 +12,21 @@ __all__ = ["SecondOrderCone"]
 
 
 class SecondOrderCone(Cone):
-    """A product of second-order cones ``{(t, u) : ||u||_2 <= t}`` of the given sizes.
+    r"""A product of second-order cones $\{(t, u) : \|u\|_2 \le t\}$ of the given sizes.
 
-    Self-dual.  For a member ``v = (t, u)`` with ``r = ||u||``:
+    Self-dual.  For a member $v = (t, u)$ with $r = \|u\|_2$:
 
-    * ``r <= t`` (inside ``K``): ``Pi(v) = v``, Jacobian ``I``;
-    * ``r <= -t`` (inside the polar ``-K``): ``Pi(v) = 0``, Jacobian ``0``;
-    * otherwise ``Pi(v) = (t + r)/2 (1, u/r)`` with Jacobian
-      ``[[1/2, u'/(2r)], [u/(2r), (t + r)/(2r) I - t/(2r) uu'/r^2]]``.
+    * $r \le t$ (inside $K$): $\Pi(v) = v$, Jacobian $I$;
+    * $r \le -t$ (inside the polar $-K$): $\Pi(v) = 0$, Jacobian $0$;
+    * otherwise $\Pi(v) = \frac{t + r}{2} (1, u/r)$ with Jacobian
+      $\begin{bmatrix} 1/2 & u^\top/(2r) \\ u/(2r) & \frac{t + r}{2r} I - \frac{t}{2r}
+      \frac{uu^\top}{r^2} \end{bmatrix}$.
 
-    Kinks are the two boundaries ``r = |t|`` and the origin, where the Clarke Jacobian is the
-    convex hull of the neighbouring pieces.  ``ACTIVE`` keeps the slack ``s = Pi(-v)`` at zero
-    as far as possible (``I`` on ``bd K`` and at 0, the boundary formula on ``bd(-K)``);
-    ``INACTIVE`` keeps the dual ``y = Pi(v)`` at zero as far as possible (the boundary formula
-    on ``bd K``, ``0`` on ``bd(-K)`` and at 0).
+    Kinks are the two boundaries $r = |t|$ and the origin, where the Clarke Jacobian is the
+    convex hull of the neighbouring pieces.  ``ACTIVE`` keeps the slack $s = \Pi(-v)$ at zero
+    as far as possible ($I$ on $\partial K$ and at 0, the boundary formula on $\partial(-K)$);
+    ``INACTIVE`` keeps the dual $y = \Pi(v)$ at zero as far as possible (the boundary formula
+    on $\partial K$, $0$ on $\partial(-K)$ and at 0).
     """
 
     name = "second_order"

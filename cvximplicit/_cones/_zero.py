@@ -10,9 +10,10 @@ __all__ = ["ZeroCone"]
 
 
 class ZeroCone(Cone):
-    """``K = {0}^dim`` (equality constraints ``Ax = b``); ``K* = R^dim``.
+    r"""$K = \{0\}^{\mathrm{dim}}$ (equality constraints $Ax = b$);
+    $K^* = \mathbb{R}^{\mathrm{dim}}$.
 
-    ``Pi_K = 0`` and ``Pi_{K*}`` is the identity, which is smooth: ``D = I`` and no kinks.
+    $\Pi_K = 0$ and $\Pi_{K^*}$ is the identity, which is smooth: $D = I$ and no kinks.
     """
 
     name = "zero"

@@ -56,8 +56,8 @@ class CvxpyLayer:
     The solve and the derivatives run on the host through ``jax.pure_callback``, so the
     layer works under ``jax.jit``, ``jax.vmap`` (a batch of parameters reaches the core's
     batch path in one callback, not a Python loop of callbacks), ``jax.grad`` and
-    ``jax.vjp``.  Derivatives are exact: :math:`J^\top g` with
-    :math:`J = -B^{-1}\partial F/\partial\theta`, one factorization of ``B`` per solution,
+    ``jax.vjp``.  Derivatives are exact: $J^\top g$ with
+    $J = -B^{-1}\,\partial F/\partial\theta$, one factorization of $B$ per solution,
     reused by the backward pass.
 
     Forward mode: ``jax.jvp`` is not supported, because the layer registers a custom VJP
@@ -65,9 +65,16 @@ class CvxpyLayer:
     :meth:`jvp`, which returns the outputs and their tangents from the core's JVP.
 
     Args:
-        problem, parameters, variables, solver, gp, verbose, solver_args: as for the PyTorch
-            layer (the cvxpylayers conventions).
-        kink, polish, strict: see :func:`cvximplicit.compile`.
+        problem: the CVXPY problem, as for the PyTorch layer (the cvxpylayers conventions).
+        parameters: as for the PyTorch layer.
+        variables: as for the PyTorch layer.
+        solver: as for the PyTorch layer.
+        gp: as for the PyTorch layer.
+        verbose: as for the PyTorch layer.
+        solver_args: as for the PyTorch layer.
+        kink: see :func:`cvximplicit.compile`.
+        polish: see :func:`cvximplicit.compile`.
+        strict: see :func:`cvximplicit.compile`.
         executor: ``concurrent.futures.Executor`` for batched solves (default: threads).
         on_failure: ``"raise"`` (default): a failed solve raises; outside ``jit`` the typed
             cvximplicit exception itself, inside ``jit`` a ``JaxRuntimeError`` carrying its
@@ -83,7 +90,7 @@ class CvxpyLayer:
     Dtypes follow the inputs: float32 in, float32 out (``jax_enable_x64`` off or on); the
     solve itself runs in float64 on the host.
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, jax, jax.numpy as jnp
         >>> from cvximplicit.jax import CvxpyLayer
         >>> x = cp.Variable(2); b = cp.Parameter(2)

@@ -160,13 +160,14 @@ def hypergradient(
     sigma: float | None = None,
     tol: float = 1e-12,
 ) -> tuple[float, FloatArray]:
-    r"""The criterion ``C(beta(alpha))`` and its exact gradient in ``alpha``.
+    r"""The criterion $C(\beta(\alpha))$ and its exact gradient in $\alpha$.
 
-    ``beta(alpha)`` minimises scikit-learn's objective ``1/(2n)||y - X beta||^2 + penalty``
-    (``penalty="lasso"``: ``alpha ||beta||_1``; ``"weighted"``: ``sum_j alpha_j |beta_j|``;
-    ``"enet"``: ``alpha[0] ||beta||_1 + alpha[1]/2 ||beta||^2``).  The gradient comes from
-    the nonsmooth implicit function theorem applied to the proximal-gradient fixed point,
-    restricted to the support: one ``|S| x |S|`` solve per fold.
+    $\beta(\alpha)$ minimises scikit-learn's objective
+    $\frac{1}{2n}\|y - X\beta\|_2^2 + \mathrm{penalty}$ (``penalty="lasso"``:
+    $\alpha \|\beta\|_1$; ``"weighted"``: $\sum_j \alpha_j |\beta_j|$; ``"enet"``:
+    $\alpha_0 \|\beta\|_1 + \frac{\alpha_1}{2} \|\beta\|_2^2$).  The gradient comes from the
+    nonsmooth implicit function theorem applied to the proximal-gradient fixed point,
+    restricted to the support: one $|S| \times |S|$ solve per fold.
 
     Args:
         criterion: ``"cv"`` (mean held-out MSE over the folds of ``cv``, which follows
@@ -174,7 +175,7 @@ def hypergradient(
             pair is hold-out validation) or ``"sure"`` (Stein's unbiased risk estimate,
             ``sigma`` known or estimated by least squares).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from cvximplicit.lasso import hypergradient
         >>> rng = np.random.default_rng(0); X = rng.standard_normal((60, 8))
@@ -205,17 +206,17 @@ def criterion_path(
     sigma: float | None = None,
     eps: float = 1e-3,
 ) -> CriterionPath:
-    r"""The LASSO tuning criterion over ``[eps alpha_max, alpha_max]``, exactly.
+    r"""The LASSO tuning criterion over $[\epsilon\,\alpha_{\max}, \alpha_{\max}]$, exactly.
 
-    Between consecutive kinks of ``beta(alpha)`` the support ``S`` and signs ``s`` are fixed
+    Between consecutive kinks of $\beta(\alpha)$ the support $S$ and signs $s$ are fixed
     and the nonsmooth implicit function theorem gives a constant derivative
-    ``d beta_S / d alpha = -(X_S'X_S/n)^{-1} s``: ``beta`` is piecewise linear, and the
+    $d\beta_S / d\alpha = -(X_S^\top X_S/n)^{-1} s$: $\beta$ is piecewise linear, and the
     held-out MSE (``criterion="cv"``, folds as in :func:`hypergradient`) and SURE are
-    piecewise quadratic in ``alpha``.  Each fold's path is integrated from kink to kink
+    piecewise quadratic in $\alpha$.  Each fold's path is integrated from kink to kink
     (LARS-lasso homotopy), the breakpoints are merged and the global minimum is taken in
     closed form on each interval.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from cvximplicit.lasso import criterion_path, hypergradient
         >>> rng = np.random.default_rng(0); X = rng.standard_normal((60, 30))
@@ -565,11 +566,12 @@ def _gradient_descent(
 class ImplicitLassoCV(_ImplicitTuner):
     r"""LASSO whose penalty is tuned by exact hypergradients of a validation criterion.
 
-    Objective ``1/(2n) ||y - X beta||^2 + alpha ||beta||_1`` (scikit-learn's).  Between
-    kinks of ``beta(alpha)`` the implicit derivative ``d beta_S/d alpha = -H^{-1} sign(beta_S)``
-    (``H = X_S'X_S/n``) is constant, so the held-out MSE and SURE are piecewise quadratic in
-    ``alpha``.  By default (``search="auto"``) the criterion is computed exactly over
-    ``[eps alpha_max, alpha_max]`` by integrating that derivative from kink to kink (the
+    Objective $\frac{1}{2n} \|y - X\beta\|_2^2 + \alpha \|\beta\|_1$ (scikit-learn's).  Between
+    kinks of $\beta(\alpha)$ the implicit derivative
+    $d\beta_S/d\alpha = -H^{-1} \operatorname{sign}(\beta_S)$ ($H = X_S^\top X_S/n$) is constant,
+    so the held-out MSE and SURE are piecewise quadratic in $\alpha$.  By default
+    (``search="auto"``) the criterion is computed exactly over
+    $[\epsilon\,\alpha_{\max}, \alpha_{\max}]$ by integrating that derivative from kink to kink (the
     LARS-lasso homotopy on each fold), its global minimum is taken in closed form, and one
     exact solve with its hypergradient certifies it.  ``search="grid"`` (and the estimators
     with several penalties) use a coarse warm-started path, then L-BFGS-B on ``log(alpha)``
@@ -591,7 +593,8 @@ class ImplicitLassoCV(_ImplicitTuner):
         n_starts: refine from the ``n_starts`` best local minima of the coarse path, each
             within its neighbours on the path (the criterion is nonconvex).
         eps: the searched range is ``[eps * alpha_max, alpha_max]``.
-        max_iter, tol_outer: outer iterations and relative-change stopping rule.
+        max_iter: outer iterations.
+        tol_outer: relative-change stopping rule of the outer iterations.
         verbose: show a progress bar over criterion evaluations (``tqdm``).
         tol: inner coordinate-descent tolerance (solutions are then polished exactly).
 
@@ -599,7 +602,7 @@ class ImplicitLassoCV(_ImplicitTuner):
         alpha_, coef_, intercept_: the chosen penalties and the model refit on all data.
         history_: ``alpha``, ``criterion``, ``gradient``, ``time``, ``support``, ``kinks``
             (coordinates at the threshold off the support), ``singular`` (whether
-            ``X_S'X_S`` was singular) and ``stage`` (``"path"``: a path point, no exact
+            $X_S^\top X_S$ was singular) and ``stage`` (``"path"``: a path point, no exact
             solve; ``"grid"``: an exact solve on the coarse grid of the estimators with
             several penalties; ``"refine"``: an exact solve with its hypergradient during
             refinement) for every point,
@@ -609,7 +612,7 @@ class ImplicitLassoCV(_ImplicitTuner):
             kink), or ``None`` when a grid was used.
         n_iter_: number of exact criterion evaluations.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from cvximplicit.lasso import ImplicitLassoCV
         >>> rng = np.random.default_rng(0); X = rng.standard_normal((80, 10))
@@ -636,8 +639,8 @@ class ImplicitWeightedLassoCV(ImplicitLassoCV):
 
 
 class ImplicitElasticNetCV(ImplicitLassoCV):
-    """Elastic net, ``alpha[0] ||beta||_1 + alpha[1]/2 ||beta||^2``, both penalties tuned
-    by hypergradients."""
+    r"""Elastic net, $\alpha_0 \|\beta\|_1 + \frac{\alpha_1}{2} \|\beta\|_2^2$ (``alpha`` holds
+    $(\alpha_0, \alpha_1)$), both penalties tuned by hypergradients."""
 
     _penalty = "enet"
 

@@ -152,9 +152,9 @@ class CvxpyLayer(torch.nn.Module):
     A drop-in replacement for ``cvxpylayers.torch.CvxpyLayer``: the same constructor and call,
     with exact derivatives (quadratic objectives kept, solutions polished to machine
     precision, the nonsmooth implicit function theorem at kinks).  Forward:
-    :math:`x^\star(\theta)` for the problem's parameters :math:`\theta`; backward: the
-    vector-Jacobian product :math:`J^\top g` with :math:`J = -B^{-1}\,\partial F/\partial\theta`
-    from one factorization of ``B`` per solution; forward-mode AD (``torch.func.jvp``,
+    $x^\star(\theta)$ for the problem's parameters $\theta$; backward: the vector-Jacobian
+    product $J^\top g$ with $J = -B^{-1}\,\partial F/\partial\theta$ from one factorization of
+    $B$ per solution; forward-mode AD (``torch.func.jvp``,
     dual tensors) through the core's JVP.
 
     Args:
@@ -167,7 +167,9 @@ class CvxpyLayer(torch.nn.Module):
         verbose: print solver output.
         canon_backend: accepted for compatibility with cvxpylayers and ignored.
         solver_args: default solver settings, overridable per call.
-        kink, polish, strict: see :func:`cvximplicit.compile`.
+        kink: see :func:`cvximplicit.compile`.
+        polish: see :func:`cvximplicit.compile`.
+        strict: see :func:`cvximplicit.compile`.
         executor: a ``concurrent.futures.Executor`` for batched solves (default: threads).
         warm_start: start every call from the previous call's solution (see
             :meth:`forward`); off by default.
@@ -181,7 +183,7 @@ class CvxpyLayer(torch.nn.Module):
     dtype (float32 in, float32 out; the solve itself runs in float64) and the first
     parameter's device.  ``last_solution`` and ``last_diagnostics`` describe the last call.
 
-    Example:
+    Examples:
         >>> import cvxpy as cp, torch
         >>> from cvximplicit.torch import CvxpyLayer
         >>> x = cp.Variable(2); A = cp.Parameter((3, 2)); b = cp.Parameter(3)
