@@ -88,7 +88,8 @@ def benchmark_section(md: Path, page: Page, drawn: set[str] | frozenset[str] = f
     where = [f"Produced by `python {source}`" if (ROOT / source).exists() else "Recorded"]
     data = md.with_suffix(".json")
     if data.exists():
-        machine = json.loads(data.read_text()).get("machine")
+        record = json.loads(data.read_text())
+        machine = record.get("machine") if isinstance(record, dict) else None
         if machine:
             where.append(f"on {machine}")
     date = commit_date(md)
