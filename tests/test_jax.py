@@ -139,3 +139,46 @@ def test_failures():
     assert len(diags) == 2 and diags[1].status is ci.SolverStatus.INFEASIBLE
     with pytest.raises(ValueError, match="expected shape"):
         layer(jnp.zeros(3))
+
+
+def test_every_transformation_uses_the_exact_derivatives():
+    """jax.jvp, jacfwd, jacrev, grad, each under jit and vmap, agree with the core's JVP and
+    VJP (the Jacobian from forward mode equals the one from reverse mode to rounding)."""
+    fam = ci.problems.socp(m=6, n=3, seed=3)
+    layer = CvxpyLayer(fam.problem, fam.parameters, fam.variables)
+    params = [jnp.asarray(v) for v in fam.values]
+    program = layer.program
+    sol = program.solve(*fam.values)
+    rng = np.random.default_rng(4)
+    tangents = [jnp.asarray(rng.standard_normal(np.shape(v))) for v in fam.values]
+
+    def f(*p):
+        return layer(*p)[0]
+
+    outs, touts = jax.jit(lambda p, t: jax.jvp(f, p, t))(tuple(params), tuple(tangents))
+    np.testing.assert_allclose(outs, sol.values[0], atol=1e-10)
+    np.testing.assert_allclose(touts, sol.jvp(*[np.asarray(t) for t in tangents])[0], atol=1e-10)
+    for k in range(len(params)):
+        fwd = jax.jit(jax.jacfwd(f, argnums=k))(*params)
+        rev = jax.jit(jax.jacrev(f, argnums=k))(*params)
+        np.testing.assert_allclose(fwd, rev, atol=1e-9)
+    g = jax.jit(jax.grad(lambda *p: jnp.sum(f(*p) ** 2)))(*params)
+    np.testing.assert_allclose(g, sol.vjp(2 * sol.values[0], None)[0], atol=1e-10)
+    # vmap of each transformation over a batch of the second parameter
+    batch = params[1] + 0.01 * jnp.asarray(rng.standard_normal((3, *params[1].shape)))
+    per = jax.jit(jax.vmap(jax.jacfwd(lambda b: f(params[0], b, *params[2:]))))(batch)
+    per_rev = jax.vmap(jax.jacrev(lambda b: f(params[0], b, *params[2:])))(batch)
+    np.testing.assert_allclose(per, per_rev, atol=1e-9)
+    for i in range(3):
+        one = jax.jacrev(lambda b: f(params[0], b, *params[2:]))(batch[i])
+        np.testing.assert_allclose(per[i], one, atol=1e-9)
+
+
+def test_second_derivatives_say_so():
+    fam = ci.problems.nnls(m=6, n=4, seed=0)
+    layer = CvxpyLayer(fam.problem, fam.parameters, fam.variables)
+    A, b = (jnp.asarray(v) for v in fam.values)
+    with pytest.raises(ci.SecondDerivativeError, match="first order only"):
+        jax.hessian(lambda b: jnp.sum(layer(A, b)[0] ** 2))(b)
+    with pytest.raises(ci.SecondDerivativeError):
+        jax.grad(lambda b: jnp.sum(jax.grad(lambda c: jnp.sum(layer(A, c)[0] ** 2))(b)))(b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import OrderedDict
@@ -13,11 +14,13 @@ import cvxpy as cp
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.core import Tracer
+from jax.core import ShapedArray, Tracer
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics, PolishOutcome
-from .._errors import CvximplicitError, ParameterError, SolverError
+from .._errors import CvximplicitError, ParameterError, SecondDerivativeError, SolverError
 from .._program import BatchSolution, Program, Solution, WarmStarter, compile
 from .._solvers import SolverLike, SolverStatus
 
@@ -60,9 +63,11 @@ class CvxpyLayer:
     $J = -B^{-1}\,\partial F/\partial\theta$, one factorization of $B$ per solution,
     reused by the backward pass.
 
-    Forward mode: ``jax.jvp`` is not supported, because the layer registers a custom VJP
-    (a host callback cannot be transposed, so one rule cannot serve both modes); use
-    :meth:`jvp`, which returns the outputs and their tangents from the core's JVP.
+    Every transformation works with the exact derivatives: ``jax.jvp``, ``jax.jacfwd``,
+    ``jax.jacrev``, ``jax.grad``, under ``jax.jit`` and ``jax.vmap``.  The layer registers a
+    custom JVP whose tangent map (the core's JVP) is a JAX primitive with a transpose rule
+    (the core's VJP) and a batching rule.  Second derivatives (``jax.hessian``) raise
+    :class:`~cvximplicit.SecondDerivativeError`.
 
     Args:
         problem: the CVXPY problem, as for the PyTorch layer (the cvxpylayers conventions).
@@ -205,48 +210,34 @@ class CvxpyLayer:
         sol = self._cache.get(handle) if handle else None
         return sol if sol is not None else self.program.solve(*[f[i] for f in flat])
 
-    def _host_backward(self, handles: np.ndarray, *rest: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _host_linear(self, mode: str, handles: np.ndarray, *rest: np.ndarray) -> Any:
+        """The core's JVP (``mode="jvp"``: parameter tangents in, output tangents out) or VJP
+        (``"vjp"``: output cotangents in, parameter cotangents out) at each element's
+        solution.  Every array has the same leading (batch) dimensions as ``handles``: the
+        traced side broadcasts them first, so extra leading axes added by ``vmap`` are just
+        more batch axes here."""
         n_par = len(self._specs)
-        arrays, cts = [np.asarray(a) for a in rest[:n_par]], [np.asarray(c) for c in rest[n_par:]]
-        lead = self._lead(arrays)
+        arrays = [np.asarray(a) for a in rest[:n_par]]
+        vectors = [np.asarray(v) for v in rest[n_par:]]
+        lead = tuple(np.shape(handles))
+        size = int(np.prod(lead)) if lead else 1
         flat = self._flat_params(arrays, lead)
-        size = flat[0].shape[0] if flat else 1
-        hs = np.broadcast_to(np.asarray(handles), lead).reshape(size)
-        flat_cts = [
-            np.broadcast_to(c, lead + o.shape).reshape((size, *o.shape))
-            for c, o in zip(cts, self._outputs)
-        ]
-        grads = [np.zeros((size, *s.shape)) for s in self._specs]
+        hs = np.asarray(handles).reshape(size)
+        ins = self._specs if mode == "jvp" else self._outputs
+        outs = self._outputs if mode == "jvp" else self._specs
+        flat_in = [np.reshape(v, (size, *o.shape)) for v, o in zip(vectors, ins)]
+        result = [np.zeros((size, *o.shape)) for o in outs]
         for i in range(size):
             if self.on_failure == "nan" and hs[i] == 0:
-                for g in grads:
-                    g[i] = np.nan
+                for r in result:
+                    r[i] = np.nan
                 continue
-            gi = self._solution(int(hs[i]), flat, i).vjp(*[c[i] for c in flat_cts])
-            for g, v in zip(grads, gi):
-                g[i] = v
-        out = []
-        for g, a, s in zip(grads, arrays, self._specs):
-            full = g.reshape(lead + s.shape)
-            out.append(_unbroadcast(full, a.shape).astype(a.dtype))
-        return tuple(out)
-
-    def _host_jvp(self, *rest: np.ndarray) -> tuple[np.ndarray, ...]:
-        n_par = len(self._specs)
-        arrays, tans = [np.asarray(a) for a in rest[:n_par]], [np.asarray(t) for t in rest[n_par:]]
-        lead = self._lead(arrays)
-        flat = self._flat_params(arrays, lead)
-        flat_t = self._flat_params(tans, lead)
-        size = flat[0].shape[0] if flat else 1
-        batch = self.program.solve_batch(*flat, executor=self.executor)
-        outs = [np.zeros((size, *o.shape)) for o in self._outputs]
-        tangents = [np.zeros((size, *o.shape)) for o in self._outputs]
-        for i in range(len(batch)):
-            sol = batch[i]
-            for k, (v, t) in enumerate(zip(sol.values, sol.jvp(*[f[i] for f in flat_t]))):
-                outs[k][i], tangents[k][i] = v, t
+            sol = self._solution(int(hs[i]), flat, i)
+            args = [f[i] for f in flat_in]
+            for r, v in zip(result, sol.jvp(*args) if mode == "jvp" else sol.vjp(*args)):
+                r[i] = v
         dtype = self._dtype(arrays)
-        return tuple(o.reshape(lead + o.shape[1:]).astype(dtype) for o in outs + tangents)
+        return tuple(r.reshape(lead + r.shape[1:]).astype(dtype) for r in result)
 
     @staticmethod
     def _dtype(arrays: Sequence[np.ndarray]) -> np.dtype:
@@ -266,6 +257,7 @@ class CvxpyLayer:
     def _build(self) -> Any:
         layer = self
 
+        @jax.custom_jvp
         def forward(*params: Any) -> tuple[tuple[Any, ...], Any]:
             lead, dtype = layer._shapes(params)
             shapes = [jax.ShapeDtypeStruct(lead + o.shape, dtype) for o in layer._outputs]
@@ -275,23 +267,34 @@ class CvxpyLayer:
             )
             return tuple(res[:-1]), res[-1]
 
-        @jax.custom_vjp
+        @forward.defjvp
+        def forward_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+            # Reached only when the derivative rule below is itself differentiated.
+            raise SecondDerivativeError(_SECOND_ORDER)
+
+        @jax.custom_jvp
         def solve(*params: Any) -> tuple[Any, ...]:
             return forward(*params)[0]
 
-        def solve_fwd(*params: Any) -> tuple[tuple[Any, ...], Any]:
-            outs, handles = forward(*params)
-            return outs, (handles, params)
+        @solve.defjvp
+        def solve_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+            outs, handles = forward(*primals)
+            # The tangent map is one primitive, linear in the tangents, with a transpose
+            # rule (reverse mode: the core's VJP) and a batching rule (vmap, jacfwd, jacrev).
+            lead = tuple(handles.shape)
+            full = [jnp.broadcast_to(t, lead + s.shape) for t, s in zip(tangents, layer._specs)]
+            tangent_outs = _linear_p.bind(handles, *primals, *full, layer=layer, mode="jvp")
+            return outs, tuple(tangent_outs)
 
-        def solve_bwd(residuals: Any, cts: tuple[Any, ...]) -> tuple[Any, ...]:
-            handles, params = residuals
-            shapes = tuple(jax.ShapeDtypeStruct(p.shape, p.dtype) for p in params)
-            return jax.pure_callback(
-                layer._host_backward, shapes, handles, *params, *cts, vmap_method="broadcast_all"
+        def solve_full(*params: Any) -> tuple[Any, ...]:
+            # Every parameter broadcast to the common leading (batch) shape, so that the host
+            # sees one batch shape however vmap adds axes (it adds them in front of each).
+            lead, _ = layer._shapes(params)
+            return solve(
+                *[jnp.broadcast_to(p, lead + s.shape) for p, s in zip(params, layer._specs)]
             )
 
-        solve.defvjp(solve_fwd, solve_bwd)
-        return solve
+        return solve_full
 
     def _validate(self, params: Sequence[Any]) -> list[Any]:
         if len(params) != len(self._specs):
@@ -340,15 +343,13 @@ class CvxpyLayer:
     def jvp(
         self, params: Sequence[Any], tangents: Sequence[Any]
     ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        """Forward mode: ``(outputs, output tangents)`` for parameter tangents, from the
-        core's JVP (one host callback; works under ``jit`` and ``vmap``)."""
+        """Forward mode: ``(outputs, output tangents)``; the same as
+        ``jax.jvp(layer, params, tangents)`` (kept for code written before ``jax.jvp``
+        worked on the layer)."""
         arrays = self._validate(params)
         tans = [jnp.asarray(t, dtype=a.dtype) for t, a in zip(tangents, arrays)]
-        lead, dtype = self._shapes(arrays)
-        shapes = tuple(jax.ShapeDtypeStruct(lead + o.shape, dtype) for o in self._outputs) * 2
-        res = jax.pure_callback(self._host_jvp, shapes, *arrays, *tans, vmap_method="broadcast_all")
-        k = len(self._outputs)
-        return tuple(res[:k]), tuple(res[k:])
+        outs, touts = jax.jvp(lambda *p: self(*p), tuple(arrays), tuple(tans))
+        return tuple(outs), tuple(touts)
 
 
 def _failure_diagnostics(error: SolverError, kink_policy: str) -> Diagnostics:
@@ -379,3 +380,99 @@ def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if axes:
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
+
+
+# ---------------------------------------------------------------------- the tangent map
+# ``_linear_p(handles, *params, *vectors; layer, mode)``: the core's JVP (``mode="jvp"``) or
+# VJP (``"vjp"``) at the solutions named by ``handles``, run on the host.  It is linear in
+# ``vectors`` and registered with JAX as a primitive so that JAX can transpose it (reverse
+# mode from the custom JVP), batch it (vmap of either mode: jacfwd, jacrev) and refuse
+# second derivatives with a clear error.  Every operand has the same leading shape.
+
+_linear_p = Primitive("cvximplicit_linear")
+_linear_p.multiple_results = True
+
+
+def _linear_shapes(args: Sequence[Any], layer: CvxpyLayer, mode: str) -> list[Any]:
+    n_par = len(layer._specs)
+    handles, params = args[0], args[1 : 1 + n_par]
+    lead = tuple(handles.shape)
+    floats = [p.dtype for p in params if jnp.issubdtype(p.dtype, jnp.floating)]
+    dtype = jnp.result_type(*floats) if floats else jnp.zeros(()).dtype
+    outs = layer._outputs if mode == "jvp" else layer._specs
+    return [jax.ShapeDtypeStruct(lead + o.shape, dtype) for o in outs]
+
+
+def _linear_callback(*args: Any, layer: CvxpyLayer, mode: str) -> list[Any]:
+    shapes = tuple(_linear_shapes(args, layer, mode))
+    out = jax.pure_callback(
+        functools.partial(layer._host_linear, mode), shapes, *args, vmap_method="broadcast_all"
+    )
+    return list(out)
+
+
+def _linear_abstract(*args: Any, layer: CvxpyLayer, mode: str) -> list[Any]:
+    return [ShapedArray(s.shape, s.dtype) for s in _linear_shapes(args, layer, mode)]
+
+
+def _linear_transpose(cts: Sequence[Any], *args: Any, layer: CvxpyLayer, mode: str) -> list[Any]:
+    n_par = len(layer._specs)
+    handles, params = args[0], args[1 : 1 + n_par]
+    if ad.is_undefined_primal(handles) or any(ad.is_undefined_primal(p) for p in params):
+        raise SecondDerivativeError(_SECOND_ORDER)
+    outs = layer._outputs if mode == "jvp" else layer._specs
+    lead = tuple(handles.shape)
+    cts = [
+        jnp.zeros(lead + o.shape, params[0].dtype if params else jnp.float64)
+        if type(ct) is ad.Zero
+        else ct
+        for ct, o in zip(cts, outs)
+    ]
+    other = "vjp" if mode == "jvp" else "jvp"
+    back = _linear_p.bind(handles, *params, *cts, layer=layer, mode=other)
+    return [None] * (1 + n_par) + list(back)
+
+
+def _linear_jvp(primals: Sequence[Any], tangents: Sequence[Any], *, layer: CvxpyLayer, mode: str):
+    n_par = len(layer._specs)
+    if any(type(t) is not ad.Zero for t in tangents[: 1 + n_par]):
+        raise SecondDerivativeError(_SECOND_ORDER)
+    out = _linear_p.bind(*primals, layer=layer, mode=mode)
+    vec_tangents = [
+        jnp.zeros(p.shape, p.dtype) if type(t) is ad.Zero else t
+        for p, t in zip(primals[1 + n_par :], tangents[1 + n_par :])
+    ]
+    tangent_out = _linear_p.bind(*primals[: 1 + n_par], *vec_tangents, layer=layer, mode=mode)
+    return out, tangent_out
+
+
+def _unmapped(dim: Any) -> bool:
+    """Whether a batching rule's operand dimension says "not mapped" (``None`` or JAX's
+    ``NotMapped`` marker, depending on the version)."""
+    return dim is None or type(dim).__name__ == "NotMapped"
+
+
+def _linear_batch(args: Sequence[Any], dims: Sequence[Any], *, layer: CvxpyLayer, mode: str):
+    # The mapped axis becomes one more leading (batch) axis of every operand: the primitive
+    # itself again, so that the batched tangent map stays transposable.
+    size = next(a.shape[d] for a, d in zip(args, dims) if not _unmapped(d))
+    moved = [
+        jnp.broadcast_to(a, (size, *a.shape)) if _unmapped(d) else jnp.moveaxis(a, d, 0)
+        for a, d in zip(args, dims)
+    ]
+    out = _linear_p.bind(*moved, layer=layer, mode=mode)
+    return out, [0] * len(out)
+
+
+_SECOND_ORDER = (
+    "second derivatives of a CvxpyLayer are not provided (jax.hessian, jacfwd of jacrev, "
+    "grad of grad): the implicit-function derivative is first order only; differentiate the "
+    "layer once (jax.jvp, jax.grad, jacfwd or jacrev all work)"
+)
+
+_linear_p.def_impl(_linear_callback)
+_linear_p.def_abstract_eval(_linear_abstract)
+mlir.register_lowering(_linear_p, mlir.lower_fun(_linear_callback, multiple_results=True))
+ad.primitive_transposes[_linear_p] = _linear_transpose
+ad.primitive_jvps[_linear_p] = _linear_jvp
+batching.primitive_batchers[_linear_p] = _linear_batch
