@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -182,3 +184,31 @@ def test_second_derivatives_say_so():
         jax.hessian(lambda b: jnp.sum(layer(A, b)[0] ** 2))(b)
     with pytest.raises(ci.SecondDerivativeError):
         jax.grad(lambda b: jnp.sum(jax.grad(lambda c: jnp.sum(layer(A, c)[0] ** 2))(b)))(b)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_training_loop_memory_is_flat():
+    """A memory probe, not a timing: 200 jit-ed gradient steps on a 1500-variable QP.  Before
+    the fix the layer grew by several MB per step (kept solutions in an unbounded cache, and
+    per-call Python thread state on XLA's callback threads)."""
+    n = 1500
+    x, y = cp.Variable(n), cp.Parameter(n)
+    D = np.diff(np.eye(n), axis=0)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - y) + cp.sum_squares(D @ x)), [x >= -1, x <= 1])
+    layer = CvxpyLayer(prob, [y], [x])
+    step = jax.jit(jax.grad(lambda y: jnp.sum(layer(y)[0] ** 2)))
+    yv = jnp.asarray(np.random.default_rng(0).standard_normal(n))
+    for _ in range(40):  # warm-up: compilation, kept solver, allocator pools
+        yv = yv - 0.01 * step(yv)
+    before = _rss_mib()
+    for _ in range(160):
+        yv = yv - 0.01 * step(yv)
+    jax.block_until_ready(yv)
+    grown = _rss_mib() - before
+    assert len(layer._cache) == 0  # every pending solution was taken by its backward pass
+    assert grown < 40.0, f"resident memory grew by {grown:.0f} MiB over 160 steps"
