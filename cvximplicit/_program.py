@@ -28,7 +28,7 @@ from ._batch import (
     split_rows,
 )
 from ._blas import single_thread_blas
-from ._compile import Compiled, OutputMap, canonicalize
+from ._compile import Compiled, OutputMap, ParameterSpec, canonicalize
 from ._cones import KinkPolicy, as_kink_policy
 from ._conic import (
     ConeSet,
@@ -119,6 +119,17 @@ class Program:
     def cones(self) -> tuple[Any, ...]:
         """The cones of the canonical program, in row order."""
         return self._cones.cones
+
+    @property
+    def parameter_specs(self) -> tuple[ParameterSpec, ...]:
+        """Read-only specs of the parameters, in call order: name, shape, position, domain
+        (what adapters need to validate and batch values)."""
+        return self._compiled.parameters
+
+    @property
+    def output_specs(self) -> tuple[OutputMap, ...]:
+        """Read-only specs of the outputs, in order: name, shape, primal or dual."""
+        return self._compiled.outputs
 
     # ------------------------------------------------------------------ data
     def _check(self, values: Sequence[ArrayLike], batch: int | None = None) -> list[FloatArray]:

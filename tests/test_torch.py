@@ -177,3 +177,26 @@ def test_on_failure_nan_is_forwarded_to_the_core_batch():
     out[[0, 2]].sum().backward()
     assert values.grad is not None and torch.all(values.grad[1] == 0)
     assert list(layer.last_solution.ok) == [True, False, True]
+
+
+def test_torch_func_transformations():
+    """torch.func.vmap maps onto the batched solve; jacrev and jacfwd give the same exact
+    Jacobian; second derivatives and nested transforms say what is not provided."""
+    torch.set_default_dtype(torch.float64)
+    fam = ci.problems.qp(n=4, p=3, q=1, seed=0)
+    layer = CvxpyLayer(fam.problem, fam.parameters, fam.variables)
+    Q, c, h, g = (torch.tensor(v) for v in fam.values)
+    C = c + 0.1 * torch.randn(5, c.shape[0], generator=torch.Generator().manual_seed(0))
+    mapped = torch.func.vmap(lambda ci_: layer(Q, ci_, h, g)[0])(C)
+    batched = layer(Q, C, h, g)[0]
+    torch.testing.assert_close(mapped, batched, rtol=1e-10, atol=1e-12)
+    f = lambda ci_: layer(Q, ci_, h, g)[0]  # noqa: E731
+    rev, fwd = torch.func.jacrev(f)(c), torch.func.jacfwd(f)(c)
+    torch.testing.assert_close(rev, fwd, rtol=1e-9, atol=1e-11)
+    sol = layer.program.solve(*fam.values)
+    column = sol.jvp(None, np.eye(c.shape[0])[0], None, None)[0]
+    np.testing.assert_allclose(rev[:, 0].numpy(), column, atol=1e-10)
+    with pytest.raises(ci.SecondDerivativeError):
+        torch.func.hessian(lambda ci_: f(ci_).sum())(c)
+    with pytest.raises(NotImplementedError, match="batched"):
+        torch.func.vmap(torch.func.jacrev(f))(C)

@@ -160,8 +160,8 @@ class CvxpyLayer:
         #: native threads, and per-call Python thread states there leaked about 7 MB per
         #: training step on a 3000-variable QP (thread-local solver state never freed).
         self._host = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvximplicit-jax")
-        self._specs = self.program._compiled.parameters
-        self._outputs = self.program._compiled.outputs
+        self._specs = self.program.parameter_specs
+        self._outputs = self.program.output_specs
         self._last: list[Diagnostics] = []
         self._error: BaseException | None = None
         self._solve = self._build()

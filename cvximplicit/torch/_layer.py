@@ -9,6 +9,7 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 import torch
+import torch._C._functorch as functorch
 
 from .._batch import OnFailure, as_on_failure
 from .._cones import KinkPolicy
@@ -30,6 +31,14 @@ class _Holder:
 def _to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
     if t is None:
         return None
+    if functorch.is_functorch_wrapped_tensor(t):  # an outer torch.func transform's tensor
+        if functorch.is_batchedtensor(t):
+            raise NotImplementedError(
+                "nested torch.func transforms over a CvxpyLayer (vmap of jacrev/jacfwd) are "
+                "not supported: for per-example Jacobians call jacrev/jacfwd on the batched "
+                "layer (a leading batch dimension), or loop over the examples"
+            )
+        raise SecondDerivativeError(_SECOND_ORDER)
     return t.detach().to(device="cpu", dtype=torch.float64).numpy()
 
 
@@ -62,6 +71,34 @@ class _Linearized(torch.autograd.Function):
     def backward(ctx: Any, *grads: Any) -> Any:  # pragma: no cover - non-differentiable
         raise SecondDerivativeError(_SECOND_ORDER)
 
+    @staticmethod
+    def jvp(ctx: Any, *grad_inputs: Any) -> Any:
+        raise SecondDerivativeError(_SECOND_ORDER)
+
+    @staticmethod
+    def vmap(  # type: ignore[override]
+        info: Any,
+        in_dims: tuple[Any, ...],
+        solution: Solution | BatchSolution,
+        mode: str,
+        meta: list[tuple[torch.dtype, torch.device]],
+        *vectors: torch.Tensor | None,
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[int, ...]]:
+        """``torch.func.vmap`` over the vectors (``jacrev``/``jacfwd``): the same solution's
+        VJP or JVP for each mapped vector."""
+        dims = in_dims[3:]
+        size = info.batch_size
+        moved = [
+            None if v is None else (v.movedim(d, 0) if d is not None else v.expand(size, *v.shape))
+            for v, d in zip(vectors, dims)
+        ]
+        rows = [
+            _Linearized.forward(solution, mode, meta, *[None if v is None else v[i] for v in moved])
+            for i in range(size)
+        ]
+        out = tuple(torch.stack([r[k] for r in rows]) for k in range(len(meta)))
+        return out, (0,) * len(out)
+
 
 _SECOND_ORDER = (
     "second derivatives of a CvxpyLayer are not provided (the implicit-function derivative "
@@ -77,6 +114,8 @@ class _FirstOrderOnly(torch.autograd.Function):
     Used when ``backward`` runs with ``create_graph=True``: the gradients are tied to the
     layer's parameters so that differentiating them again reaches this node, which says
     what is missing instead of torch's generic "does not require grad"."""
+
+    generate_vmap_rule = True  # forward is plain torch (clones): torch.func can batch it
 
     @staticmethod
     def forward(count: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -144,6 +183,34 @@ class _SolveFunction(torch.autograd.Function):
     def jvp(ctx: Any, *grad_inputs: Any) -> Any:
         tangents = grad_inputs[3:]  # no tangents for (layer, holder, solver_args)
         return _Linearized.apply(ctx.solution, "jvp", ctx.out_meta, *tangents)
+
+    @staticmethod
+    def vmap(  # type: ignore[override]
+        info: Any,
+        in_dims: tuple[Any, ...],
+        layer: CvxpyLayer,
+        holder: _Holder,
+        solver_args: dict[str, Any] | None,
+        *params: torch.Tensor,
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[int, ...]]:
+        """``torch.func.vmap``: the mapped axis becomes the layer's batch axis (one batched
+        solve); parameters that are not mapped are shared across the batch."""
+        dims = in_dims[3:]
+        specs = layer.program.parameter_specs
+        moved = []
+        for p, d, spec in zip(params, dims, specs):
+            if d is None:
+                moved.append(p)
+                continue
+            if p.dim() != len(spec.shape) + 1:
+                raise ParameterError(
+                    f"parameter {spec.label}: torch.func.vmap over a value that already has a "
+                    "batch axis is not supported; pass one batch axis (vmap or an explicit "
+                    "leading dimension, not both)"
+                )
+            moved.append(p.movedim(d, 0))
+        outputs = _SolveFunction.apply(layer, holder, solver_args, *moved)
+        return tuple(outputs), (0,) * len(outputs)
 
 
 class CvxpyLayer(torch.nn.Module):
@@ -253,7 +320,7 @@ class CvxpyLayer(torch.nn.Module):
         return [sol.info]
 
     def _is_batched(self, params: Sequence[torch.Tensor]) -> bool:
-        specs = self.program._compiled.parameters
+        specs = self.program.parameter_specs
         return any(p.dim() == len(s.shape) + 1 for p, s in zip(params, specs))
 
     @staticmethod
@@ -282,7 +349,7 @@ class CvxpyLayer(torch.nn.Module):
         ``start_reason``).  Values and gradients equal the cold path's.
         """
         tensors = [p if isinstance(p, torch.Tensor) else torch.as_tensor(p) for p in params]
-        specs = self.program._compiled.parameters
+        specs = self.program.parameter_specs
         for k, t in enumerate(tensors):
             if t.is_complex():
                 label = specs[k].label if k < len(specs) else f"parameters[{k}]"
