@@ -43,6 +43,7 @@ from ._errors import SecondDerivativeError as SecondDerivativeError
 from ._errors import SolverError as SolverError
 from ._errors import SolverFailedError as SolverFailedError
 from ._errors import SolverNotInstalledError as SolverNotInstalledError
+from ._errors import SolverSettingsError as SolverSettingsError
 from ._errors import UnboundedError as UnboundedError
 from ._errors import UnsupportedProblemError as UnsupportedProblemError
 from ._implicit import BackwardSolver as BackwardSolver

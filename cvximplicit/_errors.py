@@ -24,6 +24,7 @@ __all__ = [
     "SolverError",
     "SolverFailedError",
     "SolverNotInstalledError",
+    "SolverSettingsError",
     "UnboundedError",
     "UnsupportedProblemError",
 ]
@@ -69,6 +70,11 @@ class ParameterError(CvximplicitError, ValueError):
 
 class SolverNotInstalledError(CvximplicitError, ImportError):
     """The requested solver's Python package is not installed."""
+
+
+class SolverSettingsError(CvximplicitError, TypeError):
+    """A solver setting the backend does not have (checked when the solver or layer is
+    built); the message lists the backend's settings."""
 
 
 class SolverError(CvximplicitError, RuntimeError):

@@ -156,3 +156,34 @@ def test_jax_complex_and_shape_errors_are_parameter_errors(regression):
         layer(jnp.ones((5, 3), dtype=jnp.complex64), jnp.ones(5))
     with pytest.raises(ci.ParameterError, match="expected shape"):
         layer(jnp.ones((5, 2)), jnp.ones(5))
+
+
+def test_solver_settings_are_checked_when_built_and_cvxpylayers_names_translated():
+    x, b = cp.Variable(2), cp.Parameter(2)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])
+    with pytest.raises(ci.SolverSettingsError, match=r"no setting 'bogus'.*tol_gap_abs"):
+        ci.compile(prob, [b], [x], solver_args={"bogus": 1})
+    with pytest.raises(ci.SolverSettingsError, match="eps_abs"):
+        ci.SCS(eps_absolute=1e-9)
+    documented = {"eps": 1e-8, "max_iters": 10000, "acceleration_lookback": 0}
+    for solver, expect in (
+        ("CLARABEL", {"tol_gap_abs": 1e-8, "tol_feas": 1e-8, "max_iter": 10000}),
+        ("SCS", {"eps_abs": 1e-8, "eps_rel": 1e-8, "max_iters": 10000}),
+    ):
+        with pytest.warns(UserWarning, match="translated"):
+            program = ci.compile(prob, [b], [x], solver=solver, solver_args=documented)
+        for key, value in expect.items():
+            assert program.solver.settings[key] == value
+        np.testing.assert_allclose(
+            program.solve(np.array([1.0, -1.0])).values[0], [1, 0], atol=1e-9
+        )
+
+
+def test_torch_layer_checks_solver_args_at_construction():
+    pytest.importorskip("torch")
+    from cvximplicit.torch import CvxpyLayer
+
+    x, b = cp.Variable(2), cp.Parameter(2)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])
+    with pytest.raises(ci.SolverSettingsError):
+        CvxpyLayer(prob, [b], [x], solver_args={"not_a_setting": 1})

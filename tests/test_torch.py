@@ -200,3 +200,12 @@ def test_torch_func_transformations():
         torch.func.hessian(lambda ci_: f(ci_).sum())(c)
     with pytest.raises(NotImplementedError, match="batched"):
         torch.func.vmap(torch.func.jacrev(f))(C)
+
+
+def test_to_a_device_says_what_happens():
+    fam = ci.problems.nnls(m=4, n=3, seed=0)
+    layer = CvxpyLayer(fam.problem, fam.parameters, fam.variables)
+    with pytest.warns(UserWarning, match="moves nothing"):
+        assert layer.to("cuda") is layer
+    assert layer.to(torch.float64) is layer  # dtype moves are silent no-ops
+    assert "solver_args" in (CvxpyLayer.__init__.__doc__ or "")

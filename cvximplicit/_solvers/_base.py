@@ -20,6 +20,7 @@ import functools
 import importlib
 import os
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from .._cones import Cone
-from .._errors import SolverNotInstalledError, UnsupportedProblemError
+from .._errors import SolverNotInstalledError, SolverSettingsError, UnsupportedProblemError
 from .._typing import IntArray, Sparse
 
 __all__ = ["ConeData", "DataLayout", "RawSolution", "Solver", "SolverStatus", "StackedData"]
@@ -225,15 +226,58 @@ class Solver(ABC):
     #: Settings of the one retry made when a solve's point cannot be certified (tighter
     #: tolerances, more iterations); they override the user's.
     tight: ClassVar[Mapping[str, Any]] = {}
+    #: Settings of other tools (cvxpylayers/diffcp, SCS 2) translated to this backend's:
+    #: name -> the backend's names it sets (an empty tuple: no counterpart, dropped).
+    aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: The backend's own setting names, checked when a solver is built (``None``: the
+    #: backend's own settings object checks them, or nothing can be checked).
+    known: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, **settings: Any) -> None:
+        settings = self._translate(settings)
+        known = self.known_settings()
+        if known is not None:
+            unknown = sorted(set(settings) - known)
+            if unknown:
+                raise SolverSettingsError(
+                    f"{self.name} has no setting {', '.join(map(repr, unknown))}; its settings "
+                    f"are: {', '.join(sorted(known))}"
+                )
         self.settings: dict[str, Any] = {**self.defaults, **settings}
+
+    def known_settings(self) -> frozenset[str] | None:
+        """The backend's setting names (``None`` when they cannot be listed)."""
+        return self.known
+
+    def _translate(self, settings: dict[str, Any]) -> dict[str, Any]:
+        foreign = [k for k in settings if k in self.aliases]
+        if not foreign:
+            return settings
+        out = {k: v for k, v in settings.items() if k not in self.aliases}
+        notes = []
+        for key in foreign:
+            targets = self.aliases[key]
+            for target in targets:
+                out.setdefault(target, settings[key])
+            notes.append(
+                f"{key}={settings[key]!r} -> {', '.join(targets)}"
+                if targets
+                else f"{key} dropped ({self.name} has no counterpart)"
+            )
+        warnings.warn(
+            f"solver settings translated for {self.name} (cvxpylayers/diffcp names): "
+            + "; ".join(notes),
+            UserWarning,
+            stacklevel=4,
+        )
+        return out
 
     def with_settings(self, settings: Mapping[str, Any] | None) -> Solver:
         """A copy of this solver with ``settings`` overriding the current ones."""
         if not settings:
             return self
-        return type(self)(**{**self.settings, **settings})
+        # translate first, so that a foreign name overrides the current value it maps to
+        return type(self)(**{**self.settings, **self._translate(dict(settings))})
 
     def tightened(self) -> Solver | None:
         """A copy with :attr:`tight` settings, or ``None`` when they change nothing."""

@@ -79,6 +79,25 @@ class Clarabel(Solver):
         "max_iter": 500,
     }
 
+    aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "eps": ("tol_gap_abs", "tol_gap_rel", "tol_feas"),
+        "eps_abs": ("tol_gap_abs", "tol_feas"),
+        "eps_rel": ("tol_gap_rel",),
+        "max_iters": ("max_iter",),
+        "acceleration_lookback": (),
+        "normalize": (),
+        "use_indirect": (),
+        "mode": (),
+        "solve_method": (),
+    }
+
+    def known_settings(self) -> frozenset[str] | None:
+        try:
+            settings = self._import().DefaultSettings()
+        except Exception:  # not installed: the solve will say so
+            return None
+        return frozenset(a for a in dir(settings) if not a.startswith("_") and a != "default")
+
     def __init__(self, *, keep: bool = True, **settings: Any) -> None:
         super().__init__(**settings)
         #: Keep one solver per program and thread and update its data in place.

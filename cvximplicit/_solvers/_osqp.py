@@ -45,6 +45,26 @@ class OSQP(Solver):
         "eps_rel": 1e-7,
         "polishing": True,
     }
+    aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "eps": ("eps_abs", "eps_rel"),
+        "max_iters": ("max_iter",),
+        "acceleration_lookback": (),
+        "normalize": (),
+        "use_indirect": (),
+        "polish": ("polishing",),
+    }
+    known: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "rho", "sigma", "scaling", "adaptive_rho", "adaptive_rho_interval",
+            "adaptive_rho_tolerance", "adaptive_rho_fraction", "max_iter", "eps_abs",
+            "eps_rel", "eps_prim_inf", "eps_dual_inf", "alpha", "linsys_solver", "delta",
+            "polishing", "polish_refine_iter", "verbose", "scaled_termination",
+            "check_termination", "warm_starting", "time_limit", "check_dualgap",
+            "adaptive_rho_tolerance_greater", "adaptive_rho_tolerance_less", "cg_max_iter",
+            "cg_tol_reduction", "cg_tol_fraction", "cg_precond", "device", "allocate_solution",
+            "profiler_level", "rho_is_vec",
+        }
+    )  # fmt: skip
     tight: ClassVar[Mapping[str, Any]] = {
         "eps_abs": 1e-11,
         "eps_rel": 1e-11,

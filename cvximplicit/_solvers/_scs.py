@@ -59,6 +59,19 @@ class SCS(Solver):
     )
     defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "eps_abs": 1e-7, "eps_rel": 1e-7}
     tight: ClassVar[Mapping[str, Any]] = {"eps_abs": 1e-11, "eps_rel": 1e-11, "max_iters": 500_000}
+    aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "eps": ("eps_abs", "eps_rel"),  # SCS 2 / diffcp, as cvxpylayers documents
+        "mode": (),
+        "solve_method": (),
+    }
+    known: ClassVar[frozenset[str] | None] = frozenset(
+        {
+            "verbose", "normalize", "scale", "adaptive_scale", "rho_x", "max_iters",
+            "eps_abs", "eps_rel", "eps_infeas", "alpha", "time_limit_secs",
+            "acceleration_lookback", "acceleration_interval", "write_data_filename",
+            "log_csv_filename", "use_indirect", "mkl", "gpu",
+        }
+    )  # fmt: skip
 
     def _cone_dict(self, cones: Sequence[Cone]) -> dict[str, Any]:
         fields: dict[str, Any] = {}

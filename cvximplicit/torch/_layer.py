@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -282,6 +283,13 @@ class CvxpyLayer(torch.nn.Module):
         on_failure: OnFailure | str = OnFailure.RAISE,
         warm_start: bool = False,
     ) -> None:
+        """Compile ``problem`` once; see the class docstring for every argument.
+
+        ``CvxpyLayer(problem, parameters=[A, b], variables=[x])`` as in cvxpylayers; a
+        constraint (or ``con.dual_variables[0]``) in ``variables`` returns its dual;
+        ``solver_args`` are checked here (cvxpylayers' SCS names such as ``eps`` and
+        ``max_iters`` are translated with a warning).
+        """
         super().__init__()
         self.on_failure = as_on_failure(on_failure)
         #: Start each call from the previous call's solution (see ``forward``).
@@ -318,6 +326,23 @@ class CvxpyLayer(torch.nn.Module):
         if isinstance(sol, BatchSolution):
             return [d for d in sol.diagnostics if d is not None]
         return [sol.info]
+
+    def to(self, *args: Any, **kwargs: Any) -> CvxpyLayer:
+        """Accepted for ``nn.Module`` compatibility; the layer holds no tensors, so this moves
+        nothing.  The solve and its derivatives run in float64 on the CPU whatever the
+        device, and outputs follow the inputs' device; a non-CPU device is said so."""
+        device = kwargs.get(
+            "device", next((a for a in args if isinstance(a, (str, torch.device))), None)
+        )
+        if device is not None and torch.device(device).type != "cpu":
+            warnings.warn(
+                f"CvxpyLayer.to({str(device)!r}) moves nothing: the solver and the derivatives "
+                "run on the CPU in float64; outputs are returned on the device of the input "
+                "tensors (pass tensors on that device)",
+                UserWarning,
+                stacklevel=2,
+            )
+        return super().to(*args, **kwargs)
 
     def _is_batched(self, params: Sequence[torch.Tensor]) -> bool:
         specs = self.program.parameter_specs
