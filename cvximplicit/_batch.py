@@ -41,6 +41,7 @@ from ._conic import (
     NewtonStructure,
     _kink_tol,
     _status_error,
+    snap_to_faces,
     solve_conic,
 )
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
@@ -376,6 +377,8 @@ class BatchEngine:
         polish_time = (time.perf_counter() - start) / rows.size
         level = tol.target if warm else tol.certify
         ok = (out.res.relative <= level) & ~out.fact.degenerate
+        scale = np.maximum(1.0, np.abs(out.V).max(axis=1, initial=0.0))
+        out.X = snap_to_faces(self.spec.newton, out.X, out.V, sub.A, sub.b, kink, tol.kink * scale)
         m = self.spec.m
         conics: dict[int, ConicSolution] = {}
         for j, i in enumerate(rows):

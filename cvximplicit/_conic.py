@@ -34,7 +34,7 @@ import scipy.sparse as sp
 
 from ._blas import single_thread_blas
 from ._certificates import find_certificate
-from ._cones import Cone, KinkPolicy
+from ._cones import Cone, KinkPolicy, NonnegativeCone
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import (
     DegenerateDerivativeError,
@@ -201,6 +201,13 @@ class NewtonStructure:
         # Upper bound on the stored entries of B: P, A, D and A'D (at most nnz(A) * block).
         counts = np.bincount(dr, minlength=m)
         triples = int(counts[ar].sum())
+        # Bound rows: nonnegative-cone rows of A with one stored entry (x_j >= l, x_j <= u).
+        nonneg = np.zeros(m, dtype=bool)
+        for cone, sl in zip(cones.cones, cones.slices):
+            nonneg[sl] = isinstance(cone, NonnegativeCone)
+        single = (np.bincount(ar, minlength=m) == 1) & nonneg
+        positions = np.flatnonzero(single[ar])
+        self._bounds = (ar[positions], ac[positions], positions)
         self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
         self._product = not cones.diagonal and triples > 4 * (ar.size + dr.size)
         if self.dense:
@@ -295,6 +302,44 @@ class NewtonStructure:
             lambda: self.factorize(data, D, tol),
             tol.refinement_steps,
         )
+
+
+def snap_to_faces(
+    structure: NewtonStructure,
+    X: FloatArray,
+    V: FloatArray,
+    A_values: FloatArray,
+    b: FloatArray,
+    kink: KinkPolicy,
+    kink_tol: FloatArray | float,
+) -> FloatArray:
+    """Put variables that sit on a bound exactly on it.
+
+    A bound row ``a x_j + s = b`` (a nonnegative-cone row of ``A`` with one entry) whose
+    constraint the chosen Jacobian element treats as binding (``v >= 0`` beyond the kink
+    tolerance, or within it under ``kink="active"``) has ``s = 0`` at the solution, so
+    ``x_j = b / a`` exactly; polishing leaves it within rounding (``-1.7e-15`` where ``0`` is
+    meant).  Setting it exactly moves ``x`` by that rounding, keeps the residual at its
+    floor and agrees with the derivative, which holds the bound fixed.  ``X``, ``V``,
+    ``A_values`` (in the pattern's order), ``b`` and ``kink_tol`` may have a leading batch
+    axis.  Returns a new array.
+    """
+    rows, cols, positions = structure._bounds
+    if not rows.size:
+        return X
+    tol = np.asarray(kink_tol)[..., None] if np.ndim(kink_tol) else kink_tol
+    v = V[..., rows]
+    binding = v >= -tol if kink is KinkPolicy.ACTIVE else v > tol
+    coef = A_values[..., positions]
+    binding &= coef != 0
+    value = b[..., rows] / np.where(coef != 0, coef, 1.0) + 0.0  # + 0.0: no -0.0
+    out = np.array(X, copy=True)
+    if out.ndim == 1:
+        out[cols[binding]] = value[binding]
+    else:
+        element, k = np.nonzero(binding)
+        out[element, cols[k]] = value[element, k]
+    return out
 
 
 def newton_matrix(data: ConeData, D: Sparse) -> Sparse:
@@ -522,11 +567,13 @@ class _Polished:
         tol: Tolerances,
     ) -> ConicSolution:
         """The polished point as a solution that reuses this polishing's ``D``, projection
-        and factorization for its derivatives."""
+        and factorization for its derivatives (variables on a bound set exactly on it)."""
+        A_values = np.asarray(data.A.data, dtype=np.float64)
+        x = snap_to_faces(structure, self.x, self.v, A_values, data.b, kink, kink_tol)
         return ConicSolution(
             data,
             cones,
-            self.x,
+            x,
             self.v,
             diagnostics,
             kink=kink,

@@ -211,3 +211,31 @@ def test_moreau_rejects_psd_cones():
     family = FAMILIES["maxcut_sdp"](np.random.default_rng(0))
     with pytest.raises(ci.UnsupportedProblemError, match="MOREAU does not support PSDCone"):
         ci.compile(family.problem, family.parameters, family.variables, solver="MOREAU")
+
+
+def test_variables_on_a_bound_are_exactly_on_it():
+    """Sparsemax: entries on the face p >= 0 are returned as exact zeros (not -1.7e-15), on
+    the single and the batched path, so p > 0 counts the support."""
+    n = 12
+    z, p = cp.Parameter(n), cp.Variable(n)
+    program = ci.compile(
+        cp.Problem(cp.Minimize(cp.sum_squares(p - z)), [p >= 0, cp.sum(p) == 1]), [z], [p]
+    )
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((16, n))
+    batched = program.solve_batch(values).values[0]
+    for i, v in enumerate(values):
+        single = program.solve(v).values[0]
+        expected = np.maximum(v - _sparsemax_threshold(v), 0.0)
+        for out in (single, batched[i]):
+            assert np.all(out >= 0.0)
+            np.testing.assert_array_equal(out > 0, expected > 0)
+            np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+def _sparsemax_threshold(v):
+    s = np.sort(v)[::-1]
+    k = np.arange(1, v.size + 1)
+    support = 1 + k * s > np.cumsum(s)
+    kmax = k[support][-1]
+    return (np.cumsum(s)[kmax - 1] - 1) / kmax

@@ -182,11 +182,11 @@ def test_on_failure_nan_is_forwarded_to_the_core_batch():
 def test_torch_func_transformations():
     """torch.func.vmap maps onto the batched solve; jacrev and jacfwd give the same exact
     Jacobian; second derivatives and nested transforms say what is not provided."""
-    torch.set_default_dtype(torch.float64)
     fam = ci.problems.qp(n=4, p=3, q=1, seed=0)
     layer = CvxpyLayer(fam.problem, fam.parameters, fam.variables)
-    Q, c, h, g = (torch.tensor(v) for v in fam.values)
-    C = c + 0.1 * torch.randn(5, c.shape[0], generator=torch.Generator().manual_seed(0))
+    Q, c, h, g = (torch.tensor(v) for v in fam.values)  # float64 from numpy
+    noise = torch.randn(5, c.shape[0], generator=torch.Generator().manual_seed(0))
+    C = c + 0.1 * noise.double()
     mapped = torch.func.vmap(lambda ci_: layer(Q, ci_, h, g)[0])(C)
     batched = layer(Q, C, h, g)[0]
     torch.testing.assert_close(mapped, batched, rtol=1e-10, atol=1e-12)
