@@ -1097,3 +1097,31 @@ def compile(
         strict=strict,
         tolerances=tolerances,
     )
+
+
+def layer_program(
+    problem: cp.Problem | Program,
+    parameters: Sequence[cp.Parameter] | None,
+    variables: Sequence[Any] | None,
+    **options: Any,
+) -> Program:
+    """The program behind a framework layer: ``problem`` compiled with ``options`` (the
+    keywords of :func:`compile`), or a :class:`Program` used as it is.
+
+    Both adapters build their layers through this one function, so that the compile
+    keywords are spelled once.  A ``Program`` keeps its own parameters, outputs and settings:
+    passing ``parameters`` or ``variables`` with it is an error.
+    """
+    if isinstance(problem, Program):
+        if parameters is not None or variables is not None:
+            raise ParameterError(
+                "a layer built from a compiled Program uses the Program's parameters and "
+                "outputs: omit `parameters` and `variables` (or pass the cvxpy Problem)"
+            )
+        return problem
+    if parameters is None or variables is None:
+        raise ParameterError(
+            "a layer built from a cvxpy Problem needs `parameters` and `variables` (the "
+            "problem's parameters in call order, and the variables or constraints to return)"
+        )
+    return compile(problem, parameters, variables, **options)

@@ -209,3 +209,18 @@ def test_to_a_device_says_what_happens():
         assert layer.to("cuda") is layer
     assert layer.to(torch.float64) is layer  # dtype moves are silent no-ops
     assert "solver_args" in (CvxpyLayer.__init__.__doc__ or "")
+
+
+def test_layers_from_a_compiled_program():
+    fam = ci.problems.nnls(m=5, n=3, seed=1)
+    program = ci.compile(fam.problem, fam.parameters, fam.variables)
+    layer = CvxpyLayer(program)
+    assert layer.program is program
+    params = [torch.tensor(v) for v in fam.values]
+    np.testing.assert_allclose(layer(*params)[0].numpy(), program.solve(*fam.values).values[0])
+    with pytest.raises(ci.ParameterError, match="omit `parameters`"):
+        CvxpyLayer(program, fam.parameters, fam.variables)
+    with pytest.raises(ci.ParameterError, match="needs `parameters`"):
+        CvxpyLayer(fam.problem)
+    jax_layer = pytest.importorskip("cvximplicit.jax").CvxpyLayer(program)
+    assert jax_layer.program is program

@@ -21,7 +21,7 @@ from jax.interpreters import ad, batching, mlir
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics, PolishOutcome
 from .._errors import CvximplicitError, ParameterError, SecondDerivativeError, SolverError
-from .._program import BatchSolution, Program, Solution, WarmStarter, compile
+from .._program import BatchSolution, Program, Solution, WarmStarter, layer_program
 from .._solvers import SolverLike, SolverStatus
 
 __all__ = ["CvxpyLayer"]
@@ -82,7 +82,8 @@ class CvxpyLayer:
     :class:`~cvximplicit.SecondDerivativeError`.
 
     Args:
-        problem: the CVXPY problem, as for the PyTorch layer (the cvxpylayers conventions).
+        problem: the CVXPY problem, or a compiled :class:`cvximplicit.Program` (then omit
+            ``parameters`` and ``variables``), as for the PyTorch layer.
         parameters: as for the PyTorch layer.
         variables: as for the PyTorch layer.
         solver: as for the PyTorch layer.
@@ -119,9 +120,9 @@ class CvxpyLayer:
 
     def __init__(
         self,
-        problem: cp.Problem,
-        parameters: Sequence[cp.Parameter],
-        variables: Sequence[Any],
+        problem: cp.Problem | Program,
+        parameters: Sequence[cp.Parameter] | None = None,
+        variables: Sequence[Any] | None = None,
         solver: SolverLike = None,
         gp: bool = False,
         verbose: bool = False,
@@ -137,7 +138,7 @@ class CvxpyLayer:
     ) -> None:
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
-        self.program: Program = compile(
+        self.program: Program = layer_program(
             problem,
             parameters,
             variables,

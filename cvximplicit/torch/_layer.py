@@ -16,7 +16,7 @@ from .._batch import OnFailure, as_on_failure
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics
 from .._errors import ParameterError, SecondDerivativeError
-from .._program import BatchSolution, Program, Solution, WarmStarter, compile
+from .._program import BatchSolution, Program, Solution, WarmStarter, layer_program
 from .._solvers import SolverLike
 
 __all__ = ["CvxpyLayer"]
@@ -226,7 +226,8 @@ class CvxpyLayer(torch.nn.Module):
     dual tensors) through the core's JVP.
 
     Args:
-        problem: a DPP ``cvxpy.Problem``.
+        problem: a DPP ``cvxpy.Problem``, or a compiled :class:`cvximplicit.Program` (then
+            omit ``parameters`` and ``variables``; the program keeps its own settings).
         parameters: its parameters, in the order tensors will be passed.
         variables: the outputs: variables (primal values) or constraints (their duals).
         solver: a solver name (``"CLARABEL"``, ``"SCS"``, ``"OSQP"``), a
@@ -267,9 +268,9 @@ class CvxpyLayer(torch.nn.Module):
 
     def __init__(
         self,
-        problem: cp.Problem,
-        parameters: Sequence[cp.Parameter],
-        variables: Sequence[Any],
+        problem: cp.Problem | Program,
+        parameters: Sequence[cp.Parameter] | None = None,
+        variables: Sequence[Any] | None = None,
         solver: SolverLike = None,
         gp: bool = False,
         verbose: bool = False,
@@ -298,7 +299,7 @@ class CvxpyLayer(torch.nn.Module):
         self._warm_now = False
         self._warm_attempted = False
         del canon_backend  # accepted for compatibility with cvxpylayers; no effect here
-        self.program: Program = compile(
+        self.program: Program = layer_program(
             problem,
             parameters,
             variables,
