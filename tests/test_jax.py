@@ -134,6 +134,7 @@ def test_failures():
         layer(bad)  # outside jit: the typed exception
     with pytest.raises(Exception, match="infeasible"):
         jax.block_until_ready(jax.jit(lambda b: layer(b))(bad))  # inside jit: its message
+    assert isinstance(layer.last_error, ci.InfeasibleError)
     lenient = CvxpyLayer(prob, [b], [x], on_failure="nan")
     (out,) = lenient(bad)
     assert np.all(np.isfinite(out[0])) and np.all(np.isnan(out[1]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -25,6 +26,19 @@ from .._program import BatchSolution, Program, Solution, WarmStarter, layer_prog
 from .._solvers import SolverLike, SolverStatus
 
 __all__ = ["CvxpyLayer"]
+
+
+class _QuietTypedErrors(logging.Filter):
+    """Drops JAX's "pure_callback failed" traceback for cvximplicit's own typed errors: the
+    error itself reaches the caller (re-raised outside ``jit``; inside ``jit`` its message
+    is in the ``JaxRuntimeError``), so the extra stderr traceback is only noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, CvximplicitError)
+
+
+logging.getLogger("jax._src.callback").addFilter(_QuietTypedErrors())
 
 
 class _Cache:
@@ -165,10 +179,18 @@ class CvxpyLayer:
         self._outputs = self.program.output_specs
         self._last: list[Diagnostics] = []
         self._error: BaseException | None = None
+        self._last_error: BaseException | None = None
         self._solve = self._build()
 
     def __repr__(self) -> str:
         return f"CvxpyLayer({self.program!r})"
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The typed cvximplicit exception of the last failed host solve (``None`` if the last
+        one succeeded).  Inside ``jit`` JAX can only raise a ``JaxRuntimeError`` carrying its
+        message; this is the exception itself, for ``isinstance`` checks."""
+        return self._last_error
 
     @property
     def last_diagnostics(self) -> list[Diagnostics]:
@@ -208,8 +230,9 @@ class CvxpyLayer:
             )
             self._warm.record(batch, previous is not None)
         except CvximplicitError as exc:
-            self._error = exc
+            self._error = self._last_error = exc
             raise
+        self._last_error = None
         solutions: list[Solution | SolverError] = [
             s if s is not None else cast(SolverError, e)
             for s, e in zip(batch.solutions, batch.errors)
