@@ -425,17 +425,6 @@ def _failure_diagnostics(error: SolverError, kink_policy: str) -> Diagnostics:
     )
 
 
-def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum ``g`` down to ``shape`` (the inverse of numpy broadcasting)."""
-    extra = g.ndim - len(shape)
-    if extra > 0:
-        g = g.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, (gs, s) in enumerate(zip(g.shape, shape)) if s == 1 and gs != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
-
-
 # ---------------------------------------------------------------------- the tangent map
 # ``_linear_p(handles, *params, *vectors; layer, mode)``: the core's JVP (``mode="jvp"``) or
 # VJP (``"vjp"``) at the solutions named by ``handles``, run on the host.  It is linear in
