@@ -19,7 +19,7 @@ library only; no Selenium or driver binary). Chromium is Debian's ``chromium`` p
 ``CHROMIUM=/path/to/chrome`` picks another binary.
 
     python docs/check_site.py site                          # check a built site
-    python docs/check_site.py site --screenshots /tmp/shots index theory benchmarks
+    python docs/check_site.py site index theory benchmarks --screenshots /tmp/shots
 """
 
 from __future__ import annotations
