@@ -13,7 +13,7 @@ is done once on stacked arrays instead of once per element:
 
 An element that the vectorised path cannot certify (or whose solver call reported anything
 but success, or whose ``B`` is singular) is handed to the single-problem path
-(:func:`~cvximplicit._conic.solve_conic`), which retries, warns or raises for it alone.
+(`solve_conic()`), which retries, warns or raises for it alone.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class OnFailure(str, enum.Enum):
 
 
 def as_on_failure(value: OnFailure | str) -> OnFailure:
-    """Parse an :class:`OnFailure` given as a member or its string value."""
+    """Parse an `OnFailure` given as a member or its string value."""
     if isinstance(value, OnFailure):
         return value
     try:
@@ -85,7 +85,7 @@ def as_on_failure(value: OnFailure | str) -> OnFailure:
         raise ValueError(f"unknown on_failure {value!r}; choose one of {choices}") from None
 
 
-#: The stacked data of a batch (see :class:`~cvximplicit._solvers.StackedData`).
+#: The stacked data of a batch (see `StackedData`).
 BatchData = StackedData
 
 
@@ -294,7 +294,7 @@ def _residual(
 
 @dataclasses.dataclass
 class EngineResult:
-    """Per element: a finished :class:`ConicSolution` or the error of its solve; plus the
+    """Per element: a finished `ConicSolution` or the error of its solve; plus the
     batch factorization shared by the elements the vectorised path finished."""
 
     conics: list[ConicSolution | None]
@@ -577,7 +577,7 @@ def _polish_batch(
     tol: Tolerances,
     fail_fast: bool = False,
 ) -> _BatchPolished:
-    """:func:`~cvximplicit._conic._polish` for a whole batch, with per-element step
+    """`_polish()` for a whole batch, with per-element step
     acceptance (an element whose step fails is held where it is)."""
     mats = layout.matrices(data)
     k, n = layout.size, layout.n

@@ -7,7 +7,7 @@ extracts three linear maps, after which no CVXPY code runs on the solve path:
   ``G`` on the fixed sparsity patterns of ``P`` and ``A``);
 * the canonical solution ``(x, y)`` -> the requested variables and constraint duals (scaled
   selections, recovered by running CVXPY's own solution inversion on tagged vectors);
-* cones: CVXPY's cone dimensions -> :class:`~cvximplicit.Cone` objects.
+* cones: CVXPY's cone dimensions -> `Cone` objects.
 """
 
 from __future__ import annotations
@@ -592,7 +592,7 @@ def canonicalize(
     variables: Sequence[Any],
     gp: bool = False,
 ) -> Compiled:
-    """Build the :class:`Compiled` maps of a DPP problem (see the module docstring)."""
+    """Build the `Compiled` maps of a DPP problem (see the module docstring)."""
     if not isinstance(problem, cp.Problem):
         raise TypeError(f"expected a cvxpy.Problem, got {type(problem).__name__}")
     if any(v.attributes.get("boolean") or v.attributes.get("integer") for v in problem.variables()):

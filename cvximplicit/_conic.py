@@ -11,7 +11,7 @@ one vector ``v`` stands for the pair ``(y, s)``: ``y = Pi_{K*}(v)`` and ``s = Pi
               [ A x + Pi_{K*}(v) - v - b      ]
 
 vanishes exactly at KKT points.  With ``D`` an element of the conservative Jacobian of
-``Pi_{K*}`` at ``v`` (chosen by a :class:`~cvximplicit.KinkPolicy`),
+``Pi_{K*}`` at ``v`` (chosen by a `KinkPolicy`),
 
     B = dF/d(x, v) = [ P   A'D   ]
                      [ A   D - I ]
@@ -271,7 +271,7 @@ class NewtonStructure:
         return B
 
     def factorize(self, data: ConeData, D: Jacobian, tol: Tolerances) -> Factorization:
-        """Factorize ``B`` (dense or sparse, see :func:`~cvximplicit._factor.factorize`)."""
+        """Factorize ``B`` (dense or sparse, see `factorize()`)."""
         if self.dense:
             return factorize(self.dense_matrix(data, D), tol)
         return factorize(self.matrix(data, D), tol)
@@ -354,7 +354,7 @@ class Residual:
 
     F: FloatArray
     y: FloatArray
-    #: ``max_i |F_i| / (1 + |terms_i|)``: see :class:`~cvximplicit.Tolerances`.
+    #: ``max_i |F_i| / (1 + |terms_i|)``: see `Tolerances`.
     relative: float
     norm: float
 
@@ -390,10 +390,10 @@ def _status_error(
 class ConicSolution:
     """A solution ``(x, y, s)`` of a canonical cone program with its derivative.
 
-    Produced by :func:`solve_conic`.  ``vjp`` and ``jvp`` differentiate the solution with
+    Produced by `solve_conic()`.  ``vjp`` and ``jvp`` differentiate the solution with
     respect to the data ``(P, A, b, c)`` through the implicit function theorem applied to the
     residual ``F``.  The factorization of ``B`` is the last polishing step's when it is ``B``
-    at the returned point, else computed by :meth:`factorization` on first use; either way
+    at the returned point, else computed by `factorization()` on first use; either way
     it is shared by every later call.
     """
 
@@ -452,7 +452,7 @@ class ConicSolution:
 
     @property
     def D(self) -> Sparse:
-        """:attr:`jacobian` as a sparse matrix."""
+        """`jacobian` as a sparse matrix."""
         return self.jacobian.sparse()
 
     def factorization(self) -> Factorization:
@@ -886,12 +886,12 @@ def solve_conic(
     A point is returned only when its relative residual is at most ``tolerances.certify``;
     otherwise the solve is retried with the solver's tighter settings, then (other
     backends) with Clarabel's.  If the point still cannot be certified, an
-    :class:`InaccurateSolutionWarning` names the residual (or, above ``tolerances.reject``,
-    a :class:`SolverFailedError` is raised).
+    `InaccurateSolutionWarning` names the residual (or, above ``tolerances.reject``,
+    a `SolverFailedError` is raised).
 
-    Raises :class:`InfeasibleError`, :class:`UnboundedError` or :class:`SolverFailedError`
-    when the solver returns no usable point.  Before a :class:`SolverFailedError`, a
-    certificate of infeasibility or unboundedness is sought (:mod:`._certificates`); a
+    Raises `InfeasibleError`, `UnboundedError` or `SolverFailedError`
+    when the solver returns no usable point.  Before a `SolverFailedError`, a
+    certificate of infeasibility or unboundedness is sought (`._certificates`); a
     checked one turns the failure into the typed error it proves.  ``raw``: the solver's
     answer when it was already called (a batch's solver stage); then only a retry calls it
     again.

@@ -76,16 +76,16 @@ class Diagnostics:
         residual_before_polish: $\|F(x, v)\|$ at the solver's point.
         residual: $\|F(x, v)\|$ at the returned point (after polishing).
         relative_residual: $\max_i |F_i| / (1 + |\mathrm{terms}_i|)$ at the returned point (see
-            :class:`~cvximplicit.Tolerances`).
+            `Tolerances`).
         certified: whether ``relative_residual <= Tolerances.certify``.
         retried: whether the solve was retried with tighter solver settings because the
             first point could not be certified.
         polish_steps: semismooth Newton steps accepted.
-        polish: a :class:`PolishOutcome`.
-        kink_policy: the :class:`~cvximplicit.KinkPolicy` value used at kinks.
+        polish: a `PolishOutcome`.
+        kink_policy: the `KinkPolicy` value used at kinks.
         kinks: number of kink coordinates per cone kind at the returned point (counted on
             first access).
-        timings: the :class:`Timings` split of the wall time.
+        timings: the `Timings` split of the wall time.
         start: ``"cold"`` (the solver ran) or ``"warm"`` (Newton from the previous solution
             reached the polishing target without a solver call).
         start_reason: why a requested warm start fell back to a cold one (empty otherwise).
@@ -93,7 +93,7 @@ class Diagnostics:
             or a least-squares method when ``B`` is singular); ``None`` until a derivative
             was requested.
         condition: estimate of the 1-norm condition number of ``B`` (``inf`` when singular);
-            ``None`` until computed (:meth:`cvximplicit.Solution.condition`).
+            ``None`` until computed (`cvximplicit.Solution.condition()`).
         degenerate: whether ``B`` was found singular (the implicit function theorem's
             hypothesis fails at this point).
     """

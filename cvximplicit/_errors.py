@@ -1,6 +1,6 @@
 """Exceptions and warnings raised by cvximplicit.
 
-Every error a user can provoke derives from :class:`CvximplicitError` and from the
+Every error a user can provoke derives from `CvximplicitError` and from the
 built-in exception that best describes it (``ValueError`` for bad input,
 ``RuntimeError`` for failed solves, ``ImportError`` for a missing solver), so that
 ``except ValueError`` keeps working in code written for other libraries.
@@ -81,7 +81,7 @@ class SolverError(CvximplicitError, RuntimeError):
     """The inner solver did not return a usable solution.
 
     Attributes:
-        status: the :class:`cvximplicit.SolverStatus` the solver reported.
+        status: the `cvximplicit.SolverStatus` the solver reported.
         solver: the solver's name.
         batch_index: index of the failing instance in a batched solve (``None`` otherwise).
     """

@@ -1,18 +1,18 @@
 """Factorizations of the derivative matrix ``B``: ``factorize(B) -> Factorization``.
 
-A :class:`Factorization` solves ``B z = r`` and ``B' z = r`` and does nothing else: it never
+A `Factorization` solves ``B z = r`` and ``B' z = r`` and does nothing else: it never
 warns, never changes itself and computes its condition number only when asked
-(:meth:`Factorization.condition`).  :func:`factorize` picks the variant by size and fill:
+(`Factorization.condition()`).  `factorize()` picks the variant by size and fill:
 
-* :class:`DenseLU` (LAPACK ``getrf``) for small or dense-ish ``B``: on the small programs layers
+* `DenseLU` (LAPACK ``getrf``) for small or dense-ish ``B``: on the small programs layers
   are used for it is several times faster than a sparse LU, and it has no failure mode on
   rank-deficient input;
-* :class:`SparseLU` (SuperLU) otherwise;
-* :class:`LeastSquares` (minimum-norm, dense SVD or LSMR) when ``B`` is numerically singular;
+* `SparseLU` (SuperLU) otherwise;
+* `LeastSquares` (minimum-norm, dense SVD or LSMR) when ``B`` is numerically singular;
   it is marked ``degenerate`` and carries the reason, and the caller decides whether to warn
   or raise.
 
-:class:`Refined` reuses a factorization of a nearby matrix with iterative refinement against
+`Refined` reuses a factorization of a nearby matrix with iterative refinement against
 the exact ``B`` (applied as products): polishing on curved cones moves ``B`` a little at each
 step, and refactorizing would cost more than a few refinement sweeps.
 """
@@ -39,7 +39,7 @@ __all__ = ["DenseLU", "Factorization", "LeastSquares", "Refined", "SparseLU", "f
 class Factorization(ABC):
     """Solves with one matrix ``B`` of size ``size``; see the module docstring."""
 
-    #: Short description shown in :class:`~cvximplicit.Diagnostics` (``linear_solve``).
+    #: Short description shown in `Diagnostics` (``linear_solve``).
     method: str
     #: Whether ``B`` was found singular (solves are then least-squares solutions).
     degenerate: bool = False
@@ -220,7 +220,7 @@ def factorize(B: Sparse | FloatArray, tol: Tolerances | None = None) -> Factoriz
     """Factorize ``B``, choosing the method by size and fill (see the module doc); a dense
     ``B`` (numpy array) is factorized densely.
 
-    Never raises on a singular ``B``: the result is then a :class:`LeastSquares` with
+    Never raises on a singular ``B``: the result is then a `LeastSquares` with
     ``degenerate=True`` and the ``reason``.
     """
     tol = Tolerances() if tol is None else tol

@@ -11,14 +11,14 @@ taken as any element of its conservative Jacobian (what autodiff returns, even a
 
 with vector-Jacobian products only, then returns ``-A' w``.
 
-Both frameworks follow this module: one :class:`ImplicitOptions` (the same names, values
-and defaults), one :class:`ImplicitInfo`, one failure diagnosis (:func:`classify`,
-:func:`failure_message`) and one Anderson formulation (:func:`anderson_weights`, called with
+Both frameworks follow this module: one `ImplicitOptions` (the same names, values
+and defaults), one `ImplicitInfo`, one failure diagnosis (`classify()`,
+`failure_message()`) and one Anderson formulation (`anderson_weights()`, called with
 ``numpy`` by PyTorch and with ``jax.numpy`` inside ``jax.lax`` loops).  The loops
 themselves run in each framework (PyTorch: one small host transfer per iteration; JAX:
 none): a numpy loop would force host callbacks into JAX (breaking ``vmap``) and copies of
 every iterate into PyTorch.
-GMRES and BiCGSTAB for PyTorch are SciPy's (:func:`solve_linear`); JAX uses
+GMRES and BiCGSTAB for PyTorch are SciPy's (`solve_linear()`); JAX uses
 ``jax.scipy.sparse.linalg``.
 """
 
@@ -109,11 +109,11 @@ class Gradient(str, enum.Enum):
 class FailurePolicy(str, enum.Enum):
     """What a forward or backward solve that misses its tolerance does (both frameworks).
 
-    ``RAISE`` (default): :class:`~cvximplicit.ConvergenceError` with a diagnosis (precision
+    ``RAISE`` (default): `ConvergenceError` with a diagnosis (precision
     floor, divergence, stall or slow contraction) and the option that fixes it.  Inside a
     traced JAX computation (``jit``, ``vmap``, ``grad`` transformations) nothing can raise:
     the values (or gradients) become NaN, the info's ``status`` records the cause and a
-    :class:`~cvximplicit.ConvergenceWarning` with the same message is emitted when the
+    `ConvergenceWarning` with the same message is emitted when the
     computation runs.  ``WARN``: warn and return the last iterate.  ``NAN``: NaN values or
     gradients, silently (the info still reports the status).
     """
@@ -124,7 +124,7 @@ class FailurePolicy(str, enum.Enum):
 
 
 class ImplicitStatus(enum.IntEnum):
-    """Outcome of an iteration, as diagnosed by :func:`classify`."""
+    """Outcome of an iteration, as diagnosed by `classify()`."""
 
     CONVERGED = 0
     #: Still converging when ``max_iter`` ran out.
@@ -180,7 +180,7 @@ class ImplicitOptions:
     ``F(z) = z - f(z)``), and the backward solve when ``||B' w - g|| <= backward_tol ||g||``.
 
     Attributes:
-        solver: forward solver (:class:`ForwardSolver`); default ``anderson`` for fixed points
+        solver: forward solver (`ForwardSolver`); default ``anderson`` for fixed points
             and ``newton`` for roots.
         tol: forward tolerance; default ``max(100 eps, 1e-8)`` for the dtype's machine
             epsilon ``eps``: 1.2e-5 in float32, 1e-8 in float64, both well above the dtype's
@@ -189,15 +189,15 @@ class ImplicitOptions:
         memory: Anderson's number of kept iterates (forward and ``backward_solver=anderson``).
         regularization: Anderson's Tikhonov term, relative to the trace of the residuals' Gram
             matrix; default ``max(1e-10, 100 eps)``.
-        gradient: :class:`Gradient`: ``implicit`` (exact, default), ``phantom`` (inexact) or
+        gradient: `Gradient`: ``implicit`` (exact, default), ``phantom`` (inexact) or
             ``unroll``.
-        backward_solver: :class:`BackwardSolver`; default ``anderson`` for fixed points and
+        backward_solver: `BackwardSolver`; default ``anderson`` for fixed points and
             ``gmres`` for roots.
         backward_tol: default as ``tol``.
         backward_max_iter: default ``max_iter`` (restart cycles for GMRES).
         phantom_steps: ``k`` of the phantom gradient.
         phantom_damping: damping ``d`` in ``(0, 1]`` of the phantom steps.
-        on_failure: :class:`FailurePolicy`, ``raise`` by default.
+        on_failure: `FailurePolicy`, ``raise`` by default.
 
     Example:
         >>> import cvximplicit as ci
@@ -287,7 +287,7 @@ class IterationReport:
     of the last absolute residual ``||F(z)||`` to the first (above one: diverging, which the
     relative residual can hide when ``||z||`` grows too).  In JAX the numeric
     fields are arrays (batched under ``vmap``); ``status`` is then an integer array of
-    :class:`ImplicitStatus` codes.
+    `ImplicitStatus` codes.
     """
 
     iterations: Any
@@ -309,10 +309,10 @@ class ImplicitInfo:
     """What the forward and backward solves of an implicit layer did.
 
     Attributes:
-        problem: the :class:`Problem` solved.
-        options: the resolved :class:`ImplicitOptions` (every default filled in).
+        problem: the `Problem` solved.
+        options: the resolved `ImplicitOptions` (every default filled in).
         dtype: the dtype name of ``z`` (for the diagnosis of precision floors).
-        forward: the forward :class:`IterationReport`.
+        forward: the forward `IterationReport`.
         backward: the backward one, filled when the backward pass runs (PyTorch; the JAX
             backward pass cannot report back, so it stays ``None`` there).
         spectral_radius: estimate of the spectral radius of ``J_z f`` (fixed points), read off
@@ -389,7 +389,7 @@ def classify(
     tol: float,
     eps: float,
 ) -> Any:
-    """The :class:`ImplicitStatus` code of an iteration from its residual summary (``xp`` is
+    """The `ImplicitStatus` code of an iteration from its residual summary (``xp`` is
     numpy or ``jax.numpy``; the arguments may be scalars or arrays of the same shape)."""
     s = ImplicitStatus
     stalled = (iterations - best_iteration) >= STALL_WINDOW

@@ -1,4 +1,4 @@
-"""``compile`` and the :class:`Program` it returns: solve, batch, differentiate."""
+"""``compile`` and the `Program` it returns: solve, batch, differentiate."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ FloatArray = NDArray[np.float64]
 class Program:
     """A CVXPY problem compiled to a differentiable parametric cone program.
 
-    Create it with :func:`cvximplicit.compile`.  ``solve`` maps parameter values (numpy in)
-    to a :class:`Solution` (numpy out) that carries reverse- and forward-mode derivatives;
+    Create it with `cvximplicit.compile()`.  ``solve`` maps parameter values (numpy in)
+    to a `Solution` (numpy out) that carries reverse- and forward-mode derivatives;
     ``solve_batch`` does the same for many parameter values at once.
     """
 
@@ -258,23 +258,23 @@ class Program:
         through the single-problem path one by one.
 
         Args:
-            executor: any :class:`concurrent.futures.Executor` (threads, processes, a Dask
+            executor: any `concurrent.futures.Executor` (threads, processes, a Dask
                 client's executor, ...): the batch is cut into one chunk per CPU and each
                 chunk runs the vectorised path on a worker.  Results equal the local path's.
-            solver: as in :meth:`solve`.
-            solver_args: as in :meth:`solve`.
+            solver: as in `solve()`.
+            solver_args: as in `solve()`.
             on_failure: ``"raise"`` (default): the first failed element's error is raised,
                 with ``batch_index`` naming it.  ``"nan"``: failed elements (infeasible,
                 unbounded, solver failure) get NaN values and contribute zero to
-                derivatives; :attr:`BatchSolution.ok` and :attr:`BatchSolution.errors` say
+                derivatives; `BatchSolution.ok` and `BatchSolution.errors` say
                 which failed and why.
             warm_start: a previous batch of this program with the same size: each element
-                starts from its previous solution as in :meth:`solve`; the elements whose
+                starts from its previous solution as in `solve()`; the elements whose
                 warm start is not accepted (and all of them when the size changed) are solved
                 cold, together.
 
         Raises:
-            SolverError: with ``on_failure="raise"``, as in :meth:`solve`.
+            SolverError: with ``on_failure="raise"``, as in `solve()`.
         """
         policy = as_on_failure(on_failure)
         stacked, batched = self._stack_batch(values)
@@ -702,18 +702,18 @@ class Solution:
     @property
     def diagnostics(self) -> Diagnostics:
         """Status, residuals, certification, polishing, kinks, the time split, and (once a
-        derivative was taken or :meth:`condition` called) the derivative system.  Reading it
+        derivative was taken or `condition()` called) the derivative system.  Reading it
         computes nothing."""
         return self.conic.diagnostics
 
     @property
     def info(self) -> Diagnostics:
-        """Alias of :attr:`diagnostics`."""
+        """Alias of `diagnostics`."""
         return self.conic.diagnostics
 
     def condition(self) -> float:
         """Estimate the 1-norm condition number of the derivative matrix ``B`` (factorizing
-        it if no derivative was taken yet); also recorded in :attr:`diagnostics`."""
+        it if no derivative was taken yet); also recorded in `diagnostics`."""
         return self.conic.condition()
 
     def _cotangent(self, cotangents: Sequence[ArrayLike | None]) -> tuple[FloatArray, FloatArray]:
@@ -797,8 +797,8 @@ class BatchSolution:
 
     Attributes:
         values: one array per output, batch axis first (NaN rows for failed elements).
-        solutions: one :class:`Solution` per element (``None`` for a failed element).
-        errors: ``None`` per successful element, the :class:`SolverError` of a failed one.
+        solutions: one `Solution` per element (``None`` for a failed element).
+        errors: ``None`` per successful element, the `SolverError` of a failed one.
         ok: boolean mask of the successful elements.
         batched: per parameter, whether it carried a batch axis.
         solver_time: wall seconds spent inside the backend solver for this batch (the
@@ -1027,7 +1027,7 @@ def compile(
     gp: bool = False,
     verbose: bool = False,
 ) -> Program:
-    r"""Compile a DPP CVXPY problem into a differentiable :class:`Program`.
+    r"""Compile a DPP CVXPY problem into a differentiable `Program`.
 
     The problem is canonicalised once to
 
@@ -1047,15 +1047,15 @@ def compile(
         parameters: every parameter of the problem, in the order values will be passed.
         variables: the outputs: CVXPY variables (primal values) and constraints (their dual
             values), in the order they will be returned.
-        solver: a :class:`Solver` instance or class, a name (``"CLARABEL"``, ``"SCS"``,
+        solver: a `Solver` instance or class, a name (``"CLARABEL"``, ``"SCS"``,
             ``"OSQP"``), or ``None`` for Clarabel.
         solver_args: settings passed to the solver on top of its defaults.
-        kink: :class:`KinkPolicy` (``"active"`` or ``"inactive"``) choosing the Jacobian
+        kink: `KinkPolicy` (``"active"`` or ``"inactive"``) choosing the Jacobian
             element at weakly active constraints.
         polish: refine the solver's point by safeguarded semismooth Newton steps.
-        strict: raise :class:`DegenerateDerivativeError` instead of warning and returning
+        strict: raise `DegenerateDerivativeError` instead of warning and returning
             least-squares derivatives when ``B`` is singular.
-        tolerances: the :class:`Tolerances` of polishing, certification, kink detection and
+        tolerances: the `Tolerances` of polishing, certification, kink detection and
             the derivative's linear algebra (defaults suit double precision).
         verbose: let the solver print its progress (shorthand for ``solver_args``).
         gp: the problem is a (DPP) geometric program: CVXPY's log-log transformation is
@@ -1106,7 +1106,7 @@ def layer_program(
     **options: Any,
 ) -> Program:
     """The program behind a framework layer: ``problem`` compiled with ``options`` (the
-    keywords of :func:`compile`), or a :class:`Program` used as it is.
+    keywords of `compile()`), or a `Program` used as it is.
 
     Both adapters build their layers through this one function, so that the compile
     keywords are spelled once.  A ``Program`` keeps its own parameters, outputs and settings:

@@ -21,13 +21,13 @@ class Tolerances:
         target: polishing stops once the relative residual is at most this.
         certify: a point whose relative residual exceeds this is not returned silently: the
             solve is retried with tighter solver settings, then an
-            :class:`~cvximplicit.InaccurateSolutionWarning` (or an error, see ``reject``) says
+            `InaccurateSolutionWarning` (or an error, see ``reject``) says
             what happened.
         reject: above this relative residual after the retry, no values are returned: a
-            :class:`~cvximplicit.SolverFailedError` is raised (such a point is not a solution:
+            `SolverFailedError` is raised (such a point is not a solution:
             typically the problem is unbounded, infeasible or badly scaled).
         kink: relative distance (times ``max(1, |v|)``) below which a point counts as a kink
-            of a cone projection, where the :class:`~cvximplicit.KinkPolicy` chooses.
+            of a cone projection, where the `KinkPolicy` chooses.
         singular_pivot_ratio: $\min_i |U_{ii}| / \max_i |U_{ii}|$ of the LU factors of $B$ below
             which $B$ is treated as singular.
         active_set_change: largest change of an entry of ``D`` between Newton steps up to

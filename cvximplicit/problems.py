@@ -1,7 +1,7 @@
 """Random instances of standard parametrized problem families.
 
 Used by the tests, the examples and the benchmarks, and handy for trying a solver or a
-derivative setting on something realistic.  Each function returns a :class:`Family`: a
+derivative setting on something realistic.  Each function returns a `Family`: a
 CVXPY problem, its parameters, the outputs to differentiate and random parameter values.
 
 Examples:

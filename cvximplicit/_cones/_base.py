@@ -1,6 +1,6 @@
 """The cone contract.
 
-A :class:`Cone` is a closed convex cone ``K`` (a product of members of one kind) sitting at a
+A `Cone` is a closed convex cone ``K`` (a product of members of one kind) sitting at a
 contiguous slice of the constraint vector of the canonical program
 
     minimise 1/2 x'Px + c'x   subject to   Ax + s = b,  s in K.
@@ -10,7 +10,7 @@ Each cone owns four things and nothing else:
 * the projection ``project(v) = Pi_K(v)`` and the projection onto the dual cone
   ``project_dual(v) = Pi_{K*}(v)`` (by default through Moreau: ``Pi_{K*}(v) = v + Pi_K(-v)``);
 * one element of the conservative (Clarke) Jacobian of ``Pi_{K*}`` at ``v``,
-  ``dual_jacobian(v, kink, tol)``, chosen by the :class:`KinkPolicy` where ``Pi_{K*}`` is not
+  ``dual_jacobian(v, kink, tol)``, chosen by the `KinkPolicy` where ``Pi_{K*}`` is not
   differentiable;
 * how to recognise such points: ``kinks(v, tol)`` counts them;
 * its vectorisation convention (``permutation``), the single place where a solver's layout of the
@@ -101,8 +101,8 @@ class Cone(ABC):
     def dual_jacobian(self, v: FloatArray, kink: KinkPolicy, tol: float) -> Sparse:
         r"""An element $D$ of the conservative Jacobian of $\Pi_{K^*}$ at $v$ (``dim x dim``).
 
-        Within ``tol`` of a kink the element is chosen by ``kink`` (see :class:`KinkPolicy`).
-        Assembled from :meth:`jacobian_pattern` and :meth:`jacobian_values`.
+        Within ``tol`` of a kink the element is chosen by ``kink`` (see `KinkPolicy`).
+        Assembled from `jacobian_pattern()` and `jacobian_values()`.
         """
         rows, cols = self.jacobian_pattern()
         values = self.jacobian_values(v, kink, tol)
@@ -117,7 +117,7 @@ class Cone(ABC):
         return self._block_layout().pattern()
 
     def jacobian_values(self, v: FloatArray, kink: KinkPolicy, tol: float) -> FloatArray:
-        """The values of ``dual_jacobian`` at the positions of :meth:`jacobian_pattern`."""
+        """The values of ``dual_jacobian`` at the positions of `jacobian_pattern()`."""
         if self.diagonal:
             return self.dual_jacobian_diagonal(v, kink, tol)
         return self._block_layout().flatten(self.dual_jacobian_blocks(v, kink, tol))
@@ -139,7 +139,7 @@ class Cone(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot be replicated")
 
     def value_groups(self) -> tuple[int, ...]:
-        """Lengths of the consecutive parts of :meth:`jacobian_values` that a replica lays
+        """Lengths of the consecutive parts of `jacobian_values()` that a replica lays
         out copy by copy: one part for diagonal cones, one per member size otherwise."""
         if self.diagonal:
             return (self.dim,)
@@ -213,7 +213,7 @@ class BlockLayout:
         return np.concatenate(rows), np.concatenate(cols)
 
     def flatten(self, blocks: dict[int, FloatArray]) -> FloatArray:
-        """The blocks' values in the order of :meth:`pattern`."""
+        """The blocks' values in the order of `pattern()`."""
         if not blocks:
             return np.zeros(0)
         return np.concatenate([np.ravel(blocks[d]) for d in self.groups])

@@ -131,7 +131,7 @@ def project_exp(V: FloatArray) -> FloatArray:
 
 
 def project_exp_numpy(V: FloatArray) -> FloatArray:
-    """:func:`project_exp` in numpy, vectorised over the rows."""
+    """`project_exp()` in numpy, vectorised over the rows."""
     V = np.asarray(V, dtype=np.float64)
     P, pdist = _primal_heuristic(V)
     Q, ddist = _polar_heuristic(V)

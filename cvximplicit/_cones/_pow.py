@@ -91,7 +91,7 @@ def project_pow(V: FloatArray, a: FloatArray) -> FloatArray:
 
 
 def project_pow_numpy(V: FloatArray, a: FloatArray) -> FloatArray:
-    """:func:`project_pow` in numpy, vectorised over the rows."""
+    """`project_pow()` in numpy, vectorised over the rows."""
     V = np.asarray(V, dtype=np.float64)
     a = np.broadcast_to(np.asarray(a, dtype=np.float64), V.shape[:1])
     scale = np.maximum(1.0, np.abs(V).max(axis=1))

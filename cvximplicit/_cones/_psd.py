@@ -72,7 +72,7 @@ class PSDCone(Cone):
     $\Omega_{ij} = \frac{\max(\lambda_i, 0) - \max(\lambda_j, 0)}{\lambda_i - \lambda_j}$
     (the derivative of $\max$ when $\lambda_i = \lambda_j$).  Kinks are zero eigenvalues:
     within ``tol`` of zero, $\Omega$ on the zero block is $1$ (``ACTIVE``) or $0$
-    (``INACTIVE``).  SCS stores the lower triangle instead; :meth:`permutation` converts.
+    (``INACTIVE``).  SCS stores the lower triangle instead; `permutation()` converts.
     """
 
     name = "psd"

@@ -1,14 +1,14 @@
 """The solver contract: one small class per backend.
 
-A :class:`Solver` takes the canonical data of
+A `Solver` takes the canonical data of
 
     minimise 1/2 x'Px + c'x   subject to   Ax + s = b,  s in K
 
-(``P`` symmetric, full storage) and returns a :class:`RawSolution` ``(x, y, s)`` satisfying,
+(``P`` symmetric, full storage) and returns a `RawSolution` ``(x, y, s)`` satisfying,
 to the solver's tolerance, ``Px + A'y + c = 0``, ``s in K``, ``y in K*``, ``s'y = 0``.
 Each class imports its package lazily (so a missing solver only matters when it is used),
 translates the cones it supports into its own objects and layouts, and maps every status it
-can report to a :class:`SolverStatus`.  User settings are passed through unchanged, on top of
+can report to a `SolverStatus`.  User settings are passed through unchanged, on top of
 the class defaults.
 """
 
@@ -56,7 +56,7 @@ class DataLayout:
     """The fixed sparsity of a program's ``P`` and ``A`` with what backends precompute on it.
 
     One per compiled program, shared by all its solves: it identifies the structure (solvers
-    key kept workspaces on it, see :meth:`Solver.solve`) and selects the upper triangle of
+    key kept workspaces on it, see `Solver.solve()`) and selects the upper triangle of
     ``P`` without building a new matrix structure on every solve.
     """
 
@@ -206,7 +206,7 @@ class Solver(ABC):
 
     Args:
         **settings: solver settings, passed to the backend unchanged on top of
-            :attr:`defaults` (for example ``Clarabel(tol_gap_rel=1e-10)``,
+            `defaults` (for example ``Clarabel(tol_gap_rel=1e-10)``,
             ``SCS(eps_abs=1e-12, eps_rel=1e-12)``).
     """
 
@@ -280,7 +280,7 @@ class Solver(ABC):
         return type(self)(**{**self.settings, **self._translate(dict(settings))})
 
     def tightened(self) -> Solver | None:
-        """A copy with :attr:`tight` settings, or ``None`` when they change nothing."""
+        """A copy with `tight` settings, or ``None`` when they change nothing."""
         if all(self.settings.get(k) == v for k, v in self.tight.items()):
             return None
         return type(self)(**{**self.settings, **self.tight})
@@ -300,7 +300,7 @@ class Solver(ABC):
             ) from exc
 
     def check_cones(self, cones: Sequence[Cone]) -> None:
-        """Raise :class:`UnsupportedProblemError` if a cone is not supported."""
+        """Raise `UnsupportedProblemError` if a cone is not supported."""
         for cone in cones:
             if not isinstance(cone, self.supported_cones):
                 names = ", ".join(c.__name__ for c in self.supported_cones)
@@ -332,7 +332,7 @@ class Solver(ABC):
     def solve_many(self, data: StackedData, cones: Sequence[Cone]) -> list[RawSolution]:
         """Solve every element of a batch of programs of one structure.
 
-        By default one :meth:`solve` per element, on a thread pool with one worker per CPU
+        By default one `solve()` per element, on a thread pool with one worker per CPU
         when the backend releases the GIL.  Backends with a batched solver override this.
         """
         size = data.size

@@ -48,7 +48,7 @@ class Clarabel(Solver):
     tolerances (1e-8), also on exponential and power cones: polishing takes their points to
     a relative residual of 1e-14 in 1-3 steps (measured on the entropy, logistic, p-norm and
     geometric-program families: 5-25% faster end to end than asking Clarabel for 1e-10).
-    A point that polishing cannot certify is re-solved once with :attr:`tight` settings.
+    A point that polishing cannot certify is re-solved once with `tight` settings.
 
     Any setting of ``clarabel.DefaultSettings`` may be passed (``tol_gap_abs``,
     ``tol_gap_rel``, ``tol_feas``, ``max_iter``, ``time_limit``, ``direct_solve_method``,

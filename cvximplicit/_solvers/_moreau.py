@@ -72,7 +72,7 @@ class Moreau(Solver):
     """The Moreau conic solver: one call solves a whole batch of problems of one structure.
 
     Install with ``pip install cvximplicit[moreau]`` (Apache-2.0; the CPU wheel is on PyPI).
-    On a batch, :meth:`solve_many` sends every element to one
+    On a batch, `solve_many()` sends every element to one
     ``moreau.CompiledSolver.solve`` call built on the program's fixed sparsity patterns
     (kept per program, batch size and thread); cvximplicit then polishes, certifies and
     differentiates its points as it does every backend's, so the derivatives are exact.

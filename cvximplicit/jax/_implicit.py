@@ -1,7 +1,7 @@
 """Implicit layers for JAX: fixed points and roots, under ``jit``, ``vmap`` and ``grad``.
 
 The options, report, diagnosis and Anderson formulation are the core's
-(:mod:`cvximplicit._implicit`); this module runs the same loops as ``jax.lax`` loops and
+(`cvximplicit._implicit`); this module runs the same loops as ``jax.lax`` loops and
 registers the gradient as a ``custom_vjp``.
 """
 
@@ -386,12 +386,12 @@ def fixed_point(
 ) -> Any:
     r"""A fixed point ``z* = f(z*, *args)``, differentiable in ``args`` (any pytrees).
 
-    The root of ``F(z) = z - f(z)`` (see :func:`root_find`).  ``z0`` is an array or a pytree
+    The root of ``F(z) = z - f(z)`` (see `root_find()`).  ``z0`` is an array or a pytree
     of arrays of one floating dtype, and ``f`` returns the same structure.  ``f`` must be a
     pure function of ``(z, *args)``: pass parameters through ``args`` rather than closing over
     traced values.  The keyword arguments are the fields of
-    :class:`cvximplicit.ImplicitOptions` (defaults depend on the dtype) and override
-    ``options``; they mean the same as in :func:`cvximplicit.torch.fixed_point`.
+    `cvximplicit.ImplicitOptions` (defaults depend on the dtype) and override
+    ``options``; they mean the same as in `cvximplicit.torch.fixed_point()`.
 
     Forward: Anderson acceleration (default) or plain iteration in ``jax.lax.while_loop``,
     to ``||f(z) - z|| <= tol (1 + ||z||)`` (``tol`` defaults to ``max(100 eps, 1e-8)``:
@@ -404,11 +404,11 @@ def fixed_point(
     turns into a valid conservative Jacobian of ``z*`` when ``I - J_z f`` is invertible.
 
     Works under ``jit``, ``vmap`` and ``grad``.  Failures (``on_failure="raise"``, the
-    default) raise :class:`cvximplicit.ConvergenceError` with a diagnosis when the values are
+    default) raise `cvximplicit.ConvergenceError` with a diagnosis when the values are
     concrete; inside a traced computation nothing can raise, so the values (or gradients)
-    become NaN and a :class:`cvximplicit.ConvergenceWarning` with the same diagnosis is
+    become NaN and a `cvximplicit.ConvergenceWarning` with the same diagnosis is
     emitted when it runs.  ``return_info=True`` also returns an
-    :class:`cvximplicit.ImplicitInfo` of the forward solve (a pytree: it can leave ``jit``).
+    `cvximplicit.ImplicitInfo` of the forward solve (a pytree: it can leave ``jit``).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -458,7 +458,7 @@ def root_find(
     ``||F(z)|| <= tol (1 + ||z||)``.  Backward: solve ``J_z F' w = g``
     (``backward_solver="gmres"`` by default, or ``"bicgstab"``, ``"dense"``,
     ``"fixed_point"``, ``"anderson"``) and return ``-J_args F' w``.  Options, pytrees,
-    failures and ``return_info`` as in :func:`fixed_point`.
+    failures and ``return_info`` as in `fixed_point()`.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -488,7 +488,7 @@ def spectral_radius(
     """Power-iteration estimate of the spectral radius of ``J_z f(z, *args)`` from VJPs.
 
     Below one, ``I - J_z f`` is invertible and the ``fixed_point``/``anderson`` backward
-    solvers of :func:`fixed_point` converge.  Works under ``jit``.
+    solvers of `fixed_point()` converge.  Works under ``jit``.
     """
     _, vjp = jax.vjp(lambda zz: f(zz, *args), z)
     # a random start: a structured one (all ones) can miss the dominant eigenvector entirely

@@ -93,10 +93,10 @@ class CvxpyLayer:
     ``jax.jacrev``, ``jax.grad``, under ``jax.jit`` and ``jax.vmap``.  The layer registers a
     custom JVP whose tangent map (the core's JVP) is a JAX primitive with a transpose rule
     (the core's VJP) and a batching rule.  Second derivatives (``jax.hessian``) raise
-    :class:`~cvximplicit.SecondDerivativeError`.
+    `SecondDerivativeError`.
 
     Args:
-        problem: the CVXPY problem, or a compiled :class:`cvximplicit.Program` (then omit
+        problem: the CVXPY problem, or a compiled `cvximplicit.Program` (then omit
             ``parameters`` and ``variables``), as for the PyTorch layer.
         parameters: as for the PyTorch layer.
         variables: as for the PyTorch layer.
@@ -104,9 +104,9 @@ class CvxpyLayer:
         gp: as for the PyTorch layer.
         verbose: as for the PyTorch layer.
         solver_args: as for the PyTorch layer.
-        kink: see :func:`cvximplicit.compile`.
-        polish: see :func:`cvximplicit.compile`.
-        strict: see :func:`cvximplicit.compile`.
+        kink: see `cvximplicit.compile()`.
+        polish: see `cvximplicit.compile()`.
+        strict: see `cvximplicit.compile()`.
         executor: ``concurrent.futures.Executor`` for batched solves (default: threads).
         on_failure: ``"raise"`` (default): a failed solve raises; outside ``jit`` the typed
             cvximplicit exception itself, inside ``jit`` a ``JaxRuntimeError`` carrying its

@@ -1,7 +1,7 @@
 """Implicit layers for PyTorch: fixed points and roots with conservative-Jacobian gradients.
 
 The options, report, diagnosis and Anderson formulation are the core's
-(:mod:`cvximplicit._implicit`); this module runs the loops in torch (no host round trip
+(`cvximplicit._implicit`); this module runs the loops in torch (no host round trip
 per iteration beyond one scalar) and registers the gradient with autograd.
 """
 
@@ -168,7 +168,7 @@ def _anderson(
     track: _Tracker,
     scale: float | None = None,
 ) -> Tensor:
-    """Anderson acceleration with the core's weights (:func:`anderson_weights`) on a ring
+    """Anderson acceleration with the core's weights (`anderson_weights()`) on a ring
     buffer of ``memory`` iterates; returns the last ``g(x)``.  Residuals are relative to
     ``1 + ||x||`` (forward), or to ``scale`` (the adjoint equation: ``||g||``).
 
@@ -467,9 +467,9 @@ def fixed_point(
     r"""A fixed point ``z* = f(z*, *args)``, differentiable in ``args`` and in every tensor
     ``f`` closes over (e.g. the weights of ``torch.nn`` modules).
 
-    The root of ``F(z) = z - f(z)`` (see :func:`root_find`).  ``z0`` is a tensor or a
+    The root of ``F(z) = z - f(z)`` (see `root_find()`).  ``z0`` is a tensor or a
     tuple/list of tensors, and ``f`` returns the same structure, shapes and dtype.  The
-    keyword arguments are the fields of :class:`cvximplicit.ImplicitOptions` (their
+    keyword arguments are the fields of `cvximplicit.ImplicitOptions` (their
     defaults depend on the dtype of ``z0``) and override ``options``.
 
     Forward: Anderson acceleration (default) or plain iteration, without a graph, until
@@ -488,10 +488,10 @@ def fixed_point(
     provided every such ``B`` is invertible (e.g. ``relu(W z + U x)`` with ``||W||_2 < 1``).
 
     Failures (``on_failure="raise"``, the default): a solve that misses its tolerance raises
-    :class:`cvximplicit.ConvergenceError` saying why (the dtype's precision floor,
+    `cvximplicit.ConvergenceError` saying why (the dtype's precision floor,
     divergence, a stall, slow contraction; backward: the spectral radius of ``J``) and which
     option fixes it; ``"warn"`` warns and returns the last iterate, ``"nan"`` returns NaN.
-    ``return_info=True`` returns ``(z, info)``, an :class:`cvximplicit.ImplicitInfo` whose
+    ``return_info=True`` returns ``(z, info)``, an `cvximplicit.ImplicitInfo` whose
     backward fields are filled when the backward pass runs.
 
     Example:
@@ -547,7 +547,7 @@ def root_find(
     ``"bicgstab"``, ``"dense"``, ``"fixed_point"``, ``"anderson"``) and return
     ``-J_args F' w``: the implicit function theorem with ``B = J_z F`` (any element of its
     conservative Jacobian, as autograd returns at kinks).  Options, tuples of tensors,
-    failures and ``return_info`` as in :func:`fixed_point` (``gradient="unroll"`` is for
+    failures and ``return_info`` as in `fixed_point()` (``gradient="unroll"`` is for
     fixed points only).
 
     Example:

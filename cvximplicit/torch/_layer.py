@@ -226,25 +226,25 @@ class CvxpyLayer(torch.nn.Module):
     dual tensors) through the core's JVP.
 
     Args:
-        problem: a DPP ``cvxpy.Problem``, or a compiled :class:`cvximplicit.Program` (then
+        problem: a DPP ``cvxpy.Problem``, or a compiled `cvximplicit.Program` (then
             omit ``parameters`` and ``variables``; the program keeps its own settings).
         parameters: its parameters, in the order tensors will be passed.
         variables: the outputs: variables (primal values) or constraints (their duals).
         solver: a solver name (``"CLARABEL"``, ``"SCS"``, ``"OSQP"``), a
-            :class:`cvximplicit.Solver` instance or class, or ``None`` for Clarabel.
+            `cvximplicit.Solver` instance or class, or ``None`` for Clarabel.
         gp: the problem is a geometric program (log-log transformed; positive parameters).
         verbose: print solver output.
         canon_backend: accepted for compatibility with cvxpylayers and ignored.
         solver_args: default solver settings, overridable per call.
-        kink: see :func:`cvximplicit.compile`.
-        polish: see :func:`cvximplicit.compile`.
-        strict: see :func:`cvximplicit.compile`.
+        kink: see `cvximplicit.compile()`.
+        polish: see `cvximplicit.compile()`.
+        strict: see `cvximplicit.compile()`.
         executor: a ``concurrent.futures.Executor`` for batched solves (default: threads).
         warm_start: start every call from the previous call's solution (see
-            :meth:`forward`); off by default.
+            `forward()`); off by default.
         on_failure: for batched calls, ``"raise"`` (default) or ``"nan"``: failed elements
             (infeasible, unbounded, solver failure) give NaN outputs and zero gradients
-            (see :meth:`cvximplicit.Program.solve_batch`); ``last_solution.ok`` and
+            (see `cvximplicit.Program.solve_batch()`); ``last_solution.ok`` and
             ``last_solution.errors`` say which and why.
 
     Batching: every parameter may carry one leading batch dimension; unbatched ones are
