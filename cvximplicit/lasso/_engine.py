@@ -26,7 +26,7 @@ from ._homotopy import fold_path, max_steps
 from ._linalg import Fold, columns, correlations, make_fold, matvec
 from ._penalty import Penalty, penalty_named
 
-__all__ = ["Fold", "InnerSolution", "make_fold", "solve_inner"]
+__all__ = ["Fold", "InnerSolution", "homotopy_solution", "make_fold", "solve_inner"]
 
 
 @dataclasses.dataclass
@@ -59,25 +59,41 @@ def solve_inner(
     a rescaled LASSO, the homotopy is followed down to this penalty instead."""
     penalty = penalty_named(penalty)
     X, y = fold.X, fold.y
-    p = X.shape[1]
     Xfit = X.toarray() - fold.x_mean if fold.sparse_centered else X
     coef, n_iter = penalty.solve(Xfit, y, theta, warm, tol, max_iter)
     sol = _polish(fold, penalty, theta, coef)
     sol.n_iter = n_iter
-    base = penalty.lasso_alpha(theta)
-    if sol.violation > 1e-7 and base is not None:
+    if sol.violation > 1e-7 and penalty.lasso_alpha(theta) is not None:
         # coordinate descent stalled (it can on correlated or binary designs): follow the
         # homotopy down to this penalty instead; each of its breakpoints is certified
-        scale = penalty.column_scale(theta, p)
-        Xs = Xfit.multiply(scale[None, :]).tocsc() if sp.issparse(Xfit) else Xfit * scale
-        x_mean = np.zeros(p) if fold.sparse_centered else fold.x_mean * scale
-        alphas, coefs = fold_path(Fold(Xs, y, Xs, y, x_mean, 0.0), base, max_steps(*X.shape))
-        if abs(alphas[-1] - base) <= 1e-12 * base:
-            exact = _polish(fold, penalty, theta, coefs[:, [-1]].toarray().ravel() * scale)
+        coef = homotopy_solution(fold, penalty, theta)
+        if coef is not None:
+            exact = _polish(fold, penalty, theta, coef)
             if exact.violation < sol.violation:
                 exact.n_iter = n_iter
                 sol = exact
     return sol
+
+
+def homotopy_solution(fold: Fold, penalty: Penalty | str, theta: FloatArray) -> FloatArray | None:
+    """The exact solution at ``theta`` by the homotopy from ``alpha_max`` (for penalties
+    that are a LASSO after rescaling the columns), or ``None`` (no such rescaling, or the
+    path stopped early).  A cold coordinate-descent solve at a tight tolerance can take
+    thousands of epochs on correlated designs; warm-started from this it takes one."""
+    penalty = penalty_named(penalty)
+    base = penalty.lasso_alpha(theta)
+    if base is None:
+        return None
+    X, y = fold.X, fold.y
+    p = X.shape[1]
+    Xfit = X.toarray() - fold.x_mean if fold.sparse_centered else X
+    scale = penalty.column_scale(theta, p)
+    Xs = Xfit.multiply(scale[None, :]).tocsc() if sp.issparse(Xfit) else Xfit * scale
+    x_mean = np.zeros(p) if fold.sparse_centered else fold.x_mean * scale
+    alphas, coefs = fold_path(Fold(Xs, y, Xs, y, x_mean, 0.0), base, max_steps(*X.shape))
+    if abs(alphas[-1] - base) > 1e-12 * base:
+        return None
+    return coefs[:, [-1]].toarray().ravel() * scale
 
 
 def _polish(fold: Fold, penalty: Penalty, theta: FloatArray, coef: FloatArray) -> InnerSolution:
@@ -90,6 +106,14 @@ def _polish(fold: Fold, penalty: Penalty, theta: FloatArray, coef: FloatArray) -
     H, factor = None, None
     if S.size:
         XS = columns(X, S, fold.x_mean, centered)
+        # coefficients whose contribution to the fit is round-off (coordinate descent can
+        # leave 1e-17 on a coordinate sitting exactly at its threshold) are zero
+        tiny = np.abs(coef[S]) * np.linalg.norm(XS, axis=0) <= 1e-14 * np.linalg.norm(y)
+        if np.any(tiny):
+            coef = coef.copy()
+            coef[S[tiny]] = 0.0
+            S, XS = S[~tiny], XS[:, ~tiny]
+    if S.size:
         H = XS.T @ XS / n + ridge * np.eye(S.size)
         rhs = XS.T @ y / n - a[S] * np.sign(coef[S])
         try:

@@ -126,6 +126,8 @@ class _Active:
     def __post_init__(self) -> None:
         self.XS = np.zeros((self.n, 16), order="F")
         self.G = np.zeros((self.p, 16), order="F")
+        self.gmax = np.zeros(0)  # largest |G| entry of each active column
+        self.last_residual = 0.0  # of the last column found dependent (see ``append``)
 
     @property
     def k(self) -> int:
@@ -139,10 +141,11 @@ class _Active:
         (nothing added) when it is numerically in the span of the active columns."""
         k = self.k
         b = self.G[j, :k]
-        w = scipy.linalg.solve_triangular(self.L, b, lower=True) if k else b
+        w = scipy.linalg.solve_triangular(self.L, b, lower=True, check_finite=False) if k else b
         norm2 = float(col @ col / self.n)
         d2 = norm2 - float(w @ w)
         if d2 <= DEPENDENT_TOL * norm2:
+            self.last_residual = float(np.sqrt(max(d2, 0.0)))
             return False
         grown = np.zeros((k + 1, k + 1))
         grown[:-1, :-1], grown[-1, :-1], grown[-1, -1] = self.L, w, np.sqrt(d2)
@@ -154,16 +157,27 @@ class _Active:
             self.G = np.asfortranarray(np.hstack([self.G, np.zeros_like(self.G)]))
         self.XS[:, k] = col
         self.G[:, k] = g
+        self.gmax = np.append(self.gmax, float(np.abs(g).max(initial=0.0)))
         self.updates += 1
         if self.updates % REFACTOR_EVERY == 0:
             self.refactor()
         return True
+
+    def spans(self, j: int, col: FloatArray) -> bool:
+        """Whether column ``j`` is numerically in the span of the active columns."""
+        k = self.k
+        if not k:
+            return False
+        w = scipy.linalg.solve_triangular(self.L, self.G[j, :k], lower=True, check_finite=False)
+        norm2 = float(col @ col / self.n)
+        return norm2 - float(w @ w) <= DEPENDENT_TOL * norm2
 
     def remove(self, pos: int) -> None:
         del self.index[pos]
         self.signs = np.delete(self.signs, pos)
         self.XS[:, pos:-1] = self.XS[:, pos + 1 :]
         self.G[:, pos:-1] = self.G[:, pos + 1 :]
+        self.gmax = np.delete(self.gmax, pos)
         self.refactor()
 
     def refactor(self) -> None:
@@ -175,19 +189,23 @@ class _Active:
         self.L = np.asarray(np.linalg.cholesky((H + H.T) / 2), dtype=np.float64)
 
     def solve(self, rhs: FloatArray) -> FloatArray:
-        return scipy.linalg.cho_solve((self.L, True), rhs)
+        return scipy.linalg.cho_solve((self.L, True), rhs, check_finite=False)
 
 
-def _round_off(c0: FloatArray, G: FloatArray, beta: FloatArray, L: FloatArray) -> float:
+def _mask(p: int, index: list[int]) -> np.ndarray:
+    out = np.zeros(p, dtype=bool)
+    out[index] = True
+    return out
+
+
+def _round_off(c0_max: float, act: _Active, beta: FloatArray) -> float:
     """The accuracy to which the correlations ``c = c0 - G beta`` of the exact restricted
     solution can be computed in double precision: ``eps`` times their scale times the
     condition number of ``H`` (estimated from the Cholesky diagonal).  Ill-conditioned
     designs with large coefficients cannot be certified more tightly than this."""
-    diag = np.abs(np.diag(L))
+    diag = np.abs(np.diag(act.L))
     cond = float((diag.max() / diag.min()) ** 2) if diag.size else 1.0
-    scale = float(np.abs(c0).max(initial=0.0)) + float(np.abs(G).max(initial=0.0)) * float(
-        np.abs(beta).sum()
-    )
+    scale = c0_max + float(act.gmax @ np.abs(beta)) if beta.size else c0_max
     return 10 * np.finfo(np.float64).eps * cond * scale
 
 
@@ -221,20 +239,32 @@ def fold_path(
         return correlations(X, r, fold.x_mean, centered)
 
     c0 = corr(y)
+    c0_max = float(np.abs(c0).max(initial=0.0))
     c = c0
     alpha = float(np.abs(c).max())
     records: list[tuple[float, np.ndarray, FloatArray]] = [(alpha, np.zeros(0, int), np.zeros(0))]
     if alpha <= alpha_min or alpha == 0.0:
         return _stack(records, p)
     act = _Active(n, p)
-    dependent: set[int] = set()  # columns in the span of the active ones (kept at zero)
+    # columns numerically in the span of the active ones (kept at zero), with the norm
+    # (over sqrt(n)) of their part outside it: it bounds how far their correlations can
+    # drift from the active ones', |x_j'r/n| - |w'X_S'r/n| <= norm ||r||/sqrt(n)
+    dependent: dict[int, float] = {}
 
     def enter(j: int, sign: float) -> bool:
         col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
         if act.append(j, sign, col, corr(col)):
             return True
-        dependent.add(j)
+        dependent[j] = act.last_residual
         return False
+
+    def release() -> None:
+        """After a column left: the dependent columns no longer in the span become free
+        (they enter at once if their correlations reached the threshold)."""
+        for j in list(dependent):
+            col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
+            if not act.spans(j, col):
+                del dependent[j]
 
     def certify(at: float) -> tuple[FloatArray, FloatArray, float, bool]:
         """Exact restricted solution at ``at``, its correlations, KKT excess over the
@@ -242,11 +272,18 @@ def fold_path(
         beta = act.solve(c0[act.index] - at * act.signs) if act.index else np.zeros(0)
         _, G = act.cols()
         cc = c0 - G @ beta
-        tol = KKT_TOL * at + _round_off(c0, G, beta, act.L)
+        tol = KKT_TOL * at + _round_off(c0_max, act, beta)
         off = np.ones(p, dtype=bool)
         off[act.index] = False
+        slack = np.zeros(p)
+        if dependent:
+            XS, _ = act.cols()
+            r = y - XS @ beta
+            slack[list(dependent)] = np.array(list(dependent.values())) * float(
+                np.linalg.norm(r) / np.sqrt(n)
+            )
         excess = max(
-            float(np.abs(cc[off]).max(initial=0.0)) - at,
+            float((np.abs(cc) - slack)[off].max(initial=0.0)) - at,
             float(np.abs(cc[act.index] - at * act.signs).max(initial=0.0)),
         )
         wrong = bool(np.any(beta * act.signs < -1e-9 * np.abs(beta).max(initial=1.0)))
@@ -260,7 +297,7 @@ def fold_path(
             if bad.size:
                 for pos in sorted(bad, reverse=True):
                     act.remove(int(pos))
-                dependent.clear()
+                release()
             else:
                 off = np.ones(p, dtype=bool)
                 off[act.index] = False
@@ -312,15 +349,13 @@ def fold_path(
         if kind == "leave":  # leave at once: the exact solution on the reduced support
             left_sign = float(act.signs[k_leave])
             act.remove(k_leave)
-            dependent.clear()
-            beta, c, over, wrong = certify(alpha)
+            beta, c, over, wrong = certify(alpha)  # (released columns keep their slack here)
+            release()
         if over > 0 or wrong:
             # 1. a coordinate that crossed its threshold inside the segment (missed by a
             #    guard) enters at its exact crossing point
             tol = KKT_TOL * alpha
-            viol = np.flatnonzero(
-                (np.abs(c) > alpha + tol) & ~np.isin(np.arange(p), [*act.index, j])
-            )
+            viol = np.flatnonzero((np.abs(c) > alpha + tol) & ~_mask(p, [*act.index, j]))
             viol = np.array([v for v in viol if v not in dependent], dtype=np.int64)
             repaired = ""
             if viol.size and kind != "leave" and not wrong:
@@ -339,7 +374,7 @@ def fold_path(
                 repaired = "refactorized the restricted system"
             if over > 0 or wrong:  # 3. an active-set solve at this alpha
                 if kind == "enter":
-                    dependent.discard(j)
+                    dependent.pop(j, None)
                 if not active_set_solve(alpha, beta, c):
                     beta, c, over, _ = certify(alpha)
                     messages.append(

@@ -78,9 +78,15 @@ def lasso_cd(
 ) -> tuple[FloatArray, int]:
     """scikit-learn's coordinate descent for ``1/(2n)||y - X b||^2 + alpha ||b||_1`` (no
     intercept; ``X`` already centred), warm-started; returns the coefficients and the
-    number of epochs it ran."""
+    number of epochs it ran.  With more rows than columns (dense) it works on the Gram
+    matrix, as ``LassoCV`` does by default."""
     model = Lasso(
-        alpha=alpha, fit_intercept=False, tol=tol, max_iter=max_iter, warm_start=warm is not None
+        alpha=alpha,
+        fit_intercept=False,
+        tol=tol,
+        max_iter=max_iter,
+        warm_start=warm is not None,
+        precompute=not sp.issparse(X) and X.shape[0] > X.shape[1],
     )
     if warm is not None:
         model.coef_ = warm.copy()

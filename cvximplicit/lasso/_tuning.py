@@ -13,8 +13,15 @@ from sklearn.linear_model import enet_path, lasso_path
 from sklearn.model_selection import check_cv
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
+from .._blas import single_thread_blas
 from .._typing import FloatArray
-from ._engine import InnerSolution, coef_jacobian, solve_inner, validation_loss_and_grad
+from ._engine import (
+    InnerSolution,
+    coef_jacobian,
+    homotopy_solution,
+    solve_inner,
+    validation_loss_and_grad,
+)
 from ._homotopy import CriterionPath, _segments, exact_criterion_path, homotopy_feasible
 from ._homotopy import max_steps as _max_steps
 from ._linalg import Fold, make_fold
@@ -528,7 +535,9 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
     def _refit(self, X: Any, y: FloatArray, theta: FloatArray) -> None:
         n = X.shape[0]
         full = make_fold(X, y, np.arange(n), np.arange(n), self.fit_intercept)
-        sol = solve_inner(full, self._penalty, theta, None, self.tol, self.max_iter)
+        with single_thread_blas:  # (small dense products: threads only cost)
+            warm = homotopy_solution(full, self._penalty, theta)
+        sol = solve_inner(full, self._penalty, theta, warm, self.tol, self.max_iter)
         self.coef_ = sol.coef
         self.intercept_ = float(full.y_mean - full.x_mean @ sol.coef) if self.fit_intercept else 0.0
         self.n_iter_ = sol.n_iter
@@ -680,7 +689,8 @@ class ImplicitLassoCV(_ImplicitTuner):
             the grid.
         mse_path_: the criterion of each fold there, ``(len(alphas_), n_folds)`` (as
             ``LassoCV``'s; SURE: one column).
-        n_iter_: coordinate-descent epochs of the final refit (as ``LassoCV``'s).
+        n_iter_: coordinate-descent epochs of the final refit (as ``LassoCV``'s; the refit
+            is warm-started from the homotopy's exact solution, so usually one or two).
         n_evaluations_: exact criterion evaluations (inner solves on every fold).
         history_: ``alpha``, ``criterion``, ``gradient``, ``time``, ``support``, ``kinks``
             (coordinates at the threshold off the support), ``singular`` (whether
