@@ -104,8 +104,8 @@ def _polish(fold: Fold, penalty: Penalty, theta: FloatArray, coef: FloatArray) -
     S = np.flatnonzero(coef != 0)
     singular = False
     H, factor = None, None
+    XS = columns(X, S, fold.x_mean, centered) if S.size else np.zeros((n, 0))
     if S.size:
-        XS = columns(X, S, fold.x_mean, centered)
         # coefficients whose contribution to the fit is round-off (coordinate descent can
         # leave 1e-17 on a coordinate sitting exactly at its threshold) are zero
         tiny = np.abs(coef[S]) * np.linalg.norm(XS, axis=0) <= 1e-14 * np.linalg.norm(y)
