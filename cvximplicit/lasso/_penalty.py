@@ -175,6 +175,7 @@ class ElasticNetPenalty(Penalty):
             tol=tol,
             max_iter=max_iter,
             warm_start=warm is not None,
+            precompute=not sp.issparse(X) and X.shape[0] > X.shape[1],
         )
         if warm is not None:
             model.coef_ = warm.copy()

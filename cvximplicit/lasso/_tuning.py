@@ -39,6 +39,8 @@ __all__ = [
 #: grid density of the fallback (points per decade of ``alpha``), that of ``LassoCV``'s
 #: default grid (100 points over three decades)
 _FALLBACK_PER_DECADE = 100 / 3
+#: coordinate-descent tolerance of the grids (scikit-learn's default, as in ``LassoCV``)
+_GRID_TOL = 1e-4
 
 
 class _Criterion:
@@ -90,19 +92,27 @@ class _Criterion:
     ) -> tuple[FloatArray, FloatArray]:
         """The criterion of each fold (``alphas x folds``) and the mean support size along
         a decreasing grid, by scikit-learn's warm-started ``lasso_path``/``enet_path``
-        (tolerance 1e-6: it only chooses where to refine).  With ``warm_start``, the
+        (scikit-learn's default tolerance, as ``LassoCV``: it only chooses where to refine,
+        and every returned point is evaluated exactly).  With ``warm_start``, the
         solutions at the best penalty warm-start the refinement."""
         per_fold = np.zeros((alphas.size, len(self.folds)))
         paths = []
         for k, fold in enumerate(self.folds):
             X = fold.X.toarray() - fold.x_mean if fold.sparse_centered else fold.X
+            gram = not sp.issparse(X) and X.shape[0] > X.shape[1]  # (as LassoCV does)
             if l1_ratio == 1.0:
                 _, coefs, _ = cast(Any, lasso_path)(
-                    X, fold.y, alphas=alphas, tol=1e-6, max_iter=10_000
+                    X, fold.y, alphas=alphas, tol=_GRID_TOL, max_iter=10_000, precompute=gram
                 )
             else:
                 _, coefs, _ = cast(Any, enet_path)(
-                    X, fold.y, l1_ratio=l1_ratio, alphas=alphas, tol=1e-6, max_iter=10_000
+                    X,
+                    fold.y,
+                    l1_ratio=l1_ratio,
+                    alphas=alphas,
+                    tol=_GRID_TOL,
+                    max_iter=10_000,
+                    precompute=gram,
                 )
             paths.append(coefs)
             Xv = fold.X_val.toarray() - fold.x_mean if fold.sparse_centered else fold.X_val
@@ -830,7 +840,9 @@ class ImplicitElasticNetCV(_ImplicitTuner):
     rational, not linear, in ``alpha``, and the criterion is tabulated on
     ``ElasticNetCV``'s own grid (``n_alphas`` values from ``alpha_max / l1_ratio`` down to
     ``eps`` times that, warm-started coordinate descent), then refined by L-BFGS-B on
-    ``log(alpha)`` with exact hypergradients from the ``n_starts`` best local minima.  Since
+    ``log(alpha)`` with exact hypergradients from the ``n_starts`` best local minima (only
+    for the ratios whose grid comes within 0.1% of the best value: the others cannot win,
+    and exact solves are the cost).  Since
     every grid point of ``ElasticNetCV`` is among the candidates and only exactly evaluated
     points are returned, the chosen CV error is never above ``ElasticNetCV``'s on the same
     list and grid (up to its solver tolerance).  With ``refine_l1_ratio`` the best pair is
@@ -861,6 +873,9 @@ class ImplicitElasticNetCV(_ImplicitTuner):
     """
 
     _penalty = ElasticNetPenalty()
+    #: ratios whose grid minimum is more than this (relative) above the best value so far
+    #: are not refined
+    RATIO_MARGIN = 1e-3
 
     def __init__(
         self,
@@ -916,18 +931,45 @@ class ImplicitElasticNetCV(_ImplicitTuner):
         self.alphas_ = np.zeros((ratios.size, self.n_alphas))
         self.mse_path_ = np.zeros((ratios.size, self.n_alphas, m))
         self.path_ = None
+        # 1. tabulate: the exact LASSO criterion (l1_ratio = 1), ElasticNetCV's grid below
         warm: dict[float, list[FloatArray | None]] = {}
+        grids: dict[float, tuple[FloatArray, FloatArray]] = {}
         for row, r in enumerate(ratios):
             grid = np.log(a_max / r) + np.linspace(0.0, np.log(self.eps), self.n_alphas)
             self.alphas_[row] = np.exp(grid)
             if r == 1.0 and homotopy_feasible(crit.folds, "cv"):
                 warm[r] = self._lasso_ratio(run, a_max, row, grid)
-            else:
-                warm[r] = self._ratio(run, float(r), row, grid)
+                continue
+            per_fold, supports = crit.path(np.exp(grid), l1_ratio=float(r))
+            self.mse_path_[row] = per_fold
+            values = per_fold.mean(axis=1)
+            for a, v, supp in zip(np.exp(grid), values, supports):
+                run.record(
+                    np.array([a, r]), float(v), np.array([np.nan, np.nan]), round(float(supp))
+                )
+            warm[r], grids[r] = list(crit.warm), (grid, values)
+        # 2. refine alpha by hypergradients for the ratios whose grid comes within
+        #    ``RATIO_MARGIN`` of the best value so far (the others cannot win)
+        best_so_far = min(
+            [float(v.min()) for _, v in grids.values()]
+            + [float(run.history["criterion"][run.best()])] * (run.n_exact() > 0)
+        )
+        for r, (grid, values) in grids.items():
+            if values.min() > best_so_far * (1 + self.RATIO_MARGIN):
+                continue
+            crit.warm = list(warm[r])
+
+            def along(t: FloatArray, r: float = r) -> tuple[float, FloatArray]:
+                value, grad = run.exact(np.array([np.exp(t[0]), r]))
+                return value, np.array([grad[0] * np.exp(t[0])])
+
+            for t0, bounds in _grid_starts(grid, values, self.n_starts):
+                _minimise(along, t0, bounds, self.method, self.max_outer_iter, self.tol_outer)
+            warm[r] = list(crit.warm)
         ratio_of = np.array([np.asarray(a)[1] for a in run.history["alpha"]])
         i = run.best()
         if self.refine_l1_ratio and ratios.size > 1:
-            # refine (log alpha, l1_ratio) jointly between the neighbouring list entries
+            # 3. refine (log alpha, l1_ratio) jointly between the neighbouring list entries
             order = np.sort(ratios)
             r = float(ratio_of[i])
             pos = int(np.searchsorted(order, r))
@@ -947,28 +989,6 @@ class ImplicitElasticNetCV(_ImplicitTuner):
         self.n_evaluations_ = run.n_exact()
         self._refit(X, y, np.asarray(run.history["alpha"][i], dtype=np.float64))
         return self
-
-    def _ratio(self, run: _Run, r: float, row: int, grid: FloatArray) -> list[FloatArray | None]:
-        """``l1_ratio < 1``: ``ElasticNetCV``'s grid, then L-BFGS-B on ``log(alpha)`` from
-        its best local minima (bounded by their neighbours)."""
-        crit = run.crit
-        per_fold, supports = crit.path(np.exp(grid), l1_ratio=r)
-        self.mse_path_[row] = per_fold
-        values = per_fold.mean(axis=1)
-        for a, v, supp in zip(np.exp(grid), values, supports):
-            run.record(np.array([a, r]), float(v), np.array([np.nan, np.nan]), round(float(supp)))
-
-        def fun(t: FloatArray) -> tuple[float, FloatArray]:
-            value, grad = run.exact(np.array([np.exp(t[0]), r]))
-            return value, np.array([grad[0] * np.exp(t[0])])
-
-        best, best_warm = np.inf, list(crit.warm)
-        for t0, bounds in _grid_starts(grid, values, self.n_starts):
-            _minimise(fun, t0, bounds, self.method, self.max_outer_iter, self.tol_outer)
-            value = float(run.history["criterion"][run.best()])
-            if value < best:
-                best, best_warm = value, list(crit.warm)
-        return best_warm
 
     def _lasso_ratio(
         self, run: _Run, a_max: float, row: int, grid: FloatArray
