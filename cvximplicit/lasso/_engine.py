@@ -171,6 +171,23 @@ def coef_jacobian(
     return scipy.linalg.cho_solve(sol.factor, rhs)
 
 
+def pull_back(
+    fold: Fold, penalty: Penalty | str, theta: FloatArray, sol: InnerSolution, g: FloatArray
+) -> FloatArray:
+    """``g' d b_S / d theta`` by the adjoint: one solve ``H w = g`` and ``w' rhs``, instead
+    of ``|theta|`` solves (the weighted LASSO has one parameter per feature)."""
+    S = sol.support
+    if S.size == 0:
+        return np.zeros(len(theta))
+    rhs = penalty_named(penalty).rhs(theta, sol.coef[S], S, fold.X.shape[1])
+    if sol.factor is None:  # singular X_S'X_S: least squares (recorded as ``singular``)
+        assert sol.gram is not None
+        w = np.linalg.lstsq(sol.gram, g, rcond=None)[0]
+    else:
+        w = scipy.linalg.cho_solve(sol.factor, g)
+    return np.asarray(w @ rhs, dtype=np.float64)
+
+
 def validation_loss_and_grad(fold: Fold, sol: InnerSolution) -> tuple[float, FloatArray]:
     """Held-out MSE and its gradient in ``b`` restricted to the support."""
     centered = sp.issparse(fold.X_val) and bool(np.any(fold.x_mean))

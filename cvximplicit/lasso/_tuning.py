@@ -17,8 +17,8 @@ from .._blas import single_thread_blas
 from .._typing import FloatArray
 from ._engine import (
     InnerSolution,
-    coef_jacobian,
     homotopy_solution,
+    pull_back,
     solve_inner,
     validation_loss_and_grad,
 )
@@ -137,14 +137,12 @@ class _Criterion:
             sol = solve_inner(fold, self.penalty, theta, self.warm[k], self.tol, self.max_iter)
             self.warm[k] = sol.coef
             self.last.append(sol)
-            J = coef_jacobian(fold, self.penalty, theta, sol)
             if self.criterion == "sure":
                 value, g = _sure(fold, sol, self.sigma or 0.0)
             else:
                 value, g = validation_loss_and_grad(fold, sol)
             total += value
-            if J.size:
-                grad += g @ J
+            grad += pull_back(fold, self.penalty, theta, sol, g)
         m = len(self.folds)
         return total / m, grad / m
 
