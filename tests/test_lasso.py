@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -117,7 +119,7 @@ def test_weighted_lasso_beats_the_best_single_penalty_on_held_out_data():
 
 def test_elastic_net_estimator():
     X, y = data(5)
-    est = ImplicitElasticNetCV(cv=3, n_alphas=20).fit(X, y)
+    est = ImplicitElasticNetCV(cv=3, alphas=20).fit(X, y)
     assert est.alpha_ > 0 and 0 < est.l1_ratio_ <= 1
 
 
@@ -320,3 +322,68 @@ def test_exact_solves_are_certified_on_hard_binary_designs():
     for frac in (0.0047, 0.03):
         sol = solve_inner(fold, "lasso", np.array([frac * a_max]), None, 1e-10)
         assert sol.violation <= 1e-7, (frac, sol.violation)
+
+
+def _diabetes_poly2():
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    X, y = load_diabetes(return_X_y=True)
+    X = PolynomialFeatures(2, include_bias=False).fit_transform(X)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_elastic_net_is_never_worse_than_elastic_net_cv():
+    """Same l1_ratio list, same folds: the exact CV error at our choice is at most that at
+    ElasticNetCV's, and l1_ratio = 1 (the LASSO) is expressible and exact."""
+    from sklearn.linear_model import ElasticNetCV
+
+    X, y = _diabetes_poly2()
+    cv = KFold(4, shuffle=True, random_state=0)
+    ratios = [0.3, 0.8, 1.0]
+    ours = ImplicitElasticNetCV(l1_ratio=ratios, cv=cv, alphas=30).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (its ConvergenceWarnings)
+        theirs = ElasticNetCV(l1_ratio=ratios, cv=cv, alphas=30).fit(X, y)
+
+    def exact(m):
+        return hypergradient(X, y, [m.alpha_, m.l1_ratio_], cv=cv, penalty="enet")[0]
+
+    assert exact(ours) <= exact(theirs) * (1 + 1e-9)
+    assert ours.alphas_.shape == (3, 30) and ours.mse_path_.shape == (3, 30, 4)
+    lasso = ImplicitElasticNetCV(l1_ratio=1.0, cv=cv, alphas=10).fit(X, y)
+    single = ImplicitLassoCV(cv=cv).fit(X, y)
+    assert lasso.l1_ratio_ == 1.0 and lasso.alpha_ == pytest.approx(single.alpha_, rel=1e-9)
+    np.testing.assert_allclose(lasso.coef_, single.coef_, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="l1_ratio"):
+        ImplicitElasticNetCV(l1_ratio=[0.0, 0.5]).fit(X, y)
+
+
+def test_weighted_lasso_groups_share_a_penalty():
+    X, y = data(9, n=90, p=12)
+    groups = np.repeat([0, 1, 2], 4)
+    est = ImplicitWeightedLassoCV(cv=3, groups=groups, max_outer_iter=10).fit(X, y)
+    for g in range(3):
+        assert np.ptp(est.alpha_[groups == g]) == 0
+    with pytest.raises(ValueError, match="one label per feature"):
+        ImplicitWeightedLassoCV(cv=3, groups=[0, 1]).fit(X, y)
+
+
+def test_scikit_learn_conventions_and_plot():
+    """alphas_/mse_path_ as LassoCV's (the path's breakpoints and each fold's criterion
+    there), n_iter_ is the refit's coordinate-descent epochs, max_iter caps them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    X, y = data(10)
+    est = ImplicitLassoCV(cv=4).fit(X, y)
+    assert est.path_ is not None
+    np.testing.assert_array_equal(est.alphas_, est.path_.alphas)
+    assert est.mse_path_.shape == (est.alphas_.size, 4)
+    np.testing.assert_allclose(est.mse_path_.mean(axis=1), est.path_.values, rtol=1e-12)
+    assert isinstance(est.n_iter_, int) and est.n_iter_ >= 0  # (warm: exact solution)
+    assert est.n_evaluations_ >= 1
+    grid = ImplicitLassoCV(cv=4, search="grid", n_grid=7).fit(X, y)
+    assert grid.alphas_.shape == (7,) and grid.mse_path_.shape == (7, 4)
+    ax = est.plot()
+    assert ax.figure.get_layout_engine() is not None  # constrained: labels are not clipped

@@ -698,7 +698,7 @@ class ImplicitLassoCV(_ImplicitTuner):
         mse_path_: the criterion of each fold there, ``(len(alphas_), n_folds)`` (as
             ``LassoCV``'s; SURE: one column).
         n_iter_: coordinate-descent epochs of the final refit (as ``LassoCV``'s; the refit
-            is warm-started from the homotopy's exact solution, so usually one or two).
+            is warm-started from the homotopy's exact solution, so usually 0 to 2).
         n_evaluations_: exact criterion evaluations (inner solves on every fold).
         history_: ``alpha``, ``criterion``, ``gradient``, ``time``, ``support``, ``kinks``
             (coordinates at the threshold off the support), ``singular`` (whether
@@ -836,7 +836,7 @@ class ImplicitElasticNetCV(_ImplicitTuner):
     by the homotopy; below 1 the ridge term scales with ``alpha`` too, so on a fixed
     support ``beta(alpha) = (X_S'X_S/n + alpha (1 - r) I)^{-1}(X_S'y/n - alpha r s)`` is
     rational, not linear, in ``alpha``, and the criterion is tabulated on
-    ``ElasticNetCV``'s own grid (``n_alphas`` values from ``alpha_max / l1_ratio`` down to
+    ``ElasticNetCV``'s own grid (``alphas`` values from ``alpha_max / l1_ratio`` down to
     ``eps`` times that, warm-started coordinate descent), then refined by L-BFGS-B on
     ``log(alpha)`` with exact hypergradients from the ``n_starts`` best local minima (only
     for the ratios whose grid comes within 0.1% of the best value: the others cannot win,
@@ -849,7 +849,7 @@ class ImplicitElasticNetCV(_ImplicitTuner):
 
     Args:
         l1_ratio: a float or a list of floats in ``(0, 1]``, as ``ElasticNetCV``'s.
-        n_alphas: grid size per ``l1_ratio`` (``ElasticNetCV``'s default, 100).
+        alphas: grid size per ``l1_ratio`` (an int, as ``ElasticNetCV``'s ``alphas``; 100).
         refine_l1_ratio: refine ``l1_ratio`` between list points by hypergradient.
         (others): as :class:`ImplicitLassoCV`; ``criterion="sure"`` is unavailable.
 
@@ -865,7 +865,7 @@ class ImplicitElasticNetCV(_ImplicitTuner):
         >>> from cvximplicit.lasso import ImplicitElasticNetCV
         >>> rng = np.random.default_rng(0); X = rng.standard_normal((80, 10))
         >>> y = X[:, 0] - 2 * X[:, 1] + 0.1 * rng.standard_normal(80)
-        >>> est = ImplicitElasticNetCV(l1_ratio=[0.5, 1.0], cv=3, n_alphas=20).fit(X, y)
+        >>> est = ImplicitElasticNetCV(l1_ratio=[0.5, 1.0], cv=3, alphas=20).fit(X, y)
         >>> bool(0 < est.l1_ratio_ <= 1) and est.mse_path_.shape == (2, 20, 3)
         True
     """
@@ -881,7 +881,7 @@ class ImplicitElasticNetCV(_ImplicitTuner):
         cv: Any = 5,
         fit_intercept: bool = True,
         method: str = "lbfgs",
-        n_alphas: int = 100,
+        alphas: int = 100,
         n_starts: int = 3,
         eps: float = 1e-3,
         refine_l1_ratio: bool = True,
@@ -893,11 +893,11 @@ class ImplicitElasticNetCV(_ImplicitTuner):
     ) -> None:
         self.l1_ratio, self.cv = l1_ratio, cv
         self.fit_intercept, self.method = fit_intercept, method
-        self.n_alphas, self.n_starts, self.eps = n_alphas, n_starts, eps
+        self.alphas, self.n_starts, self.eps = alphas, n_starts, eps
         self.refine_l1_ratio = refine_l1_ratio
         self.max_outer_iter, self.tol_outer, self.tol = max_outer_iter, tol_outer, tol
         self.max_iter, self.verbose = max_iter, verbose
-        self.criterion, self.search, self.sigma, self.n_grid = "cv", "auto", None, n_alphas
+        self.criterion, self.search, self.sigma, self.n_grid = "cv", "auto", None, alphas
 
     def _ratios(self) -> FloatArray:
         ratios = np.atleast_1d(np.asarray(self.l1_ratio, dtype=np.float64))
@@ -926,14 +926,14 @@ class ImplicitElasticNetCV(_ImplicitTuner):
         run = _Run(crit, self.verbose, "tuning enet")
         a_max = _alpha_max(X, y, self.fit_intercept)
         m = len(crit.folds)
-        self.alphas_ = np.zeros((ratios.size, self.n_alphas))
-        self.mse_path_ = np.zeros((ratios.size, self.n_alphas, m))
+        self.alphas_ = np.zeros((ratios.size, self.alphas))
+        self.mse_path_ = np.zeros((ratios.size, self.alphas, m))
         self.path_ = None
         # 1. tabulate: the exact LASSO criterion (l1_ratio = 1), ElasticNetCV's grid below
         warm: dict[float, list[FloatArray | None]] = {}
         grids: dict[float, tuple[FloatArray, FloatArray]] = {}
         for row, r in enumerate(ratios):
-            grid = np.log(a_max / r) + np.linspace(0.0, np.log(self.eps), self.n_alphas)
+            grid = np.log(a_max / r) + np.linspace(0.0, np.log(self.eps), self.alphas)
             self.alphas_[row] = np.exp(grid)
             if r == 1.0 and homotopy_feasible(crit.folds, "cv"):
                 warm[r] = self._lasso_ratio(run, a_max, row, grid)
