@@ -685,7 +685,8 @@ class ImplicitLassoCV(_ImplicitTuner):
         n_starts: refine from the ``n_starts`` best local minima of the coarse path, each
             within its neighbours on the path (the criterion is nonconvex).
         eps: the searched range is ``[eps * alpha_max, alpha_max]``.
-        max_outer_iter, tol_outer: outer iterations (per start) and relative-change rule.
+        max_outer_iter: outer iterations per start (L-BFGS-B or gradient descent).
+        tol_outer: relative-change stopping rule of the outer iterations.
         tol: inner coordinate-descent tolerance (solutions are then polished exactly).
         max_iter: coordinate-descent epochs per inner solve (``LassoCV``'s ``max_iter``).
         verbose: show a progress bar over criterion evaluations (``tqdm``).
@@ -741,9 +742,10 @@ class ImplicitWeightedLassoCV(ImplicitLassoCV):
     variable) and a small ``max_outer_iter`` (early stopping) limit that; compare the
     held-out error with :class:`ImplicitLassoCV`'s before trusting it.
 
+    The other arguments are :class:`ImplicitLassoCV`'s.
+
     Args:
         groups: ``None`` (one penalty per feature) or an array of ``n_features`` labels.
-        (others): as :class:`ImplicitLassoCV`.
 
     Attributes:
         alpha_: the penalties, one per feature.
@@ -851,7 +853,9 @@ class ImplicitElasticNetCV(_ImplicitTuner):
         l1_ratio: a float or a list of floats in ``(0, 1]``, as ``ElasticNetCV``'s.
         alphas: grid size per ``l1_ratio`` (an int, as ``ElasticNetCV``'s ``alphas``; 100).
         refine_l1_ratio: refine ``l1_ratio`` between list points by hypergradient.
-        (others): as :class:`ImplicitLassoCV`; ``criterion="sure"`` is unavailable.
+
+    The other arguments are :class:`ImplicitLassoCV`'s (``criterion="sure"`` is not
+    available: the elastic net's degrees of freedom are not its support size).
 
     Attributes:
         alpha_, l1_ratio_: the chosen parameters.
