@@ -381,7 +381,7 @@ def test_scikit_learn_conventions_and_plot():
     np.testing.assert_array_equal(est.alphas_, est.path_.alphas)
     assert est.mse_path_.shape == (est.alphas_.size, 4)
     np.testing.assert_allclose(est.mse_path_.mean(axis=1), est.path_.values, rtol=1e-12)
-    assert isinstance(est.n_iter_, int) and est.n_iter_ >= 0  # (warm: exact solution)
+    assert isinstance(est.n_iter_, int) and est.n_iter_ >= 1
     assert est.n_evaluations_ >= 1
     grid = ImplicitLassoCV(cv=4, search="grid", n_grid=7).fit(X, y)
     assert grid.alphas_.shape == (7,) and grid.mse_path_.shape == (7, 4)

@@ -28,6 +28,9 @@ from ._penalty import Penalty, penalty_named
 
 __all__ = ["Fold", "InnerSolution", "homotopy_solution", "make_fold", "solve_inner"]
 
+#: relative KKT violation below which a polished solution is accepted as exact
+KKT_CHECK = 1e-7
+
 
 @dataclasses.dataclass
 class InnerSolution:
@@ -55,15 +58,21 @@ def solve_inner(
 ) -> InnerSolution:
     """Solve the inner problem with coordinate descent, then polish it exactly on its
     support (Newton on the smooth restricted problem, accepted when signs are kept).
-    Where coordinate descent stalls (KKT violation above 1e-7 relative) and the penalty is
-    a rescaled LASSO, the homotopy is followed down to this penalty instead."""
+    A warm start is polished first and returned when that passes the KKT check (no
+    coordinate descent at all: the case along a path or after a grid).  Where coordinate
+    descent stalls (KKT violation above :data:`KKT_CHECK`) and the penalty is a rescaled
+    LASSO, the homotopy is followed down to this penalty instead."""
     penalty = penalty_named(penalty)
+    if warm is not None:  # a warm start with the right support and signs is exact once polished
+        sol = _polish(fold, penalty, theta, warm)
+        if sol.violation <= KKT_CHECK:
+            return sol
     X, y = fold.X, fold.y
     Xfit = X.toarray() - fold.x_mean if fold.sparse_centered else X
     coef, n_iter = penalty.solve(Xfit, y, theta, warm, tol, max_iter)
     sol = _polish(fold, penalty, theta, coef)
     sol.n_iter = n_iter
-    if sol.violation > 1e-7 and penalty.lasso_alpha(theta) is not None:
+    if sol.violation > KKT_CHECK and penalty.lasso_alpha(theta) is not None:
         # coordinate descent stalled (it can on correlated or binary designs): follow the
         # homotopy down to this penalty instead; each of its breakpoints is certified
         coef = homotopy_solution(fold, penalty, theta)

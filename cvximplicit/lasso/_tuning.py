@@ -36,11 +36,13 @@ __all__ = [
     "hypergradient",
 ]
 
-#: grid density of the fallback (points per decade of ``alpha``), that of ``LassoCV``'s
-#: default grid (100 points over three decades)
-_FALLBACK_PER_DECADE = 100 / 3
-#: coordinate-descent tolerance of the grids (scikit-learn's default, as in ``LassoCV``)
+#: ``LassoCV``'s default grid size (over ``[eps alpha_max, alpha_max]``), reused by the
+#: fallback below a path that stopped early
+_LASSOCV_ALPHAS = 100
+#: coordinate-descent tolerance and epochs of the grids (scikit-learn's defaults, as in
+#: ``LassoCV``; the grids only choose where to look, every returned point is exact)
 _GRID_TOL = 1e-4
+_GRID_MAX_ITER = 1000
 
 
 class _Criterion:
@@ -88,13 +90,18 @@ class _Criterion:
         return other
 
     def path(
-        self, alphas: FloatArray, l1_ratio: float = 1.0, warm_start: bool = True
+        self,
+        alphas: FloatArray,
+        l1_ratio: float = 1.0,
+        warm_start: bool = True,
+        among: np.ndarray | None = None,
     ) -> tuple[FloatArray, FloatArray]:
         """The criterion of each fold (``alphas x folds``) and the mean support size along
         a decreasing grid, by scikit-learn's warm-started ``lasso_path``/``enet_path``
         (scikit-learn's default tolerance, as ``LassoCV``: it only chooses where to refine,
         and every returned point is evaluated exactly).  With ``warm_start``, the
-        solutions at the best penalty warm-start the refinement."""
+        solutions at the best penalty (among the mask ``among``, if given) warm-start the
+        refinement."""
         per_fold = np.zeros((alphas.size, len(self.folds)))
         paths = []
         for k, fold in enumerate(self.folds):
@@ -102,7 +109,12 @@ class _Criterion:
             gram = not sp.issparse(X) and X.shape[0] > X.shape[1]  # (as LassoCV does)
             if l1_ratio == 1.0:
                 _, coefs, _ = cast(Any, lasso_path)(
-                    X, fold.y, alphas=alphas, tol=_GRID_TOL, max_iter=10_000, precompute=gram
+                    X,
+                    fold.y,
+                    alphas=alphas,
+                    tol=_GRID_TOL,
+                    max_iter=_GRID_MAX_ITER,
+                    precompute=gram,
                 )
             else:
                 _, coefs, _ = cast(Any, enet_path)(
@@ -111,7 +123,7 @@ class _Criterion:
                     l1_ratio=l1_ratio,
                     alphas=alphas,
                     tol=_GRID_TOL,
-                    max_iter=10_000,
+                    max_iter=_GRID_MAX_ITER,
                     precompute=gram,
                 )
             paths.append(coefs)
@@ -125,7 +137,8 @@ class _Criterion:
                 )
             per_fold[:, k] = values
         if warm_start:
-            best = int(np.argmin(per_fold.mean(axis=1)))
+            mean = per_fold.mean(axis=1)
+            best = int(np.argmin(mean if among is None else np.where(among, mean, np.inf)))
             self.warm = [c[:, best].copy() for c in paths]
         support = np.mean([np.count_nonzero(c, axis=0) for c in paths], axis=0)
         return per_fold, support
@@ -483,7 +496,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
                 )
             ]
             if cpath.lowest > np.exp(lo) * (1 + 1e-9):
-                starts += self._fallback(run, cpath, lo)
+                starts += self._fallback(run, cpath, lo, hi)
             return starts
         grid = np.linspace(hi, lo, self.n_grid)
         per_fold, supports = crit.path(np.exp(grid))
@@ -493,24 +506,31 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         return _grid_starts(grid, values, self.n_starts)
 
     def _fallback(
-        self, run: _Run, cpath: CriterionPath, lo: float
+        self, run: _Run, cpath: CriterionPath, lo: float, hi: float
     ) -> list[tuple[FloatArray, list[Any]]]:
-        """The homotopy stopped early (a warning said why): grid the rest of the range as
-        densely as ``LassoCV``'s grid (warm-started coordinate descent), then refine from
-        its best point, within its neighbours."""
+        """The homotopy stopped early (a warning said why): the rest of the range is
+        tabulated on ``LassoCV``'s own grid (its points below the path's lowest penalty,
+        warm-started coordinate descent at its tolerance), and its best point is evaluated
+        exactly.  No more work than ``LassoCV`` on that range, no worse than its grid."""
         t_low = float(np.log(cpath.lowest))
-        size = max(3, int(np.ceil(_FALLBACK_PER_DECADE * (t_low - lo) / np.log(10))) + 1)
-        rest = np.linspace(t_low, lo, size)[1:]
-        per_fold, supports = run.crit.path(np.exp(rest), warm_start=False)
+        grid = np.linspace(hi, lo, _LASSOCV_ALPHAS)
+        below = grid < t_low - 1e-12
+        if not np.any(below):
+            return []
+        saved = run.crit.warm
+        # the whole grid, warm-started from alpha_max as LassoCV runs it (a cold start at
+        # the path's lowest penalty costs more on collinear designs), then the part below
+        per_fold, supports = run.crit.path(np.exp(grid), among=below)
+        rest, per_fold, supports = grid[below], per_fold[below], supports[below]
         values = per_fold.mean(axis=1)
         run.record_path(np.exp(rest), values, supports)
         self.alphas_ = np.concatenate([np.asarray(self.alphas_), np.exp(rest)])
         self.mse_path_ = np.concatenate([np.asarray(self.mse_path_), per_fold])
         j = int(np.argmin(values))
-        if values[j] >= cpath.best_value:
-            return []
-        edge = np.concatenate([[t_low], rest])
-        return [(np.array([rest[j]]), [(float(edge[min(j + 2, edge.size - 1)]), float(edge[j]))])]
+        if values[j] < cpath.best_value:
+            run.exact(np.exp(rest[[j]]))
+        run.crit.warm = saved
+        return []
 
     def _use_homotopy(self, crit: _Criterion) -> bool:
         if self.search == "grid":
@@ -548,7 +568,7 @@ class _ImplicitTuner(RegressorMixin, BaseEstimator):
         sol = solve_inner(full, self._penalty, theta, warm, self.tol, self.max_iter)
         self.coef_ = sol.coef
         self.intercept_ = float(full.y_mean - full.x_mean @ sol.coef) if self.fit_intercept else 0.0
-        self.n_iter_ = sol.n_iter
+        self.n_iter_ = max(1, sol.n_iter)  # (scikit-learn: at least 1)
         self._set_alpha(theta)
 
     # -- use ----------------------------------------------------------------------------
@@ -698,8 +718,9 @@ class ImplicitLassoCV(_ImplicitTuner):
             the grid.
         mse_path_: the criterion of each fold there, ``(len(alphas_), n_folds)`` (as
             ``LassoCV``'s; SURE: one column).
-        n_iter_: coordinate-descent epochs of the final refit (as ``LassoCV``'s; the refit
-            is warm-started from the homotopy's exact solution, so usually 0 to 2).
+        n_iter_: coordinate-descent epochs of the final refit (as ``LassoCV``'s, at least
+            1; the refit is warm-started from the homotopy's exact solution, which the
+            polish usually certifies at once).
         n_evaluations_: exact criterion evaluations (inner solves on every fold).
         history_: ``alpha``, ``criterion``, ``gradient``, ``time``, ``support``, ``kinks``
             (coordinates at the threshold off the support), ``singular`` (whether
@@ -712,7 +733,8 @@ class ImplicitLassoCV(_ImplicitTuner):
 
     Warns:
         HomotopyWarning: a breakpoint was repaired or a fold's path stopped early (the rest
-            of the range is then gridded as densely as ``LassoCV``'s grid and refined).
+            of the range is then tabulated on ``LassoCV``'s own grid, whose best point is
+            evaluated exactly).
 
     Example:
         >>> import numpy as np
