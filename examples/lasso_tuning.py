@@ -33,7 +33,7 @@ def main() -> None:
     cv = KFold(5, shuffle=True, random_state=0)
 
     t0 = time.perf_counter()
-    ours = ImplicitLassoCV(cv=cv, max_iter=10 if SMOKE else 50).fit(X_tr, y_tr)
+    ours = ImplicitLassoCV(cv=cv, max_outer_iter=10 if SMOKE else 50).fit(X_tr, y_tr)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     grid = LassoCV(cv=cv, alphas=100, tol=1e-8, max_iter=100_000).fit(X_tr, y_tr)
@@ -42,7 +42,7 @@ def main() -> None:
     crit = lambda a: hypergradient(X_tr, y_tr, a, cv=cv)[0]  # noqa: E731
     print(
         f"ImplicitLassoCV: alpha {ours.alpha_:.4g}, CV MSE {crit(ours.alpha_):.2f}, "
-        f"{ours.path_.alphas.size} path breakpoints, {ours.n_iter_} exact evaluation(s), "
+        f"{ours.path_.alphas.size} path breakpoints, {ours.n_evaluations_} exact evaluation(s), "
         f"{t_ours:.2f} s"
     )
     if ours.path_.slopes is not None:
@@ -59,7 +59,7 @@ def main() -> None:
         print(f"{name:16s} test MSE {mse:.1f}, {np.count_nonzero(model.coef_)} nonzeros")
 
     if not SMOKE:
-        weighted = ImplicitWeightedLassoCV(cv=cv, max_iter=100).fit(X_tr, y_tr)
+        weighted = ImplicitWeightedLassoCV(cv=cv, max_outer_iter=100).fit(X_tr, y_tr)
         mse = np.mean((weighted.predict(X_te) - y_te) ** 2)
         print(f"weighted LASSO (64 penalties) test MSE {mse:.1f}")
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.model_selection import KFold, check_cv
 
 from cvximplicit.lasso import (
+    HomotopyWarning,
     ImplicitElasticNetCV,
     ImplicitLassoCV,
     ImplicitWeightedLassoCV,
@@ -37,14 +40,14 @@ def test_hypergradient_matches_finite_differences(seed, criterion, penalty):
     X, y = data(seed)
     if penalty == "enet" and criterion == "sure":  # df is not |S| for the elastic net
         with pytest.raises(ValueError, match="not available for the elastic net"):
-            hypergradient(X, y, [0.1, 0.1], criterion, penalty=penalty)
+            hypergradient(X, y, [0.1, 0.5], criterion, penalty=penalty)
         return
     rng = np.random.default_rng(seed)
     a_max = np.abs((X - X.mean(0)).T @ (y - y.mean())).max() / len(y)
     theta = {
         "lasso": np.array([0.1 * a_max]),
         "weighted": 0.1 * a_max * rng.uniform(0.5, 1.5, X.shape[1]),
-        "enet": np.array([0.1 * a_max, 0.05]),
+        "enet": np.array([0.2 * a_max, 0.5]),  # (alpha, l1_ratio)
     }[penalty]
     _, grad = hypergradient(X, y, theta, criterion, penalty=penalty, cv=3)
     d = rng.standard_normal(theta.size)
@@ -92,7 +95,7 @@ def test_estimator_finds_the_best_alpha_and_records_kinks():
     assert est.predict(X).shape == (120,)
     gd = ImplicitLassoCV(cv=5, method="gd", search="grid").fit(X, y)  # (the homotopy's
     # minimum is certified by one exact solve: no outer iterations would run)
-    assert gd.n_iter_ > 3
+    assert gd.n_evaluations_ > 3
     assert abs(hypergradient(X, y, gd.alpha_, cv=5)[0] - best) < 1e-4 * best
 
 
@@ -106,7 +109,9 @@ def test_weighted_lasso_beats_the_best_single_penalty_on_held_out_data():
     Xt = rng.standard_normal((2000, p)) * (X.std(0) / X.std(0).mean() * X.std(0).mean())
     yt = Xt @ w + rng.standard_normal(2000)
     single = ImplicitLassoCV(cv=[(np.arange(100), np.arange(100, 150))]).fit(X, y)
-    weighted = ImplicitWeightedLassoCV(cv=[(np.arange(100), np.arange(100, 150))], max_iter=100)
+    weighted = ImplicitWeightedLassoCV(
+        cv=[(np.arange(100), np.arange(100, 150))], max_outer_iter=100
+    )
     weighted.fit(X, y)
     err = lambda m: np.mean((m.predict(Xt) - yt) ** 2)  # noqa: E731
     assert err(weighted) < err(single)
@@ -114,14 +119,14 @@ def test_weighted_lasso_beats_the_best_single_penalty_on_held_out_data():
 
 def test_elastic_net_estimator():
     X, y = data(5)
-    est = ImplicitElasticNetCV(cv=3).fit(X, y)
-    assert est.alpha_.shape == (2,) and np.all(est.alpha_ > 0)
+    est = ImplicitElasticNetCV(cv=3, alphas=20).fit(X, y)
+    assert est.alpha_ > 0 and 0 < est.l1_ratio_ <= 1
 
 
 def test_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 
-    check_estimator(ImplicitLassoCV(cv=3, n_grid=4, max_iter=5))
+    check_estimator(ImplicitLassoCV(cv=3, n_grid=4, max_outer_iter=5))
 
 
 def test_layer_route_agrees_with_the_fast_route():
@@ -150,8 +155,10 @@ def test_layer_route_agrees_with_the_fast_route():
 
 def test_alpha_is_validated_against_the_penalty():
     X, y = data(0)
-    with pytest.raises(ValueError, match="takes 2 positive value"):
+    with pytest.raises(ValueError, match="takes 2 values"):
         hypergradient(X, y, 0.1, penalty="enet")
+    with pytest.raises(ValueError, match="l1_ratio"):
+        hypergradient(X, y, [0.1, 1.5], penalty="enet")
     with pytest.raises(ValueError, match="takes 1 positive value"):
         hypergradient(X, y, [0.1, 0.2])
 
@@ -225,8 +232,6 @@ def test_search_option_is_validated():
     X, y = data(0)
     with pytest.raises(ValueError, match="search must be"):
         ImplicitLassoCV(search="lars").fit(X, y)
-    with pytest.raises(ValueError, match="needs a single penalty"):
-        ImplicitWeightedLassoCV(search="homotopy").fit(X, y)
     grid = ImplicitLassoCV(cv=3, search="grid").fit(X, y)
     assert grid.path_ is None and "path" in grid.history_["stage"]
 
@@ -240,7 +245,8 @@ def test_a_path_that_stops_early_is_completed_by_a_grid_and_refinement(monkeypat
     split = [(np.arange(60), np.arange(60, 90))]
     full = ImplicitLassoCV(cv=split).fit(X, y)
     monkeypatch.setattr(tuning, "_max_steps", lambda n, p: 6)
-    capped = ImplicitLassoCV(cv=split).fit(X, y)
+    with pytest.warns(HomotopyWarning, match="max_steps=6"):  # a warning, not only a message
+        capped = ImplicitLassoCV(cv=split).fit(X, y)
     assert capped.path_ is not None and capped.path_.lowest > full.path_.lowest  # type: ignore[union-attr]
     assert any("max_steps=6" in m for m in capped.path_.messages)
     assert full.alpha_ < capped.path_.lowest  # the optimum lies in the gridded part
@@ -267,7 +273,7 @@ def _kkt_violations(X, y, alphas, coefs):
 def test_homotopy_breakpoints_satisfy_the_optimality_conditions(seed):
     """Every breakpoint is an exact LASSO solution, including after a coordinate leaves and
     re-enters with the opposite sign at once, and after consecutive leaves (regressions)."""
-    from cvximplicit.lasso._homotopy import _fold_path
+    from cvximplicit.lasso._homotopy import fold_path
 
     rng = np.random.default_rng(seed)
     n, p = 40, 40
@@ -277,7 +283,7 @@ def test_homotopy_breakpoints_satisfy_the_optimality_conditions(seed):
     fold = make_fold(X, y, np.arange(n), np.arange(n), False)
     a_max = np.abs(X.T @ y).max() / n
     messages: list[str] = []
-    alphas, coefs = _fold_path(fold, 1e-4 * a_max, 2000, messages)
+    alphas, coefs = fold_path(fold, 1e-4 * a_max, 2000, messages)
     assert messages == [] and alphas[-1] == pytest.approx(1e-4 * a_max)
     assert _kkt_violations(X, y, alphas, coefs.toarray()).max() <= 1e-8
     path = criterion_path(X, y, cv=4)
@@ -316,3 +322,68 @@ def test_exact_solves_are_certified_on_hard_binary_designs():
     for frac in (0.0047, 0.03):
         sol = solve_inner(fold, "lasso", np.array([frac * a_max]), None, 1e-10)
         assert sol.violation <= 1e-7, (frac, sol.violation)
+
+
+def _diabetes_poly2():
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    X, y = load_diabetes(return_X_y=True)
+    X = PolynomialFeatures(2, include_bias=False).fit_transform(X)
+    return StandardScaler().fit_transform(X), y
+
+
+def test_elastic_net_is_never_worse_than_elastic_net_cv():
+    """Same l1_ratio list, same folds: the exact CV error at our choice is at most that at
+    ElasticNetCV's, and l1_ratio = 1 (the LASSO) is expressible and exact."""
+    from sklearn.linear_model import ElasticNetCV
+
+    X, y = _diabetes_poly2()
+    cv = KFold(4, shuffle=True, random_state=0)
+    ratios = [0.3, 0.8, 1.0]
+    ours = ImplicitElasticNetCV(l1_ratio=ratios, cv=cv, alphas=30).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (its ConvergenceWarnings)
+        theirs = ElasticNetCV(l1_ratio=ratios, cv=cv, alphas=30).fit(X, y)
+
+    def exact(m):
+        return hypergradient(X, y, [m.alpha_, m.l1_ratio_], cv=cv, penalty="enet")[0]
+
+    assert exact(ours) <= exact(theirs) * (1 + 1e-9)
+    assert ours.alphas_.shape == (3, 30) and ours.mse_path_.shape == (3, 30, 4)
+    lasso = ImplicitElasticNetCV(l1_ratio=1.0, cv=cv, alphas=10).fit(X, y)
+    single = ImplicitLassoCV(cv=cv).fit(X, y)
+    assert lasso.l1_ratio_ == 1.0 and lasso.alpha_ == pytest.approx(single.alpha_, rel=1e-9)
+    np.testing.assert_allclose(lasso.coef_, single.coef_, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="l1_ratio"):
+        ImplicitElasticNetCV(l1_ratio=[0.0, 0.5]).fit(X, y)
+
+
+def test_weighted_lasso_groups_share_a_penalty():
+    X, y = data(9, n=90, p=12)
+    groups = np.repeat([0, 1, 2], 4)
+    est = ImplicitWeightedLassoCV(cv=3, groups=groups, max_outer_iter=10).fit(X, y)
+    for g in range(3):
+        assert np.ptp(est.alpha_[groups == g]) == 0
+    with pytest.raises(ValueError, match="one label per feature"):
+        ImplicitWeightedLassoCV(cv=3, groups=[0, 1]).fit(X, y)
+
+
+def test_scikit_learn_conventions_and_plot():
+    """alphas_/mse_path_ as LassoCV's (the path's breakpoints and each fold's criterion
+    there), n_iter_ is the refit's coordinate-descent epochs, max_iter caps them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    X, y = data(10)
+    est = ImplicitLassoCV(cv=4).fit(X, y)
+    assert est.path_ is not None
+    np.testing.assert_array_equal(est.alphas_, est.path_.alphas)
+    assert est.mse_path_.shape == (est.alphas_.size, 4)
+    np.testing.assert_allclose(est.mse_path_.mean(axis=1), est.path_.values, rtol=1e-12)
+    assert isinstance(est.n_iter_, int) and est.n_iter_ >= 1
+    assert est.n_evaluations_ >= 1
+    grid = ImplicitLassoCV(cv=4, search="grid", n_grid=7).fit(X, y)
+    assert grid.alphas_.shape == (7,) and grid.mse_path_.shape == (7, 4)
+    ax = est.plot()
+    assert ax.figure.get_layout_engine() is not None  # constrained: labels are not clipped

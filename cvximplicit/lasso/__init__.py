@@ -6,6 +6,7 @@ Example:
     >>> from cvximplicit.lasso import ImplicitLassoCV, criterion_path, hypergradient
 """
 
+from ._homotopy import HomotopyWarning as HomotopyWarning
 from ._tuning import CriterionPath as CriterionPath
 from ._tuning import ImplicitElasticNetCV as ImplicitElasticNetCV
 from ._tuning import ImplicitLassoCV as ImplicitLassoCV
@@ -15,6 +16,7 @@ from ._tuning import hypergradient as hypergradient
 
 __all__ = [
     "CriterionPath",
+    "HomotopyWarning",
     "ImplicitElasticNetCV",
     "ImplicitLassoCV",
     "ImplicitWeightedLassoCV",

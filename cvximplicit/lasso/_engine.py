@@ -1,65 +1,35 @@
 """LASSO-type inner problems, their exact solutions and hypergradients (framework-free).
 
-Objective (scikit-learn's convention), with penalties ``theta``:
+The penalty kinds are strategies (`._penalty`).  The solution is the fixed point of
+proximal gradient, ``b = ST(b - g X'(Xb - y)/n, g a)``; on the support ``S`` the nonsmooth
+implicit function theorem gives, with ``H = X_S'X_S/n (+ ridge I)`` and ``s = sign(b_S)``,
 
-* ``"lasso"``:    1/(2n) ||y - X b||^2 + a ||b||_1                   (theta = [a])
-* ``"weighted"``: 1/(2n) ||y - X b||^2 + sum_j a_j |b_j|              (theta = a, one per feature)
-* ``"enet"``:     1/(2n) ||y - X b||^2 + a1 ||b||_1 + a2/2 ||b||^2    (theta = [a1, a2])
+    db_S/dtheta = H^{-1} rhs(theta),     db_{not S} = 0,
 
-The solution is the fixed point of proximal gradient, ``b = ST(b - g X'(Xb - y)/n, g a)``;
-on the support ``S`` the nonsmooth implicit function theorem gives, with
-``H = X_S'X_S/n (+ a2 I)`` and ``s = sign(b_S)``,
-
-    db_S/da = -H^{-1} s   (lasso),   db_S/da_j = -H^{-1} e_j s_j   (weighted, j in S),
-    db_S/da1 = -H^{-1} s,  db_S/da2 = -H^{-1} b_S   (enet),         db_{not S} = 0,
-
-one ``|S| x |S|`` solve per hypergradient.  Coordinates off the support whose correlation
-sits at the threshold (the equicorrelation set is larger than the support) are kinks: the
-element used is the one keeping them at zero (``d b_j = 0``), and the history records them.
+(``rhs = -s`` for the LASSO), one ``|S| x |S|`` solve per hypergradient.  Coordinates off
+the support whose correlation sits at the threshold (the equicorrelation set is larger than
+the support) are kinks: the element used is the one keeping them at zero (``d b_j = 0``),
+and the history records them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
-from sklearn.linear_model import ElasticNet, Lasso
 
 from .._typing import FloatArray
+from ._homotopy import fold_path, max_steps
+from ._linalg import Fold, columns, correlations, make_fold, matvec
+from ._penalty import Penalty, penalty_named
 
-__all__ = ["Fold", "InnerSolution", "solve_inner"]
+__all__ = ["Fold", "InnerSolution", "homotopy_solution", "make_fold", "solve_inner"]
 
-
-@dataclasses.dataclass
-class Fold:
-    """Training data (centered when fitting an intercept) and validation data centered with
-    the training means, so that predictions include the intercept."""
-
-    X: Any
-    y: FloatArray
-    X_val: Any
-    y_val: FloatArray
-    x_mean: FloatArray
-    y_mean: float
-
-
-def make_fold(X: Any, y: FloatArray, train: Any, val: Any, fit_intercept: bool) -> Fold:
-    Xt, yt = X[train], y[train]
-    Xv, yv = X[val], y[val]
-    if fit_intercept:
-        xm = np.asarray(Xt.mean(axis=0)).ravel()
-        ym = float(yt.mean())
-    else:
-        xm, ym = np.zeros(X.shape[1]), 0.0
-    if sp.issparse(X):
-        # keep sparsity: centering is applied implicitly through x_mean
-        return Fold(Xt, yt - ym, Xv, yv - ym, xm, ym)
-    return Fold(Xt - xm, yt - ym, Xv - xm, yv - ym, xm, ym)
+#: relative KKT violation below which a polished solution is accepted as exact
+KKT_CHECK = 1e-7
 
 
 @dataclasses.dataclass
@@ -68,112 +38,91 @@ class InnerSolution:
     support: np.ndarray
     kinks: int
     singular: bool
-    #: ``H = X_S'X_S/n (+ a2 I)`` and its Cholesky factor (``None`` when singular): factorized
-    #: once by the exact polish and reused by ``coef_jacobian``.
+    #: ``H = X_S'X_S/n (+ ridge I)`` and its Cholesky factor (``None`` when singular):
+    #: factorized once by the exact polish and reused by ``coef_jacobian``.
     gram: FloatArray | None = None
     factor: Any = None
     #: largest violation of the optimality conditions, relative to the penalty
     violation: float = 0.0
-
-
-def _matvec(X: Any, b: FloatArray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
-    out = X @ b
-    return out - x_mean @ b if sparse_centered else out
-
-
-def _correlations(X: Any, r: FloatArray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
-    """``X'r/n`` with ``X`` centered (implicitly for sparse ``X``)."""
-    out = np.asarray(X.T @ r).ravel()
-    return (out - x_mean * r.sum() if sparse_centered else out) / X.shape[0]
-
-
-def _columns(X: Any, S: np.ndarray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
-    XS = X[:, S]
-    XS = XS.toarray() if sp.issparse(XS) else np.asarray(XS)
-    return XS - x_mean[S] if sparse_centered else XS
+    #: coordinate-descent epochs
+    n_iter: int = 0
 
 
 def solve_inner(
-    fold: Fold, penalty: str, theta: FloatArray, warm: FloatArray | None, tol: float
+    fold: Fold,
+    penalty: Penalty | str,
+    theta: FloatArray,
+    warm: FloatArray | None,
+    tol: float,
+    max_iter: int = 100_000,
 ) -> InnerSolution:
     """Solve the inner problem with coordinate descent, then polish it exactly on its
-    support (Newton on the smooth restricted problem, accepted when signs are kept)."""
+    support (Newton on the smooth restricted problem, accepted when signs are kept).
+    A warm start is polished first and returned when that passes the KKT check (no
+    coordinate descent at all: the case along a path or after a grid).  Where coordinate
+    descent stalls (KKT violation above `KKT_CHECK`) and the penalty is a rescaled
+    LASSO, the homotopy is followed down to this penalty instead."""
+    penalty = penalty_named(penalty)
+    if warm is not None:  # a warm start with the right support and signs is exact once polished
+        sol = _polish(fold, penalty, theta, warm)
+        if sol.violation <= KKT_CHECK:
+            return sol
     X, y = fold.X, fold.y
-    p = X.shape[1]
-    centered = sp.issparse(X) and bool(np.any(fold.x_mean))
-    scale = np.ones(p)
-    if penalty == "lasso":
-        model: Any = Lasso(
-            alpha=float(theta[0]),
-            fit_intercept=False,
-            tol=tol,
-            max_iter=100_000,
-            warm_start=warm is not None,
-            selection="cyclic",
-        )
-        Xfit = X
-    elif penalty == "weighted":
-        base = float(np.mean(theta))
-        scale = base / theta  # b_j = scale_j c_j turns sum a_j |b_j| into base * ||c||_1
-        Xfit = X.multiply(scale[None, :]).tocsc() if sp.issparse(X) else X * scale
-        model = Lasso(
-            alpha=base, fit_intercept=False, tol=tol, max_iter=100_000, warm_start=warm is not None
-        )
-    elif penalty == "enet":
-        a1, a2 = float(theta[0]), float(theta[1])
-        model = ElasticNet(
-            alpha=a1 + a2,
-            l1_ratio=a1 / (a1 + a2),
-            fit_intercept=False,
-            tol=tol,
-            max_iter=100_000,
-            warm_start=warm is not None,
-        )
-        Xfit = X
-    else:  # pragma: no cover - validated by the caller
-        raise ValueError(f"unknown penalty {penalty!r}")
-    if centered:  # sparse X with an intercept: densify the (small) problem once
-        Xfit = (Xfit.toarray() if sp.issparse(Xfit) else Xfit) - fold.x_mean * scale
-    if warm is not None:
-        model.coef_ = warm / scale
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SklearnConvergenceWarning)
-        model.fit(Xfit, y)
-    coef = np.asarray(model.coef_, dtype=np.float64) * scale
+    Xfit = X.toarray() - fold.x_mean if fold.sparse_centered else X
+    coef, n_iter = penalty.solve(Xfit, y, theta, warm, tol, max_iter)
     sol = _polish(fold, penalty, theta, coef)
-    if sol.violation > 1e-7 and penalty != "enet":
+    sol.n_iter = n_iter
+    if sol.violation > KKT_CHECK and penalty.lasso_alpha(theta) is not None:
         # coordinate descent stalled (it can on correlated or binary designs): follow the
         # homotopy down to this penalty instead; each of its breakpoints is certified
-        from ._homotopy import _fold_path, max_steps
-
-        base = float(theta[0]) if penalty == "lasso" else float(np.mean(theta))
-        rescaled = Fold(Xfit, y, Xfit, y, np.zeros(p) if centered else fold.x_mean * scale, 0.0)
-        alphas, coefs = _fold_path(rescaled, base, max_steps(*X.shape), [])
-        if abs(alphas[-1] - base) <= 1e-12 * base:
-            exact = _polish(fold, penalty, theta, coefs[:, [-1]].toarray().ravel() * scale)
+        coef = homotopy_solution(fold, penalty, theta)
+        if coef is not None:
+            exact = _polish(fold, penalty, theta, coef)
             if exact.violation < sol.violation:
+                exact.n_iter = n_iter
                 sol = exact
     return sol
 
 
-def _penalty_vectors(penalty: str, theta: FloatArray, p: int) -> tuple[FloatArray, float]:
-    if penalty == "lasso":
-        return np.full(p, float(theta[0])), 0.0
-    if penalty == "weighted":
-        return np.asarray(theta, dtype=np.float64), 0.0
-    return np.full(p, float(theta[0])), float(theta[1])
+def homotopy_solution(fold: Fold, penalty: Penalty | str, theta: FloatArray) -> FloatArray | None:
+    """The exact solution at ``theta`` by the homotopy from ``alpha_max`` (for penalties
+    that are a LASSO after rescaling the columns), or ``None`` (no such rescaling, or the
+    path stopped early).  A cold coordinate-descent solve at a tight tolerance can take
+    thousands of epochs on correlated designs; warm-started from this it takes one."""
+    penalty = penalty_named(penalty)
+    base = penalty.lasso_alpha(theta)
+    if base is None:
+        return None
+    X, y = fold.X, fold.y
+    p = X.shape[1]
+    Xfit = X.toarray() - fold.x_mean if fold.sparse_centered else X
+    scale = penalty.column_scale(theta, p)
+    Xs = Xfit.multiply(scale[None, :]).tocsc() if sp.issparse(Xfit) else Xfit * scale
+    x_mean = np.zeros(p) if fold.sparse_centered else fold.x_mean * scale
+    alphas, coefs = fold_path(Fold(Xs, y, Xs, y, x_mean, 0.0), base, max_steps(*X.shape))
+    if abs(alphas[-1] - base) > 1e-12 * base:
+        return None
+    return coefs[:, [-1]].toarray().ravel() * scale
 
 
-def _polish(fold: Fold, penalty: str, theta: FloatArray, coef: FloatArray) -> InnerSolution:
+def _polish(fold: Fold, penalty: Penalty, theta: FloatArray, coef: FloatArray) -> InnerSolution:
     X, y = fold.X, fold.y
     n, p = X.shape
-    centered = sp.issparse(X) and bool(np.any(fold.x_mean))
-    a, ridge = _penalty_vectors(penalty, theta, p)
+    centered = fold.sparse_centered
+    a, ridge = penalty.weights(theta, p)
     S = np.flatnonzero(coef != 0)
     singular = False
     H, factor = None, None
+    XS = columns(X, S, fold.x_mean, centered) if S.size else np.zeros((n, 0))
     if S.size:
-        XS = _columns(X, S, fold.x_mean, centered)
+        # coefficients whose contribution to the fit is round-off (coordinate descent can
+        # leave 1e-17 on a coordinate sitting exactly at its threshold) are zero
+        tiny = np.abs(coef[S]) * np.linalg.norm(XS, axis=0) <= 1e-14 * np.linalg.norm(y)
+        if np.any(tiny):
+            coef = coef.copy()
+            coef[S[tiny]] = 0.0
+            S, XS = S[~tiny], XS[:, ~tiny]
+    if S.size:
         H = XS.T @ XS / n + ridge * np.eye(S.size)
         rhs = XS.T @ y / n - a[S] * np.sign(coef[S])
         try:
@@ -189,14 +138,14 @@ def _polish(fold: Fold, penalty: str, theta: FloatArray, coef: FloatArray) -> In
             if np.all(np.sign(exact) == np.sign(coef[S])):
                 coef = coef.copy()
                 coef[S] = exact
-    r = y - _matvec(X, coef, fold.x_mean, centered)
-    signed = _correlations(X, r, fold.x_mean, centered)
+    r = y - matvec(X, coef, fold.x_mean, centered)
+    signed = correlations(X, r, fold.x_mean, centered)
     corr = np.abs(signed)
     off = np.ones(p, dtype=bool)
     off[S] = False
     kinks = int(np.count_nonzero(off & (np.abs(corr - a) <= 1e-8 * np.maximum(a, 1e-300))))
-    # optimality: |X_j'r/n| <= a_j off the support, X_S'r/n = a_S sign(b_S) (+ ridge b_S) on it
-    scale = np.maximum(a, 1e-300)
+    # optimality: |X_j'r/n| <= a_j off the support, X_S'r/n = a_S sign(b_S) + ridge b_S on it
+    scale = np.maximum(a, 1e-300) if ridge == 0 else np.maximum(a + ridge * np.abs(coef), 1e-300)
     violation = max(
         float(np.max((corr - a)[off] / scale[off], initial=0.0)),
         float(
@@ -217,31 +166,42 @@ def _polish(fold: Fold, penalty: str, theta: FloatArray, coef: FloatArray) -> In
     )
 
 
-def coef_jacobian(fold: Fold, penalty: str, theta: FloatArray, sol: InnerSolution) -> FloatArray:
+def coef_jacobian(
+    fold: Fold, penalty: Penalty | str, theta: FloatArray, sol: InnerSolution
+) -> FloatArray:
     """``d b_S / d theta`` as an ``|S| x len(theta)`` matrix (rows on the support)."""
-    p = fold.X.shape[1]
     S = sol.support
     if S.size == 0:
         return np.zeros((0, len(theta)))
-    s = np.sign(sol.coef[S])
-    if penalty == "lasso":
-        rhs = -s[:, None]
-    elif penalty == "weighted":
-        rhs = np.zeros((S.size, p))
-        rhs[np.arange(S.size), S] = -s
-    else:
-        rhs = np.stack([-s, -sol.coef[S]], axis=1)
+    rhs = penalty_named(penalty).rhs(theta, sol.coef[S], S, fold.X.shape[1])
     if sol.factor is None:  # singular X_S'X_S: least squares (recorded as ``singular``)
         assert sol.gram is not None
         return np.asarray(np.linalg.lstsq(sol.gram, rhs, rcond=None)[0], dtype=np.float64)
     return scipy.linalg.cho_solve(sol.factor, rhs)
 
 
+def pull_back(
+    fold: Fold, penalty: Penalty | str, theta: FloatArray, sol: InnerSolution, g: FloatArray
+) -> FloatArray:
+    """``g' d b_S / d theta`` by the adjoint: one solve ``H w = g`` and ``w' rhs``, instead
+    of ``|theta|`` solves (the weighted LASSO has one parameter per feature)."""
+    S = sol.support
+    if S.size == 0:
+        return np.zeros(len(theta))
+    rhs = penalty_named(penalty).rhs(theta, sol.coef[S], S, fold.X.shape[1])
+    if sol.factor is None:  # singular X_S'X_S: least squares (recorded as ``singular``)
+        assert sol.gram is not None
+        w = np.linalg.lstsq(sol.gram, g, rcond=None)[0]
+    else:
+        w = scipy.linalg.cho_solve(sol.factor, g)
+    return np.asarray(w @ rhs, dtype=np.float64)
+
+
 def validation_loss_and_grad(fold: Fold, sol: InnerSolution) -> tuple[float, FloatArray]:
     """Held-out MSE and its gradient in ``b`` restricted to the support."""
     centered = sp.issparse(fold.X_val) and bool(np.any(fold.x_mean))
-    r = fold.y_val - _matvec(fold.X_val, sol.coef, fold.x_mean, centered)
+    r = fold.y_val - matvec(fold.X_val, sol.coef, fold.x_mean, centered)
     nv = r.size
     S = sol.support
-    XS = _columns(fold.X_val, S, fold.x_mean, centered) if S.size else np.zeros((nv, 0))
+    XS = columns(fold.X_val, S, fold.x_mean, centered) if S.size else np.zeros((nv, 0))
     return float(r @ r / nv), -2.0 * XS.T @ r / nv

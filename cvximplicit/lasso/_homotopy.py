@@ -15,16 +15,18 @@ opposite signs.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from .._blas import single_thread_blas
 from .._typing import FloatArray
-from ._engine import Fold, _columns, _correlations
+from ._linalg import Fold, columns, correlations
 
-__all__ = ["CriterionPath", "exact_criterion_path", "homotopy_feasible"]
+__all__ = ["CriterionPath", "HomotopyWarning", "exact_criterion_path", "homotopy_feasible"]
 
 #: largest residual array (evaluation rows x merged breakpoints over all folds) the
 #: homotopy may hold; beyond it the estimators use a coarse grid instead.
@@ -59,6 +61,9 @@ class CriterionPath:
     #: per interval ``[alphas[i+1], alphas[i]]``: ``(a, b, c)`` with the criterion
     #: ``a t^2 + 2 b t + c`` at ``alpha = alphas[i+1] + t (alphas[i] - alphas[i+1])``
     quadratics: FloatArray | None = None
+    #: the criterion of each fold at the breakpoints (``breakpoints x folds``; their mean
+    #: is ``values``)
+    fold_values: FloatArray | None = None
 
     def __call__(self, alpha: FloatArray | float) -> FloatArray:
         """The criterion at any penalties inside the covered range (exact between kinks;
@@ -84,14 +89,128 @@ def max_steps(n: int, p: int) -> int:
 
 def homotopy_feasible(folds: list[Fold], criterion: str) -> bool:
     """Whether the residuals on the merged breakpoints (``rows x folds x breakpoints``, with
-    a path's length estimated as ``3 min(n, p) + 100``) fit in :data:`MAX_ENTRIES`."""
+    a path's length estimated as ``3 min(n, p) + 100``) fit in `MAX_ENTRIES`."""
     n, p = folds[0].X.shape
     rows = sum((f.y if criterion == "sure" else f.y_val).size for f in folds)
     return rows * len(folds) * (3 * min(n, p) + 100) <= MAX_ENTRIES
 
 
-def _fold_path(
-    fold: Fold, alpha_min: float, max_steps: int, messages: list[str]
+class HomotopyWarning(UserWarning):
+    """The LASSO homotopy repaired a breakpoint, or stopped before ``alpha_min``; the
+    message gives the penalty and the reason (also kept in ``CriterionPath.messages``)."""
+
+
+#: relative KKT tolerance of a breakpoint, on top of the round-off floor of its
+#: correlations (see `_round_off()`)
+KKT_TOL = 1e-7
+#: updates of the Cholesky factor between two refactorizations from ``X_S'X_S/n``
+REFACTOR_EVERY = 32
+#: a column whose residual norm against the active ones is below this fraction of its own
+#: norm (squared) is numerically in their span: it stays at zero
+DEPENDENT_TOL = 1e-10
+
+
+@dataclasses.dataclass
+class _Active:
+    """The active set of one fold's homotopy: columns ``X_S``, ``G = X'X_S/n`` (rates and
+    correlations without passes over ``X``) in buffers that grow by doubling, the signs,
+    and the lower Cholesky factor ``L`` of ``H = X_S'X_S/n``."""
+
+    n: int
+    p: int
+    index: list[int] = dataclasses.field(default_factory=list)
+    signs: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    L: FloatArray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
+    updates: int = 0
+
+    def __post_init__(self) -> None:
+        self.XS = np.zeros((self.n, 16), order="F")
+        self.G = np.zeros((self.p, 16), order="F")
+        self.gmax = np.zeros(0)  # largest |G| entry of each active column
+        self.last_residual = 0.0  # of the last column found dependent (see ``append``)
+
+    @property
+    def k(self) -> int:
+        return len(self.index)
+
+    def cols(self) -> tuple[FloatArray, FloatArray]:
+        return self.XS[:, : self.k], self.G[:, : self.k]
+
+    def append(self, j: int, sign: float, col: FloatArray, g: FloatArray) -> bool:
+        """Add column ``j`` (``g = X'x_j/n``) by a rank-one extension of ``L``; ``False``
+        (nothing added) when it is numerically in the span of the active columns."""
+        k = self.k
+        b = self.G[j, :k]
+        w = scipy.linalg.solve_triangular(self.L, b, lower=True, check_finite=False) if k else b
+        norm2 = float(col @ col / self.n)
+        d2 = norm2 - float(w @ w)
+        if d2 <= DEPENDENT_TOL * norm2:
+            self.last_residual = float(np.sqrt(max(d2, 0.0)))
+            return False
+        grown = np.zeros((k + 1, k + 1))
+        grown[:-1, :-1], grown[-1, :-1], grown[-1, -1] = self.L, w, np.sqrt(d2)
+        self.L = grown
+        self.index.append(j)
+        self.signs = np.append(self.signs, sign)
+        if k + 1 > self.XS.shape[1]:
+            self.XS = np.asfortranarray(np.hstack([self.XS, np.zeros_like(self.XS)]))
+            self.G = np.asfortranarray(np.hstack([self.G, np.zeros_like(self.G)]))
+        self.XS[:, k] = col
+        self.G[:, k] = g
+        self.gmax = np.append(self.gmax, float(np.abs(g).max(initial=0.0)))
+        self.updates += 1
+        if self.updates % REFACTOR_EVERY == 0:
+            self.refactor()
+        return True
+
+    def spans(self, j: int, col: FloatArray) -> bool:
+        """Whether column ``j`` is numerically in the span of the active columns."""
+        k = self.k
+        if not k:
+            return False
+        w = scipy.linalg.solve_triangular(self.L, self.G[j, :k], lower=True, check_finite=False)
+        norm2 = float(col @ col / self.n)
+        return norm2 - float(w @ w) <= DEPENDENT_TOL * norm2
+
+    def remove(self, pos: int) -> None:
+        del self.index[pos]
+        self.signs = np.delete(self.signs, pos)
+        self.XS[:, pos:-1] = self.XS[:, pos + 1 :]
+        self.G[:, pos:-1] = self.G[:, pos + 1 :]
+        self.gmax = np.delete(self.gmax, pos)
+        self.refactor()
+
+    def refactor(self) -> None:
+        """Cholesky of ``H`` from ``G`` (computed from ``X`` itself, so no update error)."""
+        if not self.index:
+            self.L = np.zeros((0, 0))
+            return
+        H = self.G[self.index, : self.k]
+        self.L = np.asarray(np.linalg.cholesky((H + H.T) / 2), dtype=np.float64)
+
+    def solve(self, rhs: FloatArray) -> FloatArray:
+        return scipy.linalg.cho_solve((self.L, True), rhs, check_finite=False)
+
+
+def _mask(p: int, index: list[int]) -> np.ndarray:
+    out = np.zeros(p, dtype=bool)
+    out[index] = True
+    return out
+
+
+def _round_off(c0_max: float, act: _Active, beta: FloatArray) -> float:
+    """The accuracy to which the correlations ``c = c0 - G beta`` of the exact restricted
+    solution can be computed in double precision: ``eps`` times their scale times the
+    condition number of ``H`` (estimated from the Cholesky diagonal).  Ill-conditioned
+    designs with large coefficients cannot be certified more tightly than this."""
+    diag = np.abs(np.diag(act.L))
+    cond = float((diag.max() / diag.min()) ** 2) if diag.size else 1.0
+    scale = c0_max + float(act.gmax @ np.abs(beta)) if beta.size else c0_max
+    return 10 * np.finfo(np.float64).eps * cond * scale
+
+
+def fold_path(
+    fold: Fold, alpha_min: float, max_steps: int, messages: list[str] | None = None
 ) -> tuple[FloatArray, Any]:
     """One fold's LASSO path from ``alpha_max`` down to ``alpha_min``: breakpoints
     (decreasing) and the coefficients there (sparse, ``p x breakpoints``).
@@ -100,126 +219,194 @@ def _fold_path(
     correlations ``c = X'(y - X beta)/n`` along ``-X'X_S H^{-1} s / n``; the next event is
     the first coordinate to reach the threshold ``|c_j| = alpha`` (it enters) or the first
     coefficient to reach zero (it leaves).  At every breakpoint the coefficients are
-    re-solved exactly from the restricted optimality equations and the correlations
-    recomputed, so no round-off accumulates, and the KKT conditions are checked: the path
-    stops early (and says why in ``messages``) if they fail, or when the active set spans
-    the training rows.
+    re-solved exactly from the restricted optimality equations (so no round-off
+    accumulates) and the KKT conditions are checked, to ``1e-7 alpha`` plus the round-off
+    floor that the conditioning of ``H`` allows (`_round_off()`).  The Cholesky factor
+    of ``H`` is updated by rank-one steps and refactorized from ``X_S'X_S/n`` every
+    `REFACTOR_EVERY` updates.  A failed check is *repaired*, in this order: an
+    inactive coordinate that crossed its threshold inside the segment (a guard missed it)
+    enters at its exact crossing point; the restricted system is refactorized and
+    re-solved; an active-set solve at that ``alpha`` (add the worst violator, drop wrong
+    signs) restarts the path from its solution.  Only if all fail does the path stop.
+    Repairs and stops are reported in ``messages``.
     """
     X, y = fold.X, fold.y
     n, p = X.shape
-    centered = sp.issparse(X) and bool(np.any(fold.x_mean))
+    centered = fold.sparse_centered
+    messages = [] if messages is None else messages
 
-    def correlations(r: FloatArray) -> FloatArray:
-        return _correlations(X, r, fold.x_mean, centered)
+    def corr(r: FloatArray) -> FloatArray:
+        return correlations(X, r, fold.x_mean, centered)
 
-    c0 = correlations(y)
+    c0 = corr(y)
+    c0_max = float(np.abs(c0).max(initial=0.0))
     c = c0
     alpha = float(np.abs(c).max())
     records: list[tuple[float, np.ndarray, FloatArray]] = [(alpha, np.zeros(0, int), np.zeros(0))]
     if alpha <= alpha_min or alpha == 0.0:
         return _stack(records, p)
-    active: list[int] = []
-    signs = np.zeros(0)
-    # active columns X_S and X'X_S/n (rates and correlations without passes over X), in
-    # buffers that grow by doubling
-    XS_buf = np.zeros((n, 16), order="F")
-    G_buf = np.zeros((p, 16), order="F")
-    L = np.zeros((0, 0))
-    beta = np.zeros(0)
-    dependent: set[int] = set()  # columns in the span of the active ones (kept at zero)
-    event = ("enter", int(np.argmax(np.abs(c))))
-    for _ in range(max_steps):
-        kind, j = event
-        just_left = j if kind == "leave" else -1
-        left_sign = float(signs[active.index(j)]) if kind == "leave" else 0.0
-        if kind == "enter":
-            col = _columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
-            b = G_buf[j, : len(active)]  # X_S'x_j/n
-            w = scipy.linalg.solve_triangular(L, b, lower=True) if active else b
-            d2 = float(col @ col / n - w @ w)
-            if d2 <= 1e-10 * float(col @ col / n):
-                dependent.add(j)
+    act = _Active(n, p)
+    # columns numerically in the span of the active ones (kept at zero), with the norm
+    # (over sqrt(n)) of their part outside it: it bounds how far their correlations can
+    # drift from the active ones', |x_j'r/n| - |w'X_S'r/n| <= norm ||r||/sqrt(n)
+    dependent: dict[int, float] = {}
+
+    def enter(j: int, sign: float) -> bool:
+        col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
+        if act.append(j, sign, col, corr(col)):
+            return True
+        dependent[j] = act.last_residual
+        return False
+
+    def release() -> None:
+        """After a column left: the dependent columns no longer in the span become free
+        (they enter at once if their correlations reached the threshold)."""
+        for j in list(dependent):
+            col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
+            if not act.spans(j, col):
+                del dependent[j]
+
+    def certify(at: float) -> tuple[FloatArray, FloatArray, float, bool]:
+        """Exact restricted solution at ``at``, its correlations, KKT excess over the
+        tolerance (positive: failed) and whether a sign is wrong."""
+        beta = act.solve(c0[act.index] - at * act.signs) if act.index else np.zeros(0)
+        _, G = act.cols()
+        cc = c0 - G @ beta
+        tol = KKT_TOL * at + _round_off(c0_max, act, beta)
+        off = np.ones(p, dtype=bool)
+        off[act.index] = False
+        slack = np.zeros(p)
+        if dependent:
+            XS, _ = act.cols()
+            r = y - XS @ beta
+            slack[list(dependent)] = np.array(list(dependent.values())) * float(
+                np.linalg.norm(r) / np.sqrt(n)
+            )
+        excess = max(
+            float((np.abs(cc) - slack)[off].max(initial=0.0)) - at,
+            float(np.abs(cc[act.index] - at * act.signs).max(initial=0.0)),
+        )
+        wrong = bool(np.any(beta * act.signs < -1e-9 * np.abs(beta).max(initial=1.0)))
+        return beta, cc, excess - tol, wrong
+
+    def active_set_solve(at: float, beta: FloatArray, cc: FloatArray) -> bool:
+        """Repair the active set at fixed ``at``: drop wrong signs, add the worst
+        violator, re-solve; ``True`` once the KKT conditions hold."""
+        for _ in range(2 * min(n, p) + 10):
+            bad = np.flatnonzero(beta * act.signs <= 0)
+            if bad.size:
+                for pos in sorted(bad, reverse=True):
+                    act.remove(int(pos))
+                release()
             else:
-                grown = np.zeros((len(active) + 1, len(active) + 1))
-                grown[:-1, :-1], grown[-1, :-1], grown[-1, -1] = L, w, np.sqrt(d2)
-                L = grown
-                active.append(j)
-                signs = np.append(signs, np.sign(c[j]))
-                beta = np.append(beta, 0.0)
-                if len(active) > XS_buf.shape[1]:
-                    XS_buf = np.asfortranarray(np.hstack([XS_buf, np.zeros_like(XS_buf)]))
-                    G_buf = np.asfortranarray(np.hstack([G_buf, np.zeros_like(G_buf)]))
-                XS_buf[:, len(active) - 1] = col
-                G_buf[:, len(active) - 1] = correlations(col)
-        else:  # leave
-            k = active.index(j)
-            del active[k]
-            signs, beta = np.delete(signs, k), np.delete(beta, k)
-            XS_buf[:, k:-1] = XS_buf[:, k + 1 :]
-            G_buf[:, k:-1] = G_buf[:, k + 1 :]
-            H = G_buf[active, : len(active)]
-            L = np.linalg.cholesky((H + H.T) / 2) if active else np.zeros((0, 0))
-            dependent.clear()
-            if active:  # re-solve on the reduced support (the zero was only up to round-off)
-                beta = scipy.linalg.cho_solve((L, True), c0[active] - alpha * signs)
-                c = c0 - G_buf[:, : len(active)] @ beta
-        if not active:  # (only by round-off: below alpha_max some coordinate is active)
+                off = np.ones(p, dtype=bool)
+                off[act.index] = False
+                off[list(dependent)] = False
+                score = np.where(off, np.abs(cc) - at, -np.inf)
+                j = int(np.argmax(score))
+                if score[j] <= 0 or not enter(j, float(np.sign(cc[j]))):
+                    return False
+            beta, cc, over, _ = certify(at)
+            if over <= 0 and np.all(beta * act.signs > 0):
+                return True
+        return False
+
+    enter(int(np.argmax(np.abs(c))), float(np.sign(c[np.argmax(np.abs(c))])))
+    beta = np.zeros(1)
+    just_left, left_sign = -1, 0.0
+    for _ in range(max_steps):
+        if not act.index:  # (only by round-off: below alpha_max some coordinate is active)
             messages.append(f"the homotopy stopped at alpha={alpha:.6g}: the support emptied")
             break
         # direction and rates: beta_S(alpha - t) = beta_S + t dirn, c(alpha - t) = c - t rate
-        dirn = scipy.linalg.cho_solve((L, True), signs)
-        XS, G = XS_buf[:, : len(active)], G_buf[:, : len(active)]
+        dirn = act.solve(act.signs)
+        XS, G = act.cols()
         rate = G @ dirn
         off = np.ones(p, dtype=bool)
-        off[active] = False
+        off[act.index] = False
         off[list(dependent)] = False
         with np.errstate(divide="ignore", invalid="ignore"):
             up = np.where(off & (1 - rate > 1e-12), (alpha - c) / (1 - rate), np.inf)
             down = np.where(off & (1 + rate > 1e-12), (alpha + c) / (1 + rate), np.inf)
-            leave = np.where(dirn * beta < 0, -beta / dirn, np.inf)
+            # a coefficient moving towards zero leaves when it gets there (at once when it
+            # sits at zero, just entered, and moves the wrong way)
+            toward = dirn * act.signs < 0
+            leave = np.where(toward, np.maximum(beta * act.signs, 0.0) / np.abs(dirn), np.inf)
         if just_left >= 0:  # a coordinate that just left may re-enter, but not on its old side
             (up if left_sign > 0 else down)[just_left] = np.inf
         t_enter = np.minimum(np.maximum(up, 0.0), np.maximum(down, 0.0))
         j_enter = int(np.argmin(t_enter)) if t_enter.size else -1
         k_leave = int(np.argmin(leave))
         t_leave, t_in, t_end = float(leave[k_leave]), float(t_enter[j_enter]), alpha - alpha_min
+        c_prev, alpha_prev = c, alpha
         if t_end <= min(t_leave, t_in):
-            alpha, event = alpha_min, ("stop", -1)
+            alpha, kind, j = alpha_min, "stop", -1
         elif t_leave <= t_in:
-            alpha, event = alpha - t_leave, ("leave", active[k_leave])
+            alpha, kind, j = alpha - t_leave, "leave", act.index[k_leave]
         else:
-            alpha, event = alpha - t_in, ("enter", j_enter)
-        # exact coefficients at the new breakpoint (same support and signs)
-        beta = scipy.linalg.cho_solve((L, True), c0[active] - alpha * signs)
-        if event[0] == "leave":
-            beta[k_leave] = 0.0
+            alpha, kind, j = alpha - t_in, "enter", j_enter
+        beta, c, over, wrong = certify(alpha)
+        if kind == "leave":  # leave at once: the exact solution on the reduced support
+            left_sign = float(act.signs[k_leave])
+            act.remove(k_leave)
+            beta, c, over, wrong = certify(alpha)  # (released columns keep their slack here)
+            release()
+        if over > 0 or wrong:
+            # 1. a coordinate that crossed its threshold inside the segment (missed by a
+            #    guard) enters at its exact crossing point
+            tol = KKT_TOL * alpha
+            viol = np.flatnonzero((np.abs(c) > alpha + tol) & ~_mask(p, [*act.index, j]))
+            viol = np.array([v for v in viol if v not in dependent], dtype=np.int64)
+            repaired = ""
+            if viol.size and kind != "leave" and not wrong:
+                sgn = np.sign(c[viol])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t = (c_prev[viol] - sgn * alpha_prev) / (rate[viol] - sgn)
+                t = np.where(np.isfinite(t) & (t >= 0) & (t <= alpha_prev - alpha), t, np.inf)
+                i = int(np.argmin(t))
+                if np.isfinite(t[i]):
+                    alpha, kind, j = alpha_prev - float(t[i]), "enter", int(viol[i])
+                    beta, c, over, wrong = certify(alpha)
+                    repaired = f"feature {j} crossed its threshold inside the segment and enters"
+            if over > 0 or wrong:  # 2. refactorize the restricted system and re-solve
+                act.refactor()
+                beta, c, over, wrong = certify(alpha)
+                repaired = "refactorized the restricted system"
+            if over > 0 or wrong:  # 3. an active-set solve at this alpha
+                if kind == "enter":
+                    dependent.pop(j, None)
+                if not active_set_solve(alpha, beta, c):
+                    beta, c, over, _ = certify(alpha)
+                    messages.append(
+                        f"the homotopy stopped at alpha={alpha:.6g}: its optimality conditions "
+                        f"failed (correlations off by {max(over, 0) / alpha:.1e} relative to "
+                        "alpha beyond the round-off floor) and could not be repaired"
+                    )
+                    break
+                beta, c, over, wrong = certify(alpha)
+                kind, just_left = "repaired", -1
+                repaired = (
+                    "re-solved there by an active-set method; the criterion on the segment "
+                    "above it is interpolated"
+                )
+            messages.append(f"repaired the breakpoint at alpha={alpha:.6g}: {repaired}")
+        records.append((alpha, np.array(act.index), beta.copy()))
+        if kind == "stop":
+            break
+        XS, _ = act.cols()
         r = y - XS @ beta
-        c = c0 - G @ beta
-        # certificate: signs kept, correlations equal to alpha on the support and at most
-        # alpha off it
-        off_all = np.ones(p, dtype=bool)
-        off_all[active] = False
-        excess = max(
-            float(np.abs(c[off_all]).max(initial=0.0)) - alpha,
-            float(np.abs(c[active] - alpha * signs).max(initial=0.0)),
-        )
-        wrong_sign = np.any(beta * signs < -1e-9 * np.abs(beta).max(initial=1.0))
-        if excess > 1e-7 * alpha or wrong_sign:
-            messages.append(
-                f"the homotopy stopped at alpha={alpha:.6g}: its optimality conditions failed "
-                f"(correlations off by {excess / alpha:.1e} relative to alpha"
-                f"{', a sign changed' if wrong_sign else ''})"
-            )
-            break
-        records.append((alpha, np.array(active), beta.copy()))
-        if event[0] == "stop":
-            break
         if float(r @ r) <= 1e-20 * float(y @ y):
             messages.append(
                 f"the homotopy stopped at alpha={alpha:.6g}: the training residual vanished "
-                f"({len(active)} active features interpolate the training rows)"
+                f"({act.k} active features interpolate the training rows)"
             )
             break
+        if kind == "enter":
+            just_left = -1
+            if enter(j, float(np.sign(c[j]))):
+                beta = np.append(beta, 0.0)
+        elif kind == "leave":
+            just_left = j
     else:
         messages.append(f"the homotopy stopped after max_steps={max_steps} breakpoints")
     return _stack(records, p)
@@ -272,7 +459,7 @@ def _support_sizes(coefs: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _interpolate(columns: Any, i: np.ndarray, w: FloatArray) -> FloatArray:
     """Columns given at decreasing breakpoints, linearly interpolated at the points whose
-    intervals and weights :func:`_segments` returned (dense result)."""
+    intervals and weights `_segments()` returned (dense result)."""
     ends = columns[:, np.concatenate([i, np.minimum(i + 1, columns.shape[1] - 1)])]
     ends = ends.toarray() if sp.issparse(ends) else ends
     return ends[:, : i.size] * w + ends[:, i.size :] * (1 - w)
@@ -289,7 +476,14 @@ def exact_criterion_path(
     """The mean held-out MSE (``criterion="cv"``) or SURE over ``[alpha_min, alpha_max]``,
     exactly, from each fold's LASSO homotopy; see the module docstring."""
     messages: list[str] = []
-    paths = [_fold_path(fold, alpha_min, max_steps, messages) for fold in folds]
+    with single_thread_blas:
+        paths = []
+        for number, fold in enumerate(folds):
+            notes: list[str] = []
+            paths.append(fold_path(fold, alpha_min, max_steps, notes))
+            messages += [f"fold {number}: {m}" for m in notes]
+    for message in messages:
+        warnings.warn(message, HomotopyWarning, stacklevel=3)
     lowest = min(alpha_max, max(alpha_min, max(float(a[-1]) for a, _ in paths)))
     grid = np.concatenate([a for a, _ in paths] + [np.array([alpha_max, lowest])])
     grid = np.unique(grid[(grid >= lowest) & (grid <= alpha_max)])[::-1]
@@ -300,9 +494,10 @@ def exact_criterion_path(
     qb = np.zeros(grid.size - 1)
     qc = np.zeros(grid.size - 1)
     values = np.zeros(grid.size)
+    fold_values = np.zeros((grid.size, m))
     support = np.zeros(grid.size)
     inner_df = np.zeros(grid.size - 1)
-    for fold, (alphas, coefs) in zip(folds, paths):
+    for number, (fold, (alphas, coefs)) in enumerate(zip(folds, paths)):
         X_eval, y_eval = (fold.X, fold.y) if criterion == "sure" else (fold.X_val, fold.y_val)
         pred = _predict(X_eval, coefs, fold.x_mean)
         i, w = _segments(alphas, grid)
@@ -310,6 +505,7 @@ def exact_criterion_path(
         nnz, union = _support_sizes(coefs)
         support += np.where(w == 1, nnz[i], np.where(w == 0, nnz[i + 1], union[i])) / m
         scale = 1.0 / (m * y_eval.size)
+        fold_values[:, number] = np.einsum("ij,ij->j", resid, resid) / y_eval.size
         values += scale * np.einsum("ij,ij->j", resid, resid)
         u, v = resid[:, 1:], resid[:, :-1] - resid[:, 1:]  # residual at lower end, slope
         qa += scale * np.einsum("ij,ij->j", v, v)
@@ -321,6 +517,7 @@ def exact_criterion_path(
     if criterion == "sure":
         s2, n = (sigma or 0.0) ** 2, folds[0].y.size
         values += -s2 + 2 * s2 * support / n
+        fold_values += -s2 + 2 * s2 * support[:, None] / n
         qc += -s2 + 2 * s2 * inner_df / n
     tau = np.clip(-qb / np.where(qa > 0, qa, np.inf), 0.0, 1.0)
     if criterion == "sure":
@@ -355,4 +552,5 @@ def exact_criterion_path(
         messages=messages,
         slopes=slopes,
         quadratics=np.stack([qa, qb, qc], axis=1),
+        fold_values=fold_values,
     )

@@ -1,0 +1,96 @@
+"""A fold's linear algebra: centred training and validation data (sparse ``X`` centred
+implicitly), products with the centred design, and a coordinate-descent LASSO solve.
+
+Shared by the exact inner solves (``_engine``) and the homotopy (``_homotopy``), which
+otherwise do not import each other's internals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+from sklearn.linear_model import Lasso
+
+from .._typing import FloatArray
+
+__all__ = ["Fold", "columns", "correlations", "lasso_cd", "make_fold", "matvec"]
+
+
+@dataclasses.dataclass
+class Fold:
+    """Training data (centred when fitting an intercept) and validation data centred with
+    the training means, so that predictions include the intercept.  Sparse ``X`` is kept
+    sparse and centred implicitly through ``x_mean``."""
+
+    X: Any
+    y: FloatArray
+    X_val: Any
+    y_val: FloatArray
+    x_mean: FloatArray
+    y_mean: float
+
+    @property
+    def sparse_centered(self) -> bool:
+        """Whether ``X`` is sparse and centred implicitly (``x_mean`` subtracted on use)."""
+        return sp.issparse(self.X) and bool(np.any(self.x_mean))
+
+
+def make_fold(X: Any, y: FloatArray, train: Any, val: Any, fit_intercept: bool) -> Fold:
+    """The fold ``(train, val)`` of ``(X, y)``, centred with the training means."""
+    Xt, yt = X[train], y[train]
+    Xv, yv = X[val], y[val]
+    if fit_intercept:
+        xm = np.asarray(Xt.mean(axis=0)).ravel()
+        ym = float(yt.mean())
+    else:
+        xm, ym = np.zeros(X.shape[1]), 0.0
+    if sp.issparse(X):
+        return Fold(Xt, yt - ym, Xv, yv - ym, xm, ym)
+    return Fold(Xt - xm, yt - ym, Xv - xm, yv - ym, xm, ym)
+
+
+def matvec(X: Any, b: FloatArray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
+    """``X b`` with ``X`` centred (implicitly for sparse ``X``)."""
+    out = X @ b
+    return out - x_mean @ b if sparse_centered else out
+
+
+def correlations(X: Any, r: FloatArray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
+    """``X'r/n`` with ``X`` centred (implicitly for sparse ``X``)."""
+    out = np.asarray(X.T @ r).ravel()
+    return (out - x_mean * r.sum() if sparse_centered else out) / X.shape[0]
+
+
+def columns(X: Any, S: np.ndarray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
+    """The centred columns ``S`` of ``X``, dense."""
+    XS = X[:, S]
+    XS = XS.toarray() if sp.issparse(XS) else np.asarray(XS)
+    return XS - x_mean[S] if sparse_centered else XS
+
+
+def lasso_cd(
+    X: Any, y: FloatArray, alpha: float, warm: FloatArray | None, tol: float, max_iter: int
+) -> tuple[FloatArray, int]:
+    """scikit-learn's coordinate descent for ``1/(2n)||y - X b||^2 + alpha ||b||_1`` (no
+    intercept; ``X`` already centred), warm-started; returns the coefficients and the
+    number of epochs it ran.  With more rows than columns (dense) it works on the Gram
+    matrix, as ``LassoCV`` does by default."""
+    model = Lasso(
+        alpha=alpha,
+        fit_intercept=False,
+        tol=tol,
+        max_iter=max_iter,
+        warm_start=warm is not None,
+        precompute=not sp.issparse(X) and X.shape[0] > X.shape[1],
+    )
+    if warm is not None:
+        model.coef_ = warm.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        model.fit(X, y)
+    return np.asarray(model.coef_, dtype=np.float64), int(np.max(model.n_iter_))
