@@ -68,6 +68,19 @@ def _distance(cones: list[Cone], v: FloatArray, dual: bool) -> float:
     return out
 
 
+def _normalised_point(aux: ConeData, cones: list[Cone]) -> FloatArray | None:
+    """Solve an auxiliary program ``min c'z`` whose normalisation row bounds ``c'z`` below
+    by ``-1``; its solution if it reaches (nearly) ``-1``, a certificate candidate."""
+    raw = _solver().solve(aux, cones)
+    if raw.status not in (SolverStatus.SOLVED, SolverStatus.INACCURATE) or raw.x is None:
+        return None
+    return raw.x if float(aux.c @ raw.x) < -0.5 else None
+
+
+def _checked(kind: str, vector: FloatArray, violation: float) -> Certificate | None:
+    return Certificate(kind, vector, violation) if violation <= CERTIFICATE_TOL else None
+
+
 def _unbounded(data: ConeData, cones: list[Cone]) -> Certificate | None:
     n = data.n
     rows = sp.vstack([data.P, sp.csr_array(-data.c[None, :]), data.A]).tocsc()
@@ -77,18 +90,15 @@ def _unbounded(data: ConeData, cones: list[Cone]) -> Certificate | None:
         b=np.concatenate([np.zeros(n), [1.0], np.zeros(data.m)]),
         c=data.c.copy(),
     )
-    raw = _solver().solve(aux, [ZeroCone(n), NonnegativeCone(1), *cones])
-    if raw.status not in (SolverStatus.SOLVED, SolverStatus.INACCURATE) or raw.x is None:
-        return None
-    d = raw.x
-    if not float(data.c @ d) < -0.5:
+    d = _normalised_point(aux, [ZeroCone(n), NonnegativeCone(1), *cones])
+    if d is None:
         return None
     scale = max(1.0, float(np.abs(d).max()))
     violation = max(
         float(np.abs(data.P @ d).max(initial=0.0)) / (scale * max(1.0, abs(data.P).max())),
         _distance(cones, -(data.A @ d), dual=False) / (scale * max(1.0, abs(data.A).max())),
     )
-    return Certificate("unbounded", d, violation) if violation <= CERTIFICATE_TOL else None
+    return _checked("unbounded", d, violation)
 
 
 def _infeasible(data: ConeData, cones: list[Cone]) -> Certificate | None:
@@ -108,18 +118,15 @@ def _infeasible(data: ConeData, cones: list[Cone]) -> Certificate | None:
         b=np.concatenate([np.zeros(data.n), [1.0], np.zeros(int(keep.sum()))]),
         c=data.b.copy(),
     )
-    raw = _solver().solve(aux, [ZeroCone(data.n), NonnegativeCone(1), *dual_cones])
-    if raw.status not in (SolverStatus.SOLVED, SolverStatus.INACCURATE) or raw.x is None:
-        return None
-    y = raw.x
-    if not float(data.b @ y) < -0.5:
+    y = _normalised_point(aux, [ZeroCone(data.n), NonnegativeCone(1), *dual_cones])
+    if y is None:
         return None
     scale = max(1.0, float(np.abs(y).max()))
     violation = max(
         float(np.abs(data.AT @ y).max(initial=0.0)) / (scale * max(1.0, abs(data.A).max())),
         _distance(cones, y, dual=True) / scale,
     )
-    return Certificate("infeasible", y, violation) if violation <= CERTIFICATE_TOL else None
+    return _checked("infeasible", y, violation)
 
 
 def find_certificate(data: ConeData, cones: list[Cone]) -> Certificate | None:
