@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -24,11 +22,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from layers import batch_values, make_layers, primal_outputs, qp_linear, run_layer
+from layers import (
+    batch_values,
+    machine_description,
+    make_layers,
+    primal_outputs,
+    publish,
+    qp_linear,
+    run_layer,
+)
 
 from cvximplicit import problems
 
-RESULTS = Path(__file__).parent / "results"
 torch.set_default_dtype(torch.float64)
 
 FAMILIES = {
@@ -99,10 +104,7 @@ def main() -> None:
 
 
 def write(rows: list[dict], quick: bool) -> None:
-    machine = (
-        f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"Python {sys.version.split()[0]}, torch {torch.__version__}, 2 CPU cores"
-    )
+    machine = f"{machine_description()}, 2 CPU cores"
     batches = sorted({r["batch"] for r in rows})
     lines = [
         "# Batch scaling: forward + backward time per element",
@@ -142,14 +144,7 @@ def write(rows: list[dict], quick: bool) -> None:
                 f"- {peer}, batch {b}: geometric mean {gm:.1f}x, worst {min(values):.2f}x "
                 f"over {len(values)} families"
             )
-    RESULTS.mkdir(exist_ok=True)
-    suffix = "-quick" if quick else ""
-    (RESULTS / f"batch_scaling{suffix}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"batch_scaling{suffix}.json").write_text(
-        json.dumps(dict(machine=machine, rows=rows), indent=1)
-    )
-    plot(rows, RESULTS / f"batch_scaling{suffix}.png")
-    print("\n".join(lines))
+    publish("batch_scaling", lines, machine, rows, quick, plot)
 
 
 def _ratios(rows: list[dict]) -> dict[tuple[str, int], list[float]]:

@@ -266,11 +266,37 @@ def main() -> None:
     write(rows, args.quick)
 
 
-def write(rows: list[dict], quick: bool) -> None:
-    machine = (
+def machine_description() -> str:
+    """The machine line of the PyTorch benchmarks' results."""
+    return (
         f"{platform.machine()}, {platform.processor() or 'cpu'}, "
         f"Python {sys.version.split()[0]}, torch {torch.__version__}"
     )
+
+
+def publish(
+    name: str,
+    lines: list[str],
+    machine: str,
+    rows: list[dict],
+    quick: bool,
+    plot_to: Any = None,
+) -> None:
+    """Write ``results/<name>.md`` (``lines``) and ``.json`` (machine and rows), and the plot
+    (``plot_to(rows, path)``) if given; ``-quick`` results go to separate, ignored files."""
+    RESULTS.mkdir(exist_ok=True)
+    suffix = "-quick" if quick else ""
+    (RESULTS / f"{name}{suffix}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}{suffix}.json").write_text(
+        json.dumps(dict(machine=machine, rows=rows), indent=1)
+    )
+    if plot_to is not None:
+        plot_to(rows, RESULTS / f"{name}{suffix}.png")
+    print("\n".join(lines))
+
+
+def write(rows: list[dict], quick: bool) -> None:
+    machine = machine_description()
     ours = {(r["family"], r["batch"]): r for r in rows if r["config"] == "cvximplicit"}
     lines = [
         "# PyTorch layers: cvximplicit vs cvxpylayers 1.x",
@@ -337,14 +363,7 @@ def write(rows: list[dict], quick: bool) -> None:
                         f"- vs {label}, batch {batch}: {gm:.1f}x over {len(ratios)} families "
                         f"(worst {min(ratios):.2f}x)"
                     )
-    RESULTS.mkdir(exist_ok=True)
-    suffix = "-quick" if quick else ""
-    (RESULTS / f"layers{suffix}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"layers{suffix}.json").write_text(
-        json.dumps(dict(machine=machine, rows=rows), indent=1)
-    )
-    plot(rows, RESULTS / f"layers{suffix}.png")
-    print("\n".join(lines))
+    publish("layers", lines, machine, rows, quick, plot)
 
 
 def best_of_ours(rows: list[dict]) -> dict[tuple[str, int], float]:

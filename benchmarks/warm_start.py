@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,12 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from layers import batch_values, primal_outputs, qp_linear
+from layers import batch_values, machine_description, primal_outputs, publish, qp_linear
 
 from cvximplicit import problems
 from cvximplicit.torch import CvxpyLayer
 
-RESULTS = Path(__file__).parent / "results"
 torch.set_default_dtype(torch.float64)
 
 FAMILIES = {
@@ -193,10 +190,7 @@ def main() -> None:
 
 
 def write(rows: list[dict], quick: bool) -> None:
-    machine = (
-        f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"Python {sys.version.split()[0]}, torch {torch.__version__}, 2 CPU cores"
-    )
+    machine = f"{machine_description()}, 2 CPU cores"
     lines = [
         "# Warm starts in a training loop",
         "",
@@ -230,13 +224,7 @@ def write(rows: list[dict], quick: bool) -> None:
             f"{r['cold_ms']:.2f} | {r['cold_ms'] / r['warm_ms']:.1f}x | {r['warm_rate']:.0%} | "
             f"{r['trajectory_gap']:.0e} | {cells} | {best} |"
         )
-    RESULTS.mkdir(exist_ok=True)
-    suffix = "-quick" if quick else ""
-    (RESULTS / f"warm_start{suffix}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"warm_start{suffix}.json").write_text(
-        json.dumps(dict(machine=machine, rows=rows), indent=1)
-    )
-    print("\n".join(lines))
+    publish("warm_start", lines, machine, rows, quick)
 
 
 if __name__ == "__main__":
