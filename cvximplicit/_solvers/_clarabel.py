@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import threading
 import time
 import weakref
@@ -38,6 +40,16 @@ _STATUS = {
     "CallbackTerminated": SolverStatus.FAILED,
     "Unsolved": SolverStatus.FAILED,
 }
+
+
+@functools.cache
+def _setting_names() -> frozenset[str] | None:
+    """The fields of ``clarabel.DefaultSettings`` (read once; ``None`` if not installed)."""
+    try:
+        settings = importlib.import_module("clarabel").DefaultSettings()
+    except Exception:  # not installed: the solve will say so
+        return None
+    return frozenset(a for a in dir(settings) if not a.startswith("_") and a != "default")
 
 
 class Clarabel(Solver):
@@ -92,11 +104,7 @@ class Clarabel(Solver):
     }
 
     def known_settings(self) -> frozenset[str] | None:
-        try:
-            settings = self._import().DefaultSettings()
-        except Exception:  # not installed: the solve will say so
-            return None
-        return frozenset(a for a in dir(settings) if not a.startswith("_") and a != "default")
+        return _setting_names()
 
     def __init__(self, *, keep: bool = True, **settings: Any) -> None:
         super().__init__(**settings)

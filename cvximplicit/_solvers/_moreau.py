@@ -23,7 +23,7 @@ from .._cones import (
 from .._errors import UnsupportedProblemError
 from .._typing import IntArray
 from ._base import ConeData, DataLayout, RawSolution, Solver, SolverStatus, StackedData
-from ._clarabel import _STATUS
+from ._clarabel import _STATUS, Clarabel
 
 __all__ = ["Moreau"]
 
@@ -104,13 +104,8 @@ class Moreau(Solver):
         PowerCone,
     )
     defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "device": "cpu"}
-    tight: ClassVar[Mapping[str, Any]] = {
-        "tol_gap_abs": 1e-12,
-        "tol_gap_rel": 1e-12,
-        "tol_feas": 1e-12,
-        "tol_ktratio": 1e-10,
-        "max_iter": 500,
-    }
+    #: Moreau's interior-point settings have Clarabel's names.
+    tight: ClassVar[Mapping[str, Any]] = Clarabel.tight
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
