@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
-from sklearn.linear_model import Lasso
+from sklearn.linear_model import ElasticNet, Lasso
 
 from .._typing import FloatArray
 
@@ -74,13 +74,20 @@ def columns(X: Any, S: np.ndarray, x_mean: FloatArray, sparse_centered: bool) ->
 
 
 def lasso_cd(
-    X: Any, y: FloatArray, alpha: float, warm: FloatArray | None, tol: float, max_iter: int
+    X: Any,
+    y: FloatArray,
+    alpha: float,
+    warm: FloatArray | None,
+    tol: float,
+    max_iter: int,
+    l1_ratio: float = 1.0,
 ) -> tuple[FloatArray, int]:
     """scikit-learn's coordinate descent for ``1/(2n)||y - X b||^2 + alpha ||b||_1`` (no
     intercept; ``X`` already centred), warm-started; returns the coefficients and the
     number of epochs it ran.  With more rows than columns (dense) it works on the Gram
-    matrix, as ``LassoCV`` does by default."""
-    model = Lasso(
+    matrix, as ``LassoCV`` does by default.  ``l1_ratio < 1``: scikit-learn's elastic net
+    ``alpha (l1_ratio ||b||_1 + (1 - l1_ratio)/2 ||b||^2)`` instead."""
+    options: dict[str, Any] = dict(
         alpha=alpha,
         fit_intercept=False,
         tol=tol,
@@ -88,6 +95,7 @@ def lasso_cd(
         warm_start=warm is not None,
         precompute=not sp.issparse(X) and X.shape[0] > X.shape[1],
     )
+    model = Lasso(**options) if l1_ratio == 1.0 else ElasticNet(l1_ratio=l1_ratio, **options)
     if warm is not None:
         model.coef_ = warm.copy()
     with warnings.catch_warnings():

@@ -15,13 +15,10 @@ exact polish and the optimality check), and the right-hand side of the implicit 
 from __future__ import annotations
 
 import abc
-import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
-from sklearn.linear_model import ElasticNet
 
 from .._typing import FloatArray
 from ._linalg import lasso_cd
@@ -168,21 +165,8 @@ class ElasticNetPenalty(Penalty):
         tol: float,
         max_iter: int,
     ) -> tuple[FloatArray, int]:
-        model = ElasticNet(
-            alpha=float(theta[0]),
-            l1_ratio=float(theta[1]),
-            fit_intercept=False,
-            tol=tol,
-            max_iter=max_iter,
-            warm_start=warm is not None,
-            precompute=not sp.issparse(X) and X.shape[0] > X.shape[1],
-        )
-        if warm is not None:
-            model.coef_ = warm.copy()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SklearnConvergenceWarning)
-            model.fit(X, y)
-        return np.asarray(model.coef_, dtype=np.float64), int(np.max(model.n_iter_))
+        ratio = float(theta[1])
+        return lasso_cd(X, y, float(theta[0]), warm, tol, max_iter, l1_ratio=ratio)
 
 
 _PENALTIES: dict[str, Penalty] = {
