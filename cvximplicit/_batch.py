@@ -49,7 +49,7 @@ from ._errors import InfeasibleError, SolverError, SolverFailedError, UnboundedE
 from ._factor import DenseLU, Factorization
 from ._solvers import DataLayout, RawSolution, Solver, SolverStatus, StackedData
 from ._tolerances import Tolerances
-from ._typing import FloatArray, IntArray, Sparse
+from ._typing import FloatArray, IntArray, Sparse, parse_option
 
 __all__ = ["BatchData", "BatchEngine", "BatchFactorization", "OnFailure", "as_on_failure"]
 
@@ -76,13 +76,7 @@ class OnFailure(str, enum.Enum):
 
 def as_on_failure(value: OnFailure | str) -> OnFailure:
     """Parse an `OnFailure` given as a member or its string value."""
-    if isinstance(value, OnFailure):
-        return value
-    try:
-        return OnFailure(str(value).lower())
-    except ValueError:
-        choices = ", ".join(repr(k.value) for k in OnFailure)
-        raise ValueError(f"unknown on_failure {value!r}; choose one of {choices}") from None
+    return parse_option(OnFailure, value, "on_failure")
 
 
 #: The stacked data of a batch (see `StackedData`).

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from ._typing import FloatArray
+from ._typing import FloatArray, parse_option
 
 __all__ = [
     "BackwardSolver",
@@ -161,13 +161,7 @@ def dtype_name(eps: float) -> str:
 
 
 def _enum(kind: type[enum.Enum], value: Any, name: str) -> Any:
-    if value is None or isinstance(value, kind):
-        return value
-    try:
-        return kind(str(value).lower())
-    except ValueError:
-        choices = ", ".join(repr(k.value) for k in kind)
-        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}") from None
+    return None if value is None else parse_option(kind, value, name)
 
 
 @dataclasses.dataclass(frozen=True)

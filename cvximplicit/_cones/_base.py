@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 __all__ = ["Cone", "KinkPolicy", "as_kink_policy"]
 
-from .._typing import FloatArray, Sparse
+from .._typing import FloatArray, Sparse, parse_option
 
 
 class KinkPolicy(enum.Enum):
@@ -60,13 +60,7 @@ class KinkPolicy(enum.Enum):
 
 def as_kink_policy(kink: KinkPolicy | str) -> KinkPolicy:
     """Parse a kink policy given as an enum member or its string value."""
-    if isinstance(kink, KinkPolicy):
-        return kink
-    try:
-        return KinkPolicy(str(kink).lower())
-    except ValueError:
-        choices = ", ".join(repr(k.value) for k in KinkPolicy)
-        raise ValueError(f"unknown kink policy {kink!r}; choose one of {choices}") from None
+    return parse_option(KinkPolicy, kink, "kink policy")
 
 
 class Cone(ABC):
