@@ -11,6 +11,14 @@ from helpers import FAMILIES, flat
 import cvximplicit as ci
 
 
+def _sequential_and_concurrent(run, values, workers):
+    """Pairs (sequential result, result of the same call made from a thread pool)."""
+    sequential = [run(v) for v in values]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        concurrent = list(pool.map(run, values))
+    return zip(sequential, concurrent)
+
+
 @pytest.mark.parametrize("name", ["qp", "socp", "logistic", "nearest_correlation"])
 def test_concurrent_program_calls_equal_sequential(name, rng):
     family = FAMILIES[name](rng)
@@ -27,10 +35,7 @@ def test_concurrent_program_calls_equal_sequential(name, rng):
         sol = program.solve(*vals)
         return flat(sol.values), flat(sol.vjp(*[np.ones(np.shape(v)) for v in sol.values]))
 
-    sequential = [run(v) for v in values]
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        concurrent = list(pool.map(run, values))
-    for (a, ga), (b, gb) in zip(sequential, concurrent):
+    for (a, ga), (b, gb) in _sequential_and_concurrent(run, values, workers=6):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(ga, gb, rtol=1e-8, atol=1e-10)
 
@@ -53,9 +58,6 @@ def test_concurrent_torch_layer_calls_equal_sequential(rng):
             [p.grad.ravel() for p in params]
         )
 
-    sequential = [run(v) for v in values]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        concurrent = list(pool.map(run, values))
-    for (a, ga), (b, gb) in zip(sequential, concurrent):
+    for (a, ga), (b, gb) in _sequential_and_concurrent(run, values, workers=4):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(ga, gb, rtol=1e-8, atol=1e-10)
