@@ -746,35 +746,6 @@ def _fallbacks(solver: Solver, cones: ConeSet, status: SolverStatus) -> list[Sol
     return out
 
 
-def _rescue(
-    claim: SolverError,
-    data: ConeData,
-    cones: ConeSet,
-    structure: NewtonStructure,
-    solver: Solver,
-    *,
-    kink: KinkPolicy,
-    tol: Tolerances,
-) -> _Attempt:
-    """The fallbacks' answer to a solve that returned no point (failed, infeasible or
-    unbounded): the first certified one; for a failure, else the best below ``reject``;
-    otherwise the original claim is raised."""
-    best: _Attempt | None = None
-    for fallback in _fallbacks(solver, cones, SolverStatus.FAILED):
-        try:
-            candidate = _Attempt(data, cones, structure, fallback, kink=kink, polish=True, tol=tol)
-        except (SolverFailedError, InfeasibleError, UnboundedError):
-            continue
-        if candidate.p.res.relative <= tol.certify:
-            return candidate
-        if best is None or candidate.p.res.relative < best.p.res.relative:
-            best = candidate
-    failed = isinstance(claim, SolverFailedError)
-    if best is not None and failed and best.p.res.relative <= tol.reject:
-        return best
-    raise claim
-
-
 def _settings_hint(solver: Solver) -> str:
     """Names the backend's own tolerance and iteration settings, with their current values."""
     if not solver.tight:
@@ -938,37 +909,46 @@ def _solve_conic(
         structure = NewtonStructure(data.n, data.m, *data.patterns, cones, tol)
     total_start = time.perf_counter()
     retried = False
+    attempt: _Attempt | None = None
+    claim: SolverError | None = None
     try:
         attempt = _Attempt(
             data, cones, structure, solver, kink=kink, polish=polish, tol=tol, raw=raw
         )
-    except (SolverFailedError, InfeasibleError, UnboundedError) as claim:
+    except (SolverFailedError, InfeasibleError, UnboundedError) as error:
         if not polish:
             raise
         # A claim without a point is checked by the fallbacks: badly scaled data can make
         # a backend at its default tolerances call a feasible problem infeasible.
-        attempt = _rescue(claim, data, cones, structure, solver, kink=kink, tol=tol)
-        retried = True
-    setup = attempt.raw.setup_time
-    solve = attempt.raw.solve_time
-    polish_time = attempt.polish_time
-    factor_time = attempt.p.factor_time
-    for fallback in _fallbacks(solver, cones, attempt.raw.status) if polish and not retried else ():
-        if attempt.p.res.relative <= tol.certify:
+        claim = error
+    setup = solve = polish_time = factor_time = 0.0
+    if attempt is not None:
+        setup, solve = attempt.raw.setup_time, attempt.raw.solve_time
+        polish_time, factor_time = attempt.polish_time, attempt.p.factor_time
+    status = SolverStatus.FAILED if attempt is None else attempt.raw.status
+    for fallback in _fallbacks(solver, cones, status) if polish else ():
+        if attempt is not None and attempt.p.res.relative <= tol.certify:
             break
         retried = True
         try:
             second = _Attempt(data, cones, structure, fallback, kink=kink, polish=True, tol=tol)
         except (SolverFailedError, InfeasibleError, UnboundedError):
-            if attempt.p.res.relative > tol.reject:
+            if attempt is not None and attempt.p.res.relative > tol.reject:
                 raise
             continue
         setup += second.raw.setup_time
         solve += second.raw.solve_time
         polish_time += second.polish_time
         factor_time += second.p.factor_time
-        if second.p.res.relative <= attempt.p.res.relative:
+        if attempt is None or second.p.res.relative <= attempt.p.res.relative:
             attempt = second
+    if claim is not None:
+        # the claim stands unless a fallback certified a point (for a failure: one not
+        # rejected outright, which the checks below then judge)
+        limit = tol.reject if isinstance(claim, SolverFailedError) else tol.certify
+        if attempt is None or attempt.p.res.relative > limit:
+            raise claim
+    assert attempt is not None
     raw, p = attempt.raw, attempt.p
     status = raw.status
     rel = p.res.relative
