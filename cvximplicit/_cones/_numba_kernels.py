@@ -9,7 +9,11 @@ import numpy as np
 
 from .._typing import FloatArray
 
-__all__ = ["project_exp_rows", "project_pow_rows"]
+__all__ = [
+    "dual_jacobian_rows",
+    "project_exp_rows",
+    "project_pow_rows",
+]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _BIG = 1e15
@@ -296,3 +300,220 @@ def project_pow_rows(V: FloatArray, a: FloatArray) -> FloatArray:
     out = np.empty_like(V)
     _project_pow_rows(V, a, out)
     return out
+
+
+# --- Jacobians of the dual projections (``ThreeDimensionalCone.dual_jacobian_blocks``) ---
+#
+# Per member of ``v``, the numpy algorithm of ``_pieces.py``: ``W = -v``, ``P = Pi_K(W)``, the
+# piece label of ``_region3``, ``D = I - JPi_K(W)`` on that piece; where the margin to the
+# faces is small (``_suspects``), the labels of the six neighbours ``W +/- delta e_k``, and at
+# a kink the neighbour's ``D`` with the largest (``active``) or smallest trace.
+
+_INSIDE, _POLAR, _SMOOTH = 0, 1, 4
+_EXP, _POW = 0, 1
+_HUGE = float(np.finfo(np.float64).max)
+
+
+@_jit
+def _finite(x: float) -> float:
+    """``np.nan_to_num`` of one number."""
+    if x != x:
+        return 0.0
+    if x == np.inf:
+        return _HUGE
+    if x == -np.inf:
+        return -_HUGE
+    return x
+
+
+@_jit
+def _exp_boundary(P: FloatArray, Q: FloatArray, J: FloatArray) -> None:
+    """``_exp._boundary_jacobian`` for one member, written into ``J`` (3 x 3)."""
+    r, s, t = P[0], P[1], P[2]
+    rho = r / s
+    if rho >= 0:
+        u0, u1, u2 = 0.0, 1.0, -s / t
+        k = Q[0] / s
+        n0, n1, n2 = 1.0, 1.0 - np.log(t / s), -s / t
+    else:
+        e = np.exp(rho)
+        u0, u1, u2 = 1.0, -rho, 0.0
+        k = -Q[2] * e / s
+        n0, n1, n2 = e, e * (1.0 - rho), -1.0
+    c = k / (1.0 + k * (u0 * u0 + u1 * u1 + u2 * u2))
+    u = (u0, u1, u2)
+    M = np.empty((3, 3))
+    for i in range(3):
+        for j in range(3):
+            M[i, j] = (1.0 if i == j else 0.0) - c * u[i] * u[j]
+    Mn = np.empty(3)
+    for i in range(3):
+        Mn[i] = M[i, 0] * n0 + M[i, 1] * n1 + M[i, 2] * n2
+    nMn = n0 * Mn[0] + n1 * Mn[1] + n2 * Mn[2]
+    for i in range(3):
+        for j in range(3):
+            J[i, j] = _finite(M[i, j] - Mn[i] * Mn[j] / nMn)
+
+
+@_jit
+def _solve3(G: FloatArray, R: FloatArray) -> None:
+    """``R <- G^{-1} R`` for 3 x 3 ``G`` (Gaussian elimination with partial pivoting, as
+    LAPACK's ``gesv``); ``G`` is overwritten."""
+    for col in range(3):
+        piv = col
+        for row in range(col + 1, 3):
+            if abs(G[row, col]) > abs(G[piv, col]):
+                piv = row
+        if piv != col:
+            for j in range(3):
+                G[col, j], G[piv, j] = G[piv, j], G[col, j]
+                R[col, j], R[piv, j] = R[piv, j], R[col, j]
+        for row in range(col + 1, 3):
+            f = G[row, col] / G[col, col]
+            for j in range(3):
+                G[row, j] -= f * G[col, j]
+                R[row, j] -= f * R[col, j]
+    for col in range(2, -1, -1):
+        for j in range(3):
+            acc = R[col, j]
+            for k in range(col + 1, 3):
+                acc -= G[col, k] * R[k, j]
+            R[col, j] = acc / G[col, col]
+
+
+@_jit
+def _pow_smooth(W: FloatArray, P: FloatArray, a: float, J: FloatArray) -> None:
+    """``PowerCone._smooth_jacobian`` for one member, written into ``J``."""
+    x, y, r = P[0], P[1], abs(P[2])
+    x0, y0, z0 = W[0], W[1], abs(W[2])
+    sgn = np.sign(W[2])
+    k = z0 - 2 * r
+    G = np.zeros((3, 3))
+    G[0, 0] = 2 * x - x0
+    G[0, 2] = -a * k
+    G[1, 1] = 2 * y - y0
+    G[1, 2] = -(1 - a) * k
+    low = min(x, y, r)  # G3 scaled as in ``PowerCone._smooth_jacobian``
+    G[2, 0] = a * (1.0 if x == low else low / x)
+    G[2, 1] = (1 - a) * (1.0 if y == low else low / y)
+    G[2, 2] = -(1.0 if r == low else low / r)
+    J[:, :] = 0.0  # -Gv
+    J[0, 0] = x
+    J[1, 1] = y
+    J[0, 2] = a * r * sgn
+    J[1, 2] = (1 - a) * r * sgn
+    _solve3(G, J)
+    for j in range(3):
+        J[2, j] *= sgn
+
+
+@_jit
+def _piece(kind: int, W: FloatArray, a: float, P: FloatArray, Q: FloatArray, J: FloatArray) -> int:
+    """Project ``W`` into ``P``, write ``JPi_K(W)`` on its piece into ``J``, return the piece
+    label (``_region3``)."""
+    w0, w1, w2 = W[0], W[1], W[2]
+    if kind == _EXP:
+        _exp_member(w0, w1, w2, P)
+    else:
+        _pow_member(w0, w1, w2, a, P)
+    eps = 1e-12 * max(1.0, abs(w0), abs(w1), abs(w2))
+    region = _SMOOTH
+    if kind == _EXP:
+        if P[1] <= eps:
+            region = 2 if P[2] > eps else 3
+            if w0 > eps:
+                region = 5 if P[2] > eps else 6
+    elif abs(P[2]) <= eps:
+        region = 2
+        if w0 > 0 and w1 <= 0:
+            region = 5
+        elif w0 <= 0 and w1 > 0:
+            region = 6
+        elif w0 <= 0 and w1 <= 0:
+            region = 7
+    if math.sqrt(P[0] ** 2 + P[1] ** 2 + P[2] ** 2) <= eps:
+        region = _POLAR
+    if math.sqrt((w0 - P[0]) ** 2 + (w1 - P[1]) ** 2 + (w2 - P[2]) ** 2) <= eps:
+        region = _INSIDE
+    J[:, :] = 0.0
+    if region == _INSIDE:
+        J[0, 0] = J[1, 1] = J[2, 2] = 1.0
+    elif region == _SMOOTH:
+        if kind == _EXP:
+            Q[0], Q[1], Q[2] = w0 - P[0], w1 - P[1], w2 - P[2]
+            _exp_boundary(P, Q, J)
+        else:
+            _pow_smooth(W, P, a, J)
+    elif kind == _EXP:  # FACE_JACOBIANS of ExponentialCone (code 6: 0)
+        if region == 2:
+            J[0, 0] = J[2, 2] = 1.0
+        elif region == 3:
+            J[0, 0] = 1.0
+        elif region == 5:
+            J[2, 2] = 1.0
+    elif region == 2:  # FACE_JACOBIANS of PowerCone (code 7: 0)
+        J[0, 0] = J[1, 1] = 1.0
+    elif region == 5:
+        J[0, 0] = 1.0
+    elif region == 6:
+        J[1, 1] = 1.0
+    return region
+
+
+@_jit
+def _margin(kind: int, W: FloatArray, P: FloatArray) -> float:
+    """``_margin3``: distances to ``K``, to the polar and to the faces."""
+    near = min(
+        math.sqrt((W[0] - P[0]) ** 2 + (W[1] - P[1]) ** 2 + (W[2] - P[2]) ** 2),
+        math.sqrt(P[0] ** 2 + P[1] ** 2 + P[2] ** 2),
+    )
+    if kind == _EXP:
+        return min(near, abs(P[1]), abs(P[2]), abs(W[0]))
+    return min(near, abs(P[2]), abs(W[0]), abs(W[1]))
+
+
+@_jit
+def _dual_jacobian_rows(
+    kind: int, V: FloatArray, alpha: FloatArray, tol: float, active: bool, D: FloatArray
+) -> None:
+    W, N = np.empty(3), np.empty(3)
+    P, Q = np.empty(3), np.empty(3)
+    J, Jn = np.empty((3, 3)), np.empty((3, 3))
+    for i in range(V.shape[0]):
+        W[0], W[1], W[2] = -V[i, 0], -V[i, 1], -V[i, 2]
+        region = _piece(kind, W, alpha[i], P, Q, J)
+        for r in range(3):
+            for c in range(3):
+                D[i, r, c] = (1.0 if r == c else 0.0) - J[r, c]
+        delta = 10.0 * max(tol, 1e-10 * max(1.0, abs(W[0]), abs(W[1]), abs(W[2])))
+        if _margin(kind, W, P) > 100.0 * delta:
+            continue
+        kinked = False
+        best = 0.0
+        for k in range(6):  # _pieces._OFFSETS: +e_0, +e_1, +e_2, -e_0, -e_1, -e_2
+            N[0], N[1], N[2] = W[0], W[1], W[2]
+            N[k % 3] += delta if k < 3 else -delta
+            label = _piece(kind, N, alpha[i], P, Q, Jn)
+            kinked = kinked or label != region
+            trace = 3.0 - Jn[0, 0] - Jn[1, 1] - Jn[2, 2]
+            if k == 0 or (trace > best if active else trace < best):
+                best = trace
+                J[:, :] = Jn
+        if kinked:
+            for r in range(3):
+                for c in range(3):
+                    D[i, r, c] = (1.0 if r == c else 0.0) - J[r, c]
+
+
+def dual_jacobian_rows(
+    kind: str, V: FloatArray, a: FloatArray, tol: float, active: bool
+) -> FloatArray:
+    """``D = I - JPi_K(-v)`` (``(N, 3, 3)``) for the rows ``v`` of ``V``: exponential cones
+    (``kind="exponential"``) or power cones with exponents ``a`` (one per row), the element
+    at kinks chosen as ``ThreeDimensionalCone.dual_jacobian_blocks`` does (``active``: the
+    neighbouring piece with the largest trace of ``D``)."""
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    a = np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), V.shape[:1]))
+    D = np.empty((V.shape[0], 3, 3))
+    _dual_jacobian_rows(_EXP if kind == "exponential" else _POW, V, a, float(tol), active, D)
+    return D

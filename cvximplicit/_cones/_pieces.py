@@ -116,27 +116,42 @@ class ThreeDimensionalCone(Cone):
         labels = self._region3(near, self._project3(near, near_prm)).reshape(-1, 6)
         return near, near_prm, labels
 
-    def _at_kink(
-        self, W: FloatArray, P: FloatArray, region: IntArray, prm: FloatArray, tol: float
+    def _suspects(self, W: FloatArray, P: FloatArray, tol: float) -> np.ndarray:
+        """Members close enough to a face that the neighbour test for kinks must run."""
+        return self._margin3(W, P) <= 100.0 * self._delta(W, tol)
+
+    def _kinked(
+        self, W: FloatArray, prm: FloatArray, suspect: np.ndarray, tol: float
     ) -> np.ndarray:
+        """Which members are at a kink: the suspects whose neighbours' pieces differ."""
         kinked = np.zeros(W.shape[0], dtype=bool)
-        suspect = self._margin3(W, P) <= 100.0 * self._delta(W, tol)
         if np.any(suspect):
-            _, _, labels = self._neighbours(W[suspect], prm[suspect], tol)
-            kinked[suspect] = np.any(labels != region[suspect, None], axis=1)
+            Ws, prms = W[suspect], prm[suspect]
+            region = self._region3(Ws, self._project3(Ws, prms))
+            _, _, labels = self._neighbours(Ws, prms, tol)
+            kinked[suspect] = np.any(labels != region[:, None], axis=1)
         return kinked
+
+    def _compiled_dual_jacobian(
+        self, v: FloatArray, kink: KinkPolicy, tol: float
+    ) -> FloatArray | None:
+        """`dual_jacobian_blocks()` by a compiled kernel, ``None`` where there is none (then
+        the numpy code below runs)."""
+        return None
 
     def dual_jacobian_blocks(
         self, v: FloatArray, kink: KinkPolicy, tol: float
     ) -> dict[int, FloatArray]:
         if self.count == 0:
             return {}
-        W = -self._members(v)  # D = I - JPi_K(-v)
+        compiled = self._compiled_dual_jacobian(v, kink, tol)
+        if compiled is not None:
+            return {3: compiled}
         prm = self._params
+        W = -self._members(v)  # D = I - JPi_K(-v)
         P = self._project3(W, prm)
-        region = self._region3(W, P)
-        D = np.eye(3)[None] - self._jacobian3(W, P, region, prm)
-        kinked = self._at_kink(W, P, region, prm, tol)
+        D = np.eye(3)[None] - self._jacobian3(W, P, self._region3(W, P), prm)
+        kinked = self._kinked(W, prm, self._suspects(W, P, tol), tol)
         if np.any(kinked):
             near, near_prm, _ = self._neighbours(W[kinked], prm[kinked], tol)
             jac = self._full_jacobian(near, near_prm).reshape(-1, 6, 3, 3)
@@ -152,6 +167,5 @@ class ThreeDimensionalCone(Cone):
         if self.count == 0:
             return 0
         W = -self._members(v)
-        P = self._project3(W, self._params)
-        region = self._region3(W, P)
-        return int(np.count_nonzero(self._at_kink(W, P, region, self._params, tol)))
+        suspect = self._suspects(W, self._project3(W, self._params), tol)
+        return int(np.count_nonzero(self._kinked(W, self._params, suspect, tol)))

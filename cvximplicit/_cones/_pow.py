@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._typing import FloatArray, IntArray
+from ._base import KinkPolicy
 from ._kernels import compiled_kernels
 from ._pieces import ThreeDimensionalCone
 from ._roots import bracketed_root
@@ -185,9 +186,13 @@ class PowerCone(ThreeDimensionalCone):
         Gu[:, 0, 2] = -aw * k
         Gu[:, 1, 1] = 2 * y - y0
         Gu[:, 1, 2] = -(1 - aw) * k
-        Gu[:, 2, 0] = aw / x
-        Gu[:, 2, 1] = (1 - aw) / y
-        Gu[:, 2, 2] = -1 / r
+        # G3 scaled by min(x, y, r) (its Gv row is zero): bounded entries even where one of
+        # x, y, r underflows (seen: y = 7e-323 or 0 next to the face y = 0, which made D NaN).
+        low = np.minimum(np.minimum(x, y), r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Gu[:, 2, 0] = aw * np.where(x == low, 1.0, low / x)
+            Gu[:, 2, 1] = (1 - aw) * np.where(y == low, 1.0, low / y)
+            Gu[:, 2, 2] = -np.where(r == low, 1.0, low / r)
         Gv = np.zeros_like(Gu)
         Gv[:, 0, 0] = -x
         Gv[:, 1, 1] = -y
@@ -196,3 +201,12 @@ class PowerCone(ThreeDimensionalCone):
         du: FloatArray = -np.linalg.solve(Gu, Gv).astype(np.float64)
         du[:, 2, :] *= sgn[:, None]  # z = sign(z0) r
         return du
+
+    def _compiled_dual_jacobian(
+        self, v: FloatArray, kink: KinkPolicy, tol: float
+    ) -> FloatArray | None:
+        kernels = compiled_kernels()
+        if kernels is None:
+            return None
+        V, active = self._members(v), kink is KinkPolicy.ACTIVE
+        return kernels.dual_jacobian_rows("power", V, self._params, tol, active)
