@@ -45,7 +45,7 @@ from ._errors import (
     SolverFailedError,
     UnboundedError,
 )
-from ._factor import Factorization, Refined, factorize, use_dense
+from ._factor import Factorization, Refined, StructuralRanks, factorize, reduced_ldl, use_dense
 from ._solvers import Clarabel, ConeData, RawSolution, Solver, SolverStatus
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse
@@ -209,6 +209,7 @@ class NewtonStructure:
         positions = np.flatnonzero(single[ar])
         self._bounds = (ar[positions], ac[positions], positions)
         self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
+        self._ranks = StructuralRanks()
         self._product = not cones.diagonal and triples > 4 * (ar.size + dr.size)
         if self.dense:
             return
@@ -274,7 +275,19 @@ class NewtonStructure:
         """Factorize ``B`` (dense or sparse, see `factorize()`)."""
         if self.dense:
             return factorize(self.dense_matrix(data, D), tol)
-        return factorize(self.matrix(data, D), tol)
+        if D.diagonal and self.size >= tol.ldl_min_size:
+            reduced = reduced_ldl(
+                data.P,
+                data.A,
+                D.values,
+                lambda z: self.matvec(data, D, z),
+                lambda w: self.rmatvec(data, D, w),
+                lambda: factorize(self.matrix(data, D), tol, self._ranks),
+                tol,
+            )
+            if reduced is not None:
+                return reduced
+        return factorize(self.matrix(data, D), tol, self._ranks)
 
     def matvec(self, data: ConeData, D: Jacobian, z: FloatArray) -> FloatArray:
         """``B z`` without assembling ``B``."""

@@ -44,6 +44,14 @@ class Tolerances:
         dense_fill: see ``dense_lu_limit``.
         dense_fill_limit: see ``dense_lu_limit``.
         dense_lstsq_limit: largest size for a dense SVD least-squares fallback (else LSMR).
+        ldl_min_size: with zero and nonnegative cones only, a sparse ``B`` with at least this
+            many rows is solved through a reduced symmetric matrix factorized by qdldl (when
+            installed, ``[fast]``) and refined against ``B``.  Measured: the factorization
+            costs 3.2 vs 6.0 ms (NNLS, 500 rows), 4.7 vs 10 ms (LASSO, 1000 rows), but each
+            solve 0.28 instead of 0.08 ms (two refinement sweeps); below ~400 rows SuperLU
+            wins.
+        ldl_regularization: that matrix's regularization, relative to the largest data entry
+            (iterative refinement then removes it).
         warm_max_iter: a warm start (semismooth Newton from the previous solution with the new
             data) is accepted only if it reaches ``target`` within this many steps; otherwise
             the solver runs (cold start).
@@ -71,6 +79,8 @@ class Tolerances:
     dense_fill: float = 0.15
     dense_fill_limit: int = 1024
     dense_lstsq_limit: int = 3000
+    ldl_min_size: int = 400
+    ldl_regularization: float = 1e-9
     warm_max_iter: int = 4
 
     def __post_init__(self) -> None:

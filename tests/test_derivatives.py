@@ -334,3 +334,70 @@ def test_structurally_singular_sparse_B_never_reaches_superlu(monkeypatch):
     assert fact.degenerate and "structurally singular" in fact.reason
     x = fact.solve(np.ones(400))
     assert np.all(np.isfinite(x))
+
+
+#: Every sparse B of zero/nonnegative cones through the reduced LDL (qdldl), none through it.
+LDL = ci.Tolerances(dense_lu_limit=0, dense_fill_limit=0, ldl_min_size=0)
+NO_LDL = ci.Tolerances(dense_lu_limit=0, dense_fill_limit=0, ldl_min_size=10**9)
+
+
+@pytest.mark.parametrize("name", ["nnls", "lasso", "qp", "lp_box"])
+def test_reduced_ldl_gives_the_lu_derivatives(name):
+    """Zero and nonnegative cones: solves through the reduced symmetric LDL, refined against
+    B, equal SuperLU's to rounding, in both directions, and the derivatives match finite
+    differences (``_check_family``)."""
+    pytest.importorskip("qdldl")
+    family = FAMILIES[name](np.random.default_rng(11))
+    args = (family.problem, family.parameters, family.variables)
+    ldl = ci.compile(*args, tolerances=LDL).solve(*family.values)
+    lu = ci.compile(*args, tolerances=NO_LDL).solve(*family.values)
+    rng = np.random.default_rng(0)
+    fact, ref = ldl.conic.factorization(), lu.conic.factorization()
+    assert "qdldl" in fact.method and "qdldl" not in ref.method
+    rhs = rng.standard_normal(fact.size)
+    for transpose in (False, True):
+        np.testing.assert_allclose(
+            fact.solve(rhs, transpose), ref.solve(rhs, transpose), rtol=1e-10, atol=1e-12
+        )
+    cot = [rng.standard_normal(np.shape(v)) for v in ldl.values]
+    np.testing.assert_allclose(flat(ldl.vjp(*cot)), flat(lu.vjp(*cot)), rtol=1e-9, atol=1e-12)
+
+
+def test_reduced_ldl_with_fractional_d():
+    """``ReducedLDL`` eliminates rows with ``0 < d < 1`` too (``H = P + A_0' d/(1-d) A_0``):
+    refined, it solves ``B z = r`` and ``B' z = r`` for a random sparse program."""
+    pytest.importorskip("qdldl")
+    from cvximplicit._factor import factorize, reduced_ldl
+
+    rng = np.random.default_rng(3)
+    n, m = 60, 90
+    M = sp.random_array((n, n), density=0.05, rng=rng)
+    P = sp.csc_array(M @ M.T + 0.1 * sp.eye_array(n))
+    A = sp.csc_array(sp.random_array((m, n), density=0.1, rng=rng) + sp.eye_array(m, n))
+    d = rng.choice([0.0, 1.0, 0.3, 0.9], m)
+    B = sp.bmat([[P, A.T @ sp.diags_array(d)], [A, sp.diags_array(d - 1.0)]], format="csc")
+    fact = reduced_ldl(
+        P, A, d, lambda z: B @ z, lambda w: B.T @ w, lambda: factorize(B), ci.Tolerances()
+    )
+    assert fact is not None and "qdldl" in fact.method
+    rhs = rng.standard_normal(n + m)
+    for transpose in (False, True):
+        z = fact.solve(rhs, transpose)
+        np.testing.assert_allclose((B.T if transpose else B) @ z, rhs, atol=1e-11)
+
+
+def test_reduced_ldl_leaves_singular_B_to_the_lu_path():
+    """A degenerate LP (B singular) large enough for the LDL path: the probe's refinement
+    fails, so B is factorized by the LU path, which flags it (warning, least squares)."""
+    pytest.importorskip("qdldl")
+    import cvxpy as cp
+
+    x, c = cp.Variable(300), cp.Parameter(300)
+    prob = cp.Problem(cp.Minimize(c @ x), [x >= 0, x <= 1])
+    values = np.ones(300)
+    values[7] = 0.0  # x_7 is free in [0, 1]
+    sol = ci.compile(prob, [c], [x], tolerances=LDL).solve(values)
+    with pytest.warns(ci.DegenerateDerivativeWarning):
+        grads = sol.vjp(np.ones(300))
+    assert np.all(np.isfinite(grads[0]))
+    assert sol.diagnostics.degenerate and "qdldl" not in sol.conic.factorization().method
