@@ -51,6 +51,20 @@ from ._typing import FloatArray, IntArray, shape2
 OVERFLOW = 1e150
 
 
+def _dtype_kind(dtype: Any) -> str:
+    """NumPy's kind letter of a NumPy, JAX or PyTorch dtype."""
+    if isinstance(getattr(dtype, "is_complex", None), bool):  # a torch.dtype
+        if dtype.is_complex:
+            return "c"
+        if dtype.is_floating_point:
+            return "f"
+        return "b" if str(dtype) == "torch.bool" else "i"
+    np_dtype = np.dtype(dtype)
+    if np_dtype.kind == "V" and "float" in np_dtype.name:  # bfloat16 and friends (ml_dtypes)
+        return "f"
+    return np_dtype.kind
+
+
 @dataclasses.dataclass(frozen=True)
 class ParameterSpec:
     """Shape, position and domain of one user parameter in the stacked vector ``u``."""
@@ -73,6 +87,32 @@ class ParameterSpec:
         """How messages name the parameter: its name and its place in ``parameters``."""
         return f"{self.name} (parameters[{self.position}])"
 
+    def check_dtype(self, dtype: Any) -> None:
+        """Reject complex and non-numeric dtypes (NumPy, JAX or PyTorch dtypes)."""
+        kind = _dtype_kind(dtype)
+        if kind == "c":
+            raise ParameterError(
+                f"parameter {self.label}: got complex values (dtype {dtype}); cvximplicit "
+                "layers are real-valued: pass the real part, or split real and imaginary "
+                "parts into two real parameters"
+            )
+        if kind not in "biuf":
+            raise ParameterError(
+                f"parameter {self.label}: expected a real numeric array, got dtype {dtype}"
+            )
+
+    def leading_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """The leading (batch) axes of a value of this ``shape``: what precedes the
+        parameter's own shape.  Raises `ParameterError` when the trailing axes differ."""
+        shape = tuple(int(d) for d in shape)
+        own = len(self.shape)
+        if len(shape) < own or shape[len(shape) - own :] != self.shape:
+            raise ParameterError(
+                f"parameter {self.label}: expected shape {self.shape} (with optional leading "
+                f"batch dimensions), got {shape}"
+            )
+        return shape[: len(shape) - own]
+
     def check(
         self, value: Any, batch: int | None, others: Sequence[ParameterSpec] = ()
     ) -> FloatArray:
@@ -86,16 +126,7 @@ class ParameterSpec:
             arr = np.asarray(value)
         except Exception as exc:  # pragma: no cover - exotic array-likes
             raise ParameterError(f"parameter {self.label}: cannot convert value: {exc}") from exc
-        if arr.dtype.kind == "c":
-            raise ParameterError(
-                f"parameter {self.label}: got complex values (dtype {arr.dtype}); cvximplicit "
-                "layers are real-valued: pass the real part, or split real and imaginary "
-                "parts into two real parameters"
-            )
-        if arr.dtype.kind not in "biuf":
-            raise ParameterError(
-                f"parameter {self.label}: expected a real numeric array, got dtype {arr.dtype}"
-            )
+        self.check_dtype(arr.dtype)
         expected = self.shape if batch is None else (batch, *self.shape)
         if arr.shape != expected:
             accepted = (

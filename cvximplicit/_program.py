@@ -131,6 +131,59 @@ class Program:
         """Read-only specs of the outputs, in order: name, shape, primal or dual."""
         return self._compiled.outputs
 
+    # ------------------------------------------------------------------ batching
+    def batch_shape(self, *values: Any) -> tuple[int, ...]:
+        """Validate parameter values for a batched call; return their common leading shape.
+
+        Each value has its parameter's shape preceded by any number of leading (batch) axes;
+        the leading shapes broadcast by NumPy's rules, so a value without them is shared by
+        the whole batch.  Only ``.shape`` and ``.dtype`` are read, so NumPy, PyTorch and JAX
+        arrays (JAX tracers included) are validated alike: the adapters call this before
+        anything is traced or solved.
+
+        Raises:
+            ParameterError: a wrong number of values, a complex or non-numeric dtype, trailing
+                axes other than the parameter's shape, or leading shapes that do not
+                broadcast.
+
+        Examples:
+            >>> import cvxpy as cp, numpy as np, cvximplicit as ci
+            >>> x, b = cp.Variable(2), cp.Parameter(2)
+            >>> program = ci.compile(cp.Problem(cp.Minimize(cp.sum_squares(x - b))), [b], [x])
+            >>> program.batch_shape(np.zeros((4, 3, 2)))
+            (4, 3)
+        """
+        specs = self._compiled.parameters
+        if len(values) != len(specs):
+            raise ParameterError(
+                f"expected {len(specs)} parameter values (for {[s.name for s in specs]}), "
+                f"got {len(values)}"
+            )
+        leads = []
+        for spec, value in zip(specs, values):
+            has_dtype = hasattr(value, "dtype") and hasattr(value, "shape")
+            arr = value if has_dtype else np.asarray(value)
+            spec.check_dtype(arr.dtype)
+            leads.append(spec.leading_shape(arr.shape))
+        try:
+            return tuple(np.broadcast_shapes(*leads)) if leads else ()
+        except ValueError:
+            which = ", ".join(f"{s.label}: {lead}" for s, lead in zip(specs, leads))
+            raise ParameterError(
+                f"the leading (batch) shapes of the values do not broadcast ({which}); give "
+                "batched values the same leading shape, or none to share a value"
+            ) from None
+
+    def flatten_batch(self, values: Sequence[ArrayLike], lead: tuple[int, ...]) -> list[FloatArray]:
+        """The values broadcast to ``lead + shape`` and reshaped to ``(prod(lead), *shape)``
+        (float64): the arguments of `solve_batch()` for a call whose leading shape is
+        ``lead`` (from `batch_shape()`)."""
+        size = int(np.prod(lead)) if lead else 1
+        return [
+            np.broadcast_to(np.asarray(v, np.float64), lead + s.shape).reshape((size, *s.shape))
+            for v, s in zip(values, self._compiled.parameters)
+        ]
+
     # ------------------------------------------------------------------ data
     def _check(self, values: Sequence[ArrayLike], batch: int | None = None) -> list[FloatArray]:
         specs = self._compiled.parameters

@@ -134,7 +134,7 @@ def test_torch_complex_and_second_derivatives(regression, rng):
 
     prob, A, b, z, _ = regression
     layer = CvxpyLayer(prob, [A, b], [z])
-    with pytest.raises(ci.ParameterError, match="complex tensor"):
+    with pytest.raises(ci.ParameterError, match="complex values"):
         layer(torch.ones(5, 3, dtype=torch.complex128), torch.ones(5, dtype=torch.float64))
     At = torch.tensor(rng.standard_normal((5, 3)), requires_grad=True)
     bt = torch.tensor(rng.standard_normal(5), requires_grad=True)
@@ -187,3 +187,33 @@ def test_torch_layer_checks_solver_args_at_construction():
     prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), [x >= 0])
     with pytest.raises(ci.SolverSettingsError):
         CvxpyLayer(prob, [b], [x], solver_args={"not_a_setting": 1})
+
+
+def test_batch_shape_is_the_adapters_one_validation(regression):
+    """`Program.batch_shape` validates NumPy, PyTorch and JAX values alike (the adapters'
+    only validation) and `flatten_batch` lays any leading shape out for `solve_batch`."""
+    prob, A, b, z, _ = regression
+    program = ci.compile(prob, [A, b], [z])
+    assert program.batch_shape(np.ones((5, 3)), np.ones(5)) == ()
+    assert program.batch_shape(np.ones((2, 4, 5, 3)), np.ones((4, 5))) == (2, 4)
+    flat = program.flatten_batch([np.ones((2, 4, 5, 3)), np.arange(20.0).reshape(4, 5)], (2, 4))
+    assert [f.shape for f in flat] == [(8, 5, 3), (8, 5)]
+    np.testing.assert_array_equal(flat[1][5], np.arange(5.0, 10.0))  # element (1, 1)
+    with pytest.raises(ci.ParameterError, match=r"do not broadcast.*A \(parameters\[0\]\): \(3,\)"):
+        program.batch_shape(np.ones((3, 5, 3)), np.ones((4, 5)))
+    with pytest.raises(ci.ParameterError, match=r"expected shape \(5,\).*got \(4,\)"):
+        program.batch_shape(np.ones((5, 3)), np.ones(4))
+    with pytest.raises(ci.ParameterError, match="expected 2 parameter values"):
+        program.batch_shape(np.ones((5, 3)))
+    with pytest.raises(ci.ParameterError, match="real numeric"):
+        program.batch_shape(np.ones((5, 3)), np.array(["a"] * 5))
+    torch = pytest.importorskip("torch")
+    jnp = pytest.importorskip("jax.numpy")
+    assert program.batch_shape(torch.ones(7, 5, 3), torch.ones(5, dtype=torch.int64)) == (7,)
+    assert program.batch_shape(jnp.ones((7, 5, 3), dtype=jnp.bfloat16), jnp.ones(5)) == (7,)
+    with pytest.raises(ci.ParameterError, match="complex values"):
+        program.batch_shape(torch.ones(5, 3, dtype=torch.complex64), torch.ones(5))
+    from cvximplicit.torch import CvxpyLayer
+
+    with pytest.raises(ci.ParameterError, match="at most one leading batch axis"):
+        CvxpyLayer(program)(torch.ones(2, 4, 5, 3, dtype=torch.float64), torch.ones(5))

@@ -21,7 +21,7 @@ from jax.interpreters import ad, batching, mlir
 
 from .._cones import KinkPolicy
 from .._diagnostics import Diagnostics, PolishOutcome
-from .._errors import CvximplicitError, ParameterError, SecondDerivativeError, SolverError
+from .._errors import CvximplicitError, SecondDerivativeError, SolverError
 from .._program import BatchSolution, Program, Solution, WarmStarter, layer_program
 from .._solvers import SolverLike, SolverStatus
 
@@ -198,25 +198,14 @@ class CvxpyLayer:
         return list(self._last)
 
     # ------------------------------------------------------------------ host side
-    def _lead(self, arrays: Sequence[np.ndarray]) -> tuple[int, ...]:
-        leads = [a.shape[: a.ndim - len(s.shape)] for a, s in zip(arrays, self._specs)]
-        return tuple(np.broadcast_shapes(*leads)) if leads else ()
-
-    def _flat_params(self, arrays: Sequence[np.ndarray], lead: tuple[int, ...]) -> list[np.ndarray]:
-        size = int(np.prod(lead)) if lead else 1
-        return [
-            np.broadcast_to(np.asarray(a, np.float64), lead + s.shape).reshape((size, *s.shape))
-            for a, s in zip(arrays, self._specs)
-        ]
-
     def _on_host(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` on the layer's host thread (see ``_host``) and wait for it."""
         return self._host.submit(fn, *args).result()
 
     def _host_forward(self, keep: bool, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         arrays = tuple(np.asarray(a) for a in arrays)
-        lead = self._lead(arrays)
-        flat = self._flat_params(arrays, lead)
+        lead = self.program.batch_shape(*arrays)
+        flat = self.program.flatten_batch(arrays, lead)
         size = flat[0].shape[0] if flat else 1
         outs = [np.full((size, *o.shape), np.nan) for o in self._outputs]
         handles = np.zeros(size, dtype=np.int32)
@@ -265,7 +254,7 @@ class CvxpyLayer:
         vectors = [np.asarray(v) for v in rest[n_par:]]
         lead = tuple(np.shape(handles))
         size = int(np.prod(lead)) if lead else 1
-        flat = self._flat_params(arrays, lead)
+        flat = self.program.flatten_batch(arrays, lead)
         hs = np.asarray(handles).reshape(size)
         ins = self._specs if mode == "jvp" else self._outputs
         outs = self._outputs if mode == "jvp" else self._specs
@@ -298,8 +287,7 @@ class CvxpyLayer:
 
     # ------------------------------------------------------------------ traced side
     def _shapes(self, params: Sequence[Any]) -> tuple[tuple[int, ...], Any]:
-        leads = [tuple(p.shape[: p.ndim - len(s.shape)]) for p, s in zip(params, self._specs)]
-        lead = tuple(np.broadcast_shapes(*leads)) if leads else ()
+        lead = self.program.batch_shape(*params)
         floats = [p.dtype for p in params if jnp.issubdtype(p.dtype, jnp.floating)]
         dtype = jnp.result_type(*floats) if floats else jnp.zeros(()).dtype
         return lead, dtype
@@ -351,27 +339,9 @@ class CvxpyLayer:
         return solve_full
 
     def _validate(self, params: Sequence[Any]) -> list[Any]:
-        if len(params) != len(self._specs):
-            raise ParameterError(
-                f"expected {len(self._specs)} parameter values (for "
-                f"{[s.name for s in self._specs]}), got {len(params)}"
-            )
-        out = []
-        for p, s in zip(params, self._specs):
-            arr = jnp.asarray(p)
-            if jnp.iscomplexobj(arr):
-                raise ParameterError(
-                    f"parameter {s.label}: got a complex array ({arr.dtype}); CvxpyLayer is "
-                    "real-valued: pass the real part, or split real and imaginary parts into "
-                    "two real parameters"
-                )
-            if arr.ndim < len(s.shape) or tuple(arr.shape[arr.ndim - len(s.shape) :]) != s.shape:
-                raise ParameterError(
-                    f"parameter {s.label}: expected shape {s.shape} (with optional leading "
-                    f"batch dimensions), got {tuple(arr.shape)}"
-                )
-            out.append(arr)
-        return out
+        arrays = [jnp.asarray(p) for p in params]
+        self.program.batch_shape(*arrays)  # count, dtypes and shapes (the core's checks)
+        return arrays
 
     def __call__(self, *params: Any, solver_args: dict[str, Any] | None = None) -> tuple[Any, ...]:
         """Solve for the given parameter arrays; returns one array per output."""

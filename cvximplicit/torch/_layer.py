@@ -375,15 +375,11 @@ class CvxpyLayer(torch.nn.Module):
         ``start_reason``).  Values and gradients equal the cold path's.
         """
         tensors = [p if isinstance(p, torch.Tensor) else torch.as_tensor(p) for p in params]
-        specs = self.program.parameter_specs
-        for k, t in enumerate(tensors):
-            if t.is_complex():
-                label = specs[k].label if k < len(specs) else f"parameters[{k}]"
-                raise ParameterError(
-                    f"parameter {label}: got a complex tensor ({t.dtype}); CvxpyLayer is "
-                    "real-valued: pass the real part, or split real and imaginary parts into "
-                    "two real parameters"
-                )
+        if len(self.program.batch_shape(*tensors)) > 1:  # the core's checks, then ours
+            raise ParameterError(
+                "the PyTorch layer takes at most one leading batch axis; reshape the values "
+                "to (batch, *shape) or map over further axes with torch.func.vmap"
+            )
         holder = _Holder()
         self._warm_now = self.warm_start if warm_start is None else warm_start
         outputs = _SolveFunction.apply(self, holder, solver_args, *tensors)
