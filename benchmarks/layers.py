@@ -23,7 +23,6 @@ from typing import Any
 
 import cvxpy as cp
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 import cvximplicit as ci
@@ -59,15 +58,10 @@ def qp_linear(n: int = 50, p: int = 30, seed: int = 0) -> problems.Family:
 
 
 def large_sparse_qp(n: int = 5000, seed: int = 0) -> problems.Family:
-    """Box-constrained smoothing ``min 1/2 ||x - y||^2 + 5 ||Dx||^2 s.t. -1 <= x <= 1`` with
-    ``D`` the first-difference matrix: 5000 variables, banded; the signal ``y`` varies."""
-    rng = np.random.default_rng(seed)
-    D = sp.diags([-np.ones(n - 1), np.ones(n - 1)], [0, 1], shape=(n - 1, n), format="csc")
-    x, y = cp.Variable(n), cp.Parameter(n)
-    objective = 0.5 * cp.sum_squares(x - y) + 5 * cp.sum_squares(D @ x)
-    prob = cp.Problem(cp.Minimize(objective), [x >= -1, x <= 1])
-    signal = 1.5 * np.sin(np.linspace(0, 12, n)) + 0.3 * rng.standard_normal(n)
-    return problems.Family("sparse_qp_5000", prob, [y], [x], [signal])
+    """The banded QP of `cvximplicit.problems.banded_qp` under this table's family name."""
+    family = problems.banded_qp(n, seed)
+    family.name = "sparse_qp_5000"
+    return family
 
 
 FAMILIES: dict[str, tuple[Callable[..., problems.Family], dict, dict]] = {

@@ -23,8 +23,10 @@ import numpy as np
 __all__ = [
     "FAMILIES",
     "Family",
+    "banded_qp",
     "entropy_simplex",
     "geometric_program",
+    "grid_qp",
     "lasso",
     "logistic",
     "lp_box",
@@ -259,6 +261,35 @@ def geometric_program(seed: int | np.random.Generator = 0) -> Family:
     prob = cp.Problem(cp.Maximize(h * w * d), constraints)
     values = [np.array(100.0 * rng.uniform(0.9, 1.1)), np.array(10.0 * rng.uniform(0.9, 1.1))]
     return Family("gp_box", prob, [A_wall, A_flr], [h, w, d], values, has_quadratic=False)
+
+
+def banded_qp(n: int = 5000, seed: int | np.random.Generator = 0) -> Family:
+    r"""Box-constrained smoothing of a 1-D signal
+    $\min_x \tfrac12 \|x - y\|_2^2 + 5 \|Dx\|_2^2$ s.t. $-1 \le x \le 1$, $D$ the first
+    differences (banded); parameter ``y``; output ``x``.  A large sparse QP (not in
+    `FAMILIES`: too large for the per-family test loops)."""
+    import scipy.sparse as sp
+
+    rng = _rng(seed)
+    D = sp.diags_array([-np.ones(n - 1), np.ones(n - 1)], offsets=[0, 1], shape=(n - 1, n))
+    x, y = cp.Variable(n), cp.Parameter(n)
+    objective = 0.5 * cp.sum_squares(x - y) + 5 * cp.sum_squares(D @ x)
+    prob = cp.Problem(cp.Minimize(objective), [x >= -1, x <= 1])
+    signal = 1.5 * np.sin(np.linspace(0, 12, n)) + 0.3 * rng.standard_normal(n)
+    return Family(f"banded_qp_{n}", prob, [y], [x], [signal])
+
+
+def grid_qp(k: int = 141, lam: float = 5.0, seed: int | np.random.Generator = 0) -> Family:
+    r"""Box-constrained denoising of a ``k x k`` image
+    $\min_X \|X - Y\|_F^2 + \lambda (\|\Delta_1 X\|_F^2 + \|\Delta_2 X\|_F^2)$ s.t.
+    $0 \le X \le 1$ ($\Delta_i$ differences along each axis: a 2-D grid); parameter ``Y``;
+    output ``X``.  ``k = 141``: about 20,000 variables (not in `FAMILIES`)."""
+    rng = _rng(seed)
+    X, Y = cp.Variable((k, k)), cp.Parameter((k, k))
+    smooth = cp.sum_squares(cp.diff(X, axis=0)) + cp.sum_squares(cp.diff(X, axis=1))
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(X - Y) + lam * smooth), [X >= 0, X <= 1])
+    ramp = np.add.outer(np.linspace(0, 1, k), np.linspace(0, 1, k)) / 2
+    return Family(f"grid_qp_{k}", prob, [Y], [X], [ramp + 0.3 * rng.standard_normal((k, k))])
 
 
 #: Every family by name, each a function of ``seed`` (and sizes).
