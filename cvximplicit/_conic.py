@@ -88,12 +88,14 @@ class Jacobian:
         if self.diagonal:
             return self.values * z
         # a scatter-add on the pattern: 1-20 us, where building the CSR array costs 40-80 us
-        return np.bincount(self.rows, weights=self.values * z[self.cols], minlength=self.dim)
+        out = np.bincount(self.rows, weights=self.values * z[self.cols], minlength=self.dim)
+        return out.astype(np.float64, copy=False)
 
     def rmatvec(self, w: FloatArray) -> FloatArray:
         if self.diagonal:
             return self.values * w
-        return np.bincount(self.cols, weights=self.values * w[self.rows], minlength=self.dim)
+        out = np.bincount(self.cols, weights=self.values * w[self.rows], minlength=self.dim)
+        return out.astype(np.float64, copy=False)
 
     def sparse(self) -> Sparse:
         """``D`` as a CSR array (built once)."""

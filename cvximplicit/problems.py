@@ -271,7 +271,7 @@ def banded_qp(n: int = 5000, seed: int | np.random.Generator = 0) -> Family:
     import scipy.sparse as sp
 
     rng = _rng(seed)
-    D = sp.diags_array([-np.ones(n - 1), np.ones(n - 1)], offsets=[0, 1], shape=(n - 1, n))
+    D = sp.eye_array(n - 1, n, k=1) - sp.eye_array(n - 1, n)  # first differences
     x, y = cp.Variable(n), cp.Parameter(n)
     objective = 0.5 * cp.sum_squares(x - y) + 5 * cp.sum_squares(D @ x)
     prob = cp.Problem(cp.Minimize(objective), [x >= -1, x <= 1])
