@@ -17,6 +17,7 @@ from .._cones import (
     ExponentialCone,
     NonnegativeCone,
     PowerCone,
+    PSDCone,
     SecondOrderCone,
     ZeroCone,
 )
@@ -82,7 +83,8 @@ class Moreau(Solver):
     (``tol_gap_abs``, ``tol_gap_rel``, ``tol_feas``, ``equilibrate_enable``,
     ``direct_solve_method``, ...), passed by name: ``Moreau(device="cuda", tol_feas=1e-9)``.
     ``device="cuda"`` needs Moreau's CUDA wheel; cvximplicit's own work stays on the CPU.
-    Supported cones: zero, nonnegative, second-order, exponential and power (not PSD).
+    Supported cones: zero, nonnegative, second-order, exponential, power and PSD (Moreau
+    stores PSD cones as Clarabel does: the scaled upper triangle, column by column).
 
     Measured (``benchmarks/results/batch_scaling.md``): faster than Clarabel on threads for
     batches of small QPs and LPs, slower on larger dense QPs; Clarabel stays the default.
@@ -102,6 +104,7 @@ class Moreau(Solver):
         SecondOrderCone,
         ExponentialCone,
         PowerCone,
+        PSDCone,
     )
     defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "device": "cpu"}
     #: Moreau's interior-point settings have Clarabel's names.
@@ -143,6 +146,8 @@ class Moreau(Solver):
                 spec["num_exp_cones"] = cone.count
             elif isinstance(cone, PowerCone):
                 spec["power_alphas"] = list(cone.exponents)
+            elif isinstance(cone, PSDCone):
+                spec["psd_dims"] = list(cone.orders)
         return module.Cones(**spec)
 
     def _compiled(
