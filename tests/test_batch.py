@@ -146,6 +146,34 @@ def test_vectorised_batch_equals_loop_on_every_cone(name, rng):
     assert batch.ok.all() and (batch._result.vectorised.all() if dense else True)
     if dense:
         assert all("batched" in (d.linear_solve or "") for d in batch.diagnostics if d)
+    if name == "maxcut_sdp":  # D moved a little in the last step: the LU was refined
+        assert all("refinement" in (d.linear_solve or "") for d in batch.diagnostics if d)
+
+
+def test_batch_refinement_falls_back_to_exact_factorizations(rng):
+    """`BatchRefined`: rows whose refinement does not converge get their own LU; solves
+    equal the exact factorization's either way."""
+    from cvximplicit._batch import BatchFactorization, BatchRefined
+
+    family = FAMILIES["maxcut_sdp"](np.random.default_rng(5))
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    values = _batch(family, 3, rng)
+    batch = program.solve_batch(*values)
+    layout, data = program._engine.layout(3), batch._data
+    D, tol = batch._result.D, program.tolerances
+    exact = BatchFactorization(layout, data, D, tol)
+    R = rng.standard_normal((3, exact.N))
+    for moved, falls_back in ((1e-9, False), (0.5, True)):
+        near = BatchFactorization(layout, data, D + moved * rng.standard_normal(D.shape), tol)
+        refined = BatchRefined(near, layout, data, D, tol)
+        for transpose in (False, True):
+            np.testing.assert_allclose(
+                refined.solve(R, transpose), exact.solve(R, transpose), rtol=1e-9, atol=1e-11
+            )
+        assert (refined._exact is not None) is falls_back
+        element = refined.element(1)
+        assert element is not None
+        np.testing.assert_allclose(element.solve(R[1]), exact.solve(R)[1], rtol=1e-9, atol=1e-11)
 
 
 def test_batch_with_sparse_factorization_polishes_each_element(rng):
