@@ -82,7 +82,7 @@ def make_layers(fam: problems.Family, large: bool) -> dict[str, Any]:
 
     out = primal_outputs(fam)
     layers: dict[str, Any] = {"cvximplicit": (CvxpyLayer(fam.problem, fam.parameters, out), {})}
-    try:  # our Moreau backend (pip install cvximplicit[moreau]); no PSD cones
+    try:  # our Moreau backend (pip install cvximplicit[moreau])
         layers["cvximplicit (Moreau)"] = (
             CvxpyLayer(fam.problem, fam.parameters, out, solver="MOREAU"),
             {},
