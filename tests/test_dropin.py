@@ -2,7 +2,8 @@
 
 Each snippet is executed twice from the same source text: once with ``cvxpylayers`` and
 once with ``cvximplicit`` imported instead; solutions agree to the peer's accuracy and our
-gradients equal central differences.  Skips where cvxpylayers is not installed.
+gradients equal central differences.  Those skip where cvxpylayers is not installed; the
+reproductions of what cvxpylayers' own examples do (``examples/dropin/``) need only ours.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import warnings
 
 import numpy as np
 import pytest
-
-pytest.importorskip("cvxpylayers")
 
 TORCH_README = """
 import cvxpy as cp
@@ -79,6 +78,7 @@ def _run(source: str, ours: bool) -> dict:
 
 
 def test_torch_readme_snippet_runs_unchanged():
+    pytest.importorskip("cvxpylayers")
     pytest.importorskip("torch")
     theirs, ours = _run(TORCH_README, False), _run(TORCH_README, True)
     np.testing.assert_allclose(
@@ -99,9 +99,49 @@ def test_torch_readme_snippet_runs_unchanged():
 
 
 def test_jax_readme_snippet_runs_unchanged():
+    pytest.importorskip("cvxpylayers")
     pytest.importorskip("jax")
     theirs, ours = _run(JAX_README, False), _run(JAX_README, True)
     np.testing.assert_allclose(
         np.asarray(ours["solution"]), np.asarray(theirs["solution"]), atol=1e-4
     )
     np.testing.assert_allclose(np.asarray(ours["gradb"]), np.asarray(theirs["gradb"]), atol=1e-3)
+
+
+@pytest.mark.parametrize("solver", ["CLARABEL", "SCS", "OSQP"])
+def test_diffcp_batch_settings_are_dropped_with_a_warning(solver):
+    """cvxpylayers' example "Portfolio optimization with vix" calls its layer with
+    ``solver_args={"solve_method": "CLARABEL", "n_jobs_forward": 1}``: diffcp's thread count
+    for batched solves, which no backend has.  Accepted (dropped, with the translation
+    warning), per call and when the solver is built, like the other diffcp names."""
+    import cvxpy as cp
+
+    import cvximplicit as ci
+
+    x, a = cp.Variable(2), cp.Parameter(2)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - a)), [x >= 0])
+    program = ci.compile(problem, [a], [x], solver=solver)
+    args = {"n_jobs_forward": 1, "n_jobs_backward": 2}
+    with pytest.warns(UserWarning, match=r"n_jobs_forward dropped.*n_jobs_backward dropped"):
+        sol = program.solve(np.array([1.0, -1.0]), solver_args=args)
+    np.testing.assert_allclose(sol.values[0], [1.0, 0.0], atol=1e-6)
+    with pytest.warns(UserWarning, match="n_jobs_forward dropped"):
+        built = {"CLARABEL": ci.Clarabel, "SCS": ci.SCS, "OSQP": ci.OSQP}[solver](n_jobs_forward=4)
+    assert "n_jobs_forward" not in built.settings
+
+
+def test_portfolio_example_solver_args_in_a_torch_layer():
+    """The example's exact call: a batched layer with ``solve_method`` and ``n_jobs_forward``."""
+    torch = pytest.importorskip("torch")
+    import cvxpy as cp
+
+    from cvximplicit.torch import CvxpyLayer
+
+    x, a = cp.Variable(3), cp.Parameter(3)
+    problem = cp.Problem(cp.Maximize(a @ x - cp.sum_squares(x)), [cp.sum(x) == 1])
+    layer = CvxpyLayer(problem, parameters=[a], variables=[x])
+    a_tch = torch.tensor([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]], dtype=torch.float64)
+    with pytest.warns(UserWarning, match="n_jobs_forward dropped"):
+        (sol,) = layer(a_tch, solver_args={"solve_method": "CLARABEL", "n_jobs_forward": 1})
+    (plain,) = layer(a_tch)
+    torch.testing.assert_close(sol, plain)
