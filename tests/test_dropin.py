@@ -145,3 +145,18 @@ def test_portfolio_example_solver_args_in_a_torch_layer():
         (sol,) = layer(a_tch, solver_args={"solve_method": "CLARABEL", "n_jobs_forward": 1})
     (plain,) = layer(a_tch)
     torch.testing.assert_close(sol, plain)
+
+
+def test_cvxpylayers_solver_names_say_what_to_use():
+    """cvxpylayers' example scripts build their layers with ``solver=cp.CUCLARABEL`` (its GPU
+    backend), which is no backend here: the error names the one to use instead."""
+    import cvxpy as cp
+
+    import cvximplicit as ci
+
+    x, a = cp.Variable(2), cp.Parameter(2)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(x - a)), [x >= 0])
+    with pytest.raises(ci.UnsupportedProblemError, match=r"unknown solver.*use \"CLARABEL\""):
+        ci.compile(problem, [a], [x], solver=cp.CUCLARABEL)
+    with pytest.raises(ci.UnsupportedProblemError, match=r"use \"SCS\""):
+        ci.compile(problem, [a], [x], solver="DIFFCP")
