@@ -160,3 +160,27 @@ def test_cvxpylayers_solver_names_say_what_to_use():
         ci.compile(problem, [a], [x], solver=cp.CUCLARABEL)
     with pytest.raises(ci.UnsupportedProblemError, match=r"use \"SCS\""):
         ci.compile(problem, [a], [x], solver="DIFFCP")
+
+
+def test_pos_parameter_accepts_zero_outside_a_geometric_program():
+    """cvxpylayers' example "signal_denoising" sweeps ``lambda_param = cp.Parameter(pos=True)``
+    over ``torch.linspace(0, 20, 10)``: outside a GP, ``pos`` only gives DCP its sign, and 0
+    is a valid value (cvxpylayers solves it); a negative value is still refused."""
+    torch = pytest.importorskip("torch")
+    import cvxpy as cp
+
+    import cvximplicit as ci
+    from cvximplicit.torch import CvxpyLayer
+
+    n = 5
+    y, x, lam = cp.Variable(n), cp.Parameter(n), cp.Parameter(pos=True)
+    objective = cp.sum_squares(x - y) + lam * cp.sum_squares(cp.diff(y))
+    layer = CvxpyLayer(cp.Problem(cp.Minimize(objective)), parameters=[x, lam], variables=[y])
+    X = torch.randn(3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    lam_tch = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    (pred,) = layer(X, lam_tch)
+    torch.testing.assert_close(pred, X)  # no smoothing at lambda = 0
+    pred.sum().backward()
+    assert lam_tch.grad is not None and torch.isfinite(lam_tch.grad)
+    with pytest.raises(ci.ParameterError, match="negative"):
+        layer(X, torch.tensor(-1.0, dtype=torch.float64))
