@@ -184,3 +184,39 @@ def test_pos_parameter_accepts_zero_outside_a_geometric_program():
     assert lam_tch.grad is not None and torch.isfinite(lam_tch.grad)
     with pytest.raises(ci.ParameterError, match="negative"):
         layer(X, torch.tensor(-1.0, dtype=torch.float64))
+
+
+def test_jax_layer_per_call_solver_args():
+    """cvxpylayers' JAX tutorial calls ``fit_lr(X, y, lam, alpha, solver_args={"eps": 1e-8})``
+    inside ``jax.grad``: per-call settings are static values, applied to this call's solve
+    (here a tight Clarabel tolerance changes nothing in the result), under ``grad`` and
+    ``jit``, and checked by name like the constructor's."""
+    jax = pytest.importorskip("jax")
+    import cvxpy as cp
+    import jax.numpy as jnp
+
+    import cvximplicit as ci
+    from cvximplicit.jax import CvxpyLayer
+
+    m = 6
+    a, b = cp.Variable(1), cp.Variable()
+    X, Y, alpha = cp.Parameter((m, 1)), cp.Parameter(m), cp.Parameter(nonneg=True)
+    objective = cp.sum_squares(X @ a + b - Y) / m + alpha * cp.sum_squares(a)
+    layer = CvxpyLayer(cp.Problem(cp.Minimize(objective)), [X, Y, alpha], [a, b])
+    rng = np.random.default_rng(0)
+    Xv, Yv = jnp.asarray(rng.standard_normal((m, 1))), jnp.asarray(rng.standard_normal(m))
+
+    def loss(al, **kw):
+        a_, b_ = layer(Xv, Yv, al, **kw)
+        return jnp.sum(a_) + b_
+
+    plain = jax.grad(loss)(jnp.asarray(0.5))
+    with pytest.warns(UserWarning, match="eps"):
+        tight = jax.grad(lambda al: loss(al, solver_args={"eps": 1e-10}))(jnp.asarray(0.5))
+    np.testing.assert_allclose(tight, plain, rtol=1e-6)
+    jitted = jax.jit(lambda al: loss(al, solver_args={"max_iter": 50}))(jnp.asarray(0.5))
+    np.testing.assert_allclose(jitted, loss(jnp.asarray(0.5)), rtol=1e-8)
+    with pytest.raises(ci.SolverSettingsError, match="not_a_setting"):
+        layer(Xv, Yv, jnp.asarray(0.5), solver_args={"not_a_setting": 1})
+    with pytest.raises(TypeError, match="static, hashable"):
+        layer(Xv, Yv, jnp.asarray(0.5), solver_args={"max_iter": [50]})
