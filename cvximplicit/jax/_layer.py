@@ -197,6 +197,7 @@ class CvxpyLayer:
         #: native threads, and per-call Python thread states there leaked about 7 MB per
         #: training step on a 3000-variable QP (thread-local solver state never freed).
         self._host = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvximplicit-jax")
+        self._callbacks: dict[tuple[Any, ...], Any] = {}
         self._specs = self.program.parameter_specs
         self._outputs = self.program.output_specs
         self._last: list[Diagnostics] = []
@@ -235,6 +236,17 @@ class CvxpyLayer:
     def _on_host(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` on the layer's host thread (see ``_host``) and wait for it."""
         return self._host.submit(fn, *args).result()
+
+    def _callback(self, name: str, *static: Any) -> Any:
+        """The host callback ``self.<name>(*static, *arrays)`` run by ``_on_host``, one object
+        per ``(name, static)``: JAX keys its compiled callbacks on the callable, so a new
+        partial on every call would compile the callback again on every eager call."""
+        key = (name, *static)
+        fn = self._callbacks.get(key)
+        if fn is None:
+            host = functools.partial(getattr(self, name), *static)
+            fn = self._callbacks[key] = functools.partial(self._on_host, host)
+        return fn
 
     def _host_forward(
         self, keep: bool, settings: _Settings, *arrays: np.ndarray
@@ -350,9 +362,7 @@ class CvxpyLayer:
             shapes = [jax.ShapeDtypeStruct(lead + o.shape, dtype) for o in layer._outputs]
             shapes.append(jax.ShapeDtypeStruct(lead, jnp.int32))
             res = jax.pure_callback(
-                functools.partial(
-                    layer._on_host, functools.partial(layer._host_forward, keep, settings)
-                ),
+                layer._callback("_host_forward", keep, settings),
                 tuple(shapes),
                 *params,
                 vmap_method="broadcast_all",
@@ -492,7 +502,7 @@ def _linear_shapes(args: Sequence[Any], layer: CvxpyLayer, mode: str) -> list[An
 def _linear_callback(*args: Any, layer: CvxpyLayer, mode: str, settings: _Settings) -> list[Any]:
     shapes = tuple(_linear_shapes(args, layer, mode))
     out = jax.pure_callback(
-        functools.partial(layer._on_host, functools.partial(layer._host_linear, mode, settings)),
+        layer._callback("_host_linear", mode, settings),
         shapes,
         *args,
         vmap_method="broadcast_all",
