@@ -390,15 +390,18 @@ def differs_cell(entry: dict) -> str:
             parts.append(f"all {cmp['compared']} printed numbers agree to the printed digits")
     if cmp["form"]:
         parts.append(f"output of cell(s) {', '.join(map(str, cmp['form']))} differs in form")
-    only_ours = sorted(set(warnings_of(b)) - set(warnings_of(a)))
-    if only_ours:
-        parts.append("cvximplicit warns: " + "; ".join(f"`{w[:110]}`" for w in only_ours))
+    for who, mine, other in (("cvximplicit", b, a), ("cvxpylayers", a, b)):
+        only = sorted(warnings_of(mine) - warnings_of(other))
+        if only:
+            shown = "; ".join(f"`{w}`" for w in only[:3])
+            more = f" (+{len(only) - 3} more)" if len(only) > 3 else ""
+            parts.append(f"only {who} warns: {shown}{more}".replace("|", "\\|"))
     return "; ".join(parts) if parts else "nothing compared (no cell printed numbers)"
 
 
-def warnings_of(result: dict) -> list[str]:
-    # only the layers' own: both variants share every other warning
-    return [w for r in result["records"] for w in r["warnings"] if "cvximplicit" in w.lower()]
+def warnings_of(result: dict) -> set[str]:
+    """The distinct warnings of a run, numbers masked (they vary from call to call)."""
+    return {NUMBER.sub("#", w)[:100] for r in result["records"] for w in r["warnings"]}
 
 
 def _one_line(text: str) -> str:
