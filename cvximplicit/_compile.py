@@ -413,8 +413,10 @@ def _parameter_specs(
                 shape=tuple(int(d) for d in p.shape),
                 offset=offset,
                 size=int(p.size),
+                # pos=True outside a geometric program only gives the sign DCP uses: 0 is
+                # accepted, as cvxpylayers does (a GP takes logarithms: strictly positive)
                 nonneg=bool(attrs["nonneg"] or attrs["pos"]),
-                positive=bool(attrs["pos"] or gp),
+                positive=bool(gp),
                 nonpos=bool(attrs["nonpos"] or attrs["neg"]),
                 psd=bool(attrs["PSD"]),
                 nsd=bool(attrs["NSD"]),

@@ -22,6 +22,18 @@ SOLVERS: dict[str, type[Solver]] = {cls.name: cls for cls in (Clarabel, SCS, OSQ
 SolverLike = Solver | type[Solver] | str | None
 
 
+#: cvxpylayers' solver names with no backend of that name here, and what to use instead.
+_PEER_SOLVERS = {
+    "CUCLARABEL": (
+        ' (CUCLARABEL, Clarabel on the GPU, is a cvxpylayers backend: use "CLARABEL", which'
+        ' takes tensors on any device, or cvximplicit.Moreau(device="cuda") to solve on'
+        " the GPU)"
+    ),
+    "DIFFCP": ' (DIFFCP is cvxpylayers\' diffcp backend, SCS by default: use "SCS")',
+    "MPAX": ' (MPAX is a cvxpylayers backend: use "OSQP" or "CLARABEL")',
+}
+
+
 def get_solver(solver: SolverLike, settings: dict[str, Any] | None = None) -> Solver:
     """Resolve ``solver`` (an instance, a class, a name or ``None`` for Clarabel) to an instance
     with ``settings`` applied on top of its own."""
@@ -36,8 +48,9 @@ def get_solver(solver: SolverLike, settings: dict[str, Any] | None = None) -> So
             instance = SOLVERS[solver.upper()]()
         except KeyError:
             known = ", ".join(sorted(SOLVERS))
+            hint = _PEER_SOLVERS.get(solver.upper(), "")
             raise UnsupportedProblemError(
-                f"unknown solver {solver!r}; known solvers are {known}"
+                f"unknown solver {solver!r}; known solvers are {known}{hint}"
             ) from None
     else:
         raise TypeError(

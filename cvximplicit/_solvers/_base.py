@@ -201,6 +201,11 @@ class RawSolution:
         return all(a is not None and bool(np.all(np.isfinite(a))) for a in (self.x, self.y, self.s))
 
 
+#: diffcp's batch settings (threads of the batched forward and backward passes), which
+#: cvxpylayers passes through ``solver_args``: no backend has them; dropped with the warning.
+_BATCH_SETTINGS: Mapping[str, tuple[str, ...]] = {"n_jobs_forward": (), "n_jobs_backward": ()}
+
+
 class Solver(ABC):
     """Base class of the solver backends.
 
@@ -250,20 +255,22 @@ class Solver(ABC):
         return self.known
 
     def _translate(self, settings: dict[str, Any]) -> dict[str, Any]:
-        foreign = [k for k in settings if k in self.aliases]
+        aliases = {**_BATCH_SETTINGS, **self.aliases}
+        foreign = [k for k in settings if k in aliases]
         if not foreign:
             return settings
-        out = {k: v for k, v in settings.items() if k not in self.aliases}
+        out = {k: v for k, v in settings.items() if k not in aliases}
         notes = []
         for key in foreign:
-            targets = self.aliases[key]
+            targets = aliases[key]
             for target in targets:
                 out.setdefault(target, settings[key])
-            notes.append(
-                f"{key}={settings[key]!r} -> {', '.join(targets)}"
-                if targets
-                else f"{key} dropped ({self.name} has no counterpart)"
-            )
+            if targets:
+                notes.append(f"{key}={settings[key]!r} -> {', '.join(targets)}")
+            elif key in _BATCH_SETTINGS and key not in self.aliases:
+                notes.append(f"{key} dropped (batches run through the layer's executor=)")
+            else:
+                notes.append(f"{key} dropped ({self.name} has no counterpart)")
         warnings.warn(
             f"solver settings translated for {self.name} (cvxpylayers/diffcp names): "
             + "; ".join(notes),

@@ -78,6 +78,28 @@ class _Cache:
         return len(self._items)
 
 
+#: Per-call solver settings as a hashable, static value: sorted ``(name, value)`` pairs.
+_Settings = tuple[tuple[str, Any], ...] | None
+
+
+def _settings_key(solver_args: dict[str, Any] | None) -> _Settings:
+    if not solver_args:
+        return None
+    key = tuple(sorted(solver_args.items()))
+    try:
+        hash(key)
+    except TypeError:
+        raise TypeError(
+            "the JAX layer's per-call solver_args must be static, hashable values (numbers, "
+            f"strings, tuples), got {solver_args!r}"
+        ) from None
+    return key
+
+
+def _as_dict(settings: _Settings) -> dict[str, Any] | None:
+    return None if settings is None else dict(settings)
+
+
 class CvxpyLayer:
     r"""A differentiable convex optimization layer for JAX.
 
@@ -175,12 +197,14 @@ class CvxpyLayer:
         #: native threads, and per-call Python thread states there leaked about 7 MB per
         #: training step on a 3000-variable QP (thread-local solver state never freed).
         self._host = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvximplicit-jax")
+        self._callbacks: dict[tuple[Any, ...], Any] = {}
         self._specs = self.program.parameter_specs
         self._outputs = self.program.output_specs
         self._last: list[Diagnostics] = []
         self._error: BaseException | None = None
         self._last_error: BaseException | None = None
-        self._solve = self._build()
+        #: The traced solve function per per-call ``solver_args`` (``None``: the layer's own).
+        self._solves: dict[_Settings, Any] = {None: self._build(None)}
 
     def __repr__(self) -> str:
         return f"CvxpyLayer({self.program!r})"
@@ -202,7 +226,20 @@ class CvxpyLayer:
         """Run ``fn`` on the layer's host thread (see ``_host``) and wait for it."""
         return self._host.submit(fn, *args).result()
 
-    def _host_forward(self, keep: bool, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _callback(self, name: str, *static: Any) -> Any:
+        """The host callback ``self.<name>(*static, *arrays)`` run by ``_on_host``, one object
+        per ``(name, static)``: JAX keys its compiled callbacks on the callable, so a new
+        partial on every call would compile the callback again on every eager call."""
+        key = (name, *static)
+        fn = self._callbacks.get(key)
+        if fn is None:
+            host = functools.partial(getattr(self, name), *static)
+            fn = self._callbacks[key] = functools.partial(self._on_host, host)
+        return fn
+
+    def _host_forward(
+        self, keep: bool, settings: _Settings, *arrays: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         arrays = tuple(np.asarray(a) for a in arrays)
         lead = self.program.batch_shape(*arrays)
         flat = self.program.flatten_batch(arrays, lead)
@@ -215,7 +252,11 @@ class CvxpyLayer:
             if not isinstance(previous, BatchSolution) or len(previous) != size:
                 previous = None
             batch = self.program.solve_batch(
-                *flat, executor=self.executor, on_failure=self.on_failure, warm_start=previous
+                *flat,
+                executor=self.executor,
+                solver_args=_as_dict(settings),
+                on_failure=self.on_failure,
+                warm_start=previous,
             )
             self._warm.record(batch, previous is not None)
         except CvximplicitError as exc:
@@ -239,11 +280,17 @@ class CvxpyLayer:
         shaped = [o.reshape(lead + o.shape[1:]).astype(dtype) for o in outs]
         return (*shaped, handles.reshape(lead))
 
-    def _solution(self, handle: int, flat: list[np.ndarray], i: int) -> Solution:
+    def _solution(
+        self, handle: int, flat: list[np.ndarray], i: int, settings: _Settings
+    ) -> Solution:
         sol = self._cache.take(handle) if handle > 0 else None
-        return sol if sol is not None else self.program.solve(*[f[i] for f in flat])
+        if sol is not None:
+            return sol
+        return self.program.solve(*[f[i] for f in flat], solver_args=_as_dict(settings))
 
-    def _host_linear(self, mode: str, handles: np.ndarray, *rest: np.ndarray) -> Any:
+    def _host_linear(
+        self, mode: str, settings: _Settings, handles: np.ndarray, *rest: np.ndarray
+    ) -> Any:
         """The core's JVP (``mode="jvp"``: parameter tangents in, output tangents out) or VJP
         (``"vjp"``: output cotangents in, parameter cotangents out) at each element's
         solution.  Every array has the same leading (batch) dimensions as ``handles``: the
@@ -269,7 +316,7 @@ class CvxpyLayer:
             h = int(hs[i])
             sol = solutions.get(h) if h > 0 else None
             if sol is None:
-                sol = self._solution(h, flat, i)
+                sol = self._solution(h, flat, i, settings)
                 if h > 0:
                     solutions[h] = sol
             args = [f[i] for f in flat_in]
@@ -292,7 +339,8 @@ class CvxpyLayer:
         dtype = jnp.result_type(*floats) if floats else jnp.zeros(()).dtype
         return lead, dtype
 
-    def _build(self) -> Any:
+    def _build(self, settings: _Settings) -> Any:
+        """The traced solve, with the per-call solver settings ``settings`` (static)."""
         layer = self
 
         @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -302,7 +350,7 @@ class CvxpyLayer:
             shapes = [jax.ShapeDtypeStruct(lead + o.shape, dtype) for o in layer._outputs]
             shapes.append(jax.ShapeDtypeStruct(lead, jnp.int32))
             res = jax.pure_callback(
-                functools.partial(layer._on_host, functools.partial(layer._host_forward, keep)),
+                layer._callback("_host_forward", keep, settings),
                 tuple(shapes),
                 *params,
                 vmap_method="broadcast_all",
@@ -325,7 +373,9 @@ class CvxpyLayer:
             # rule (reverse mode: the core's VJP) and a batching rule (vmap, jacfwd, jacrev).
             lead = tuple(handles.shape)
             full = [jnp.broadcast_to(t, lead + s.shape) for t, s in zip(tangents, layer._specs)]
-            tangent_outs = _linear_p.bind(handles, *primals, *full, layer=layer, mode="jvp")
+            tangent_outs = _linear_p.bind(
+                handles, *primals, *full, layer=layer, mode="jvp", settings=settings
+            )
             return outs, tuple(tangent_outs)
 
         def solve_full(*params: Any) -> tuple[Any, ...]:
@@ -344,17 +394,20 @@ class CvxpyLayer:
         return arrays
 
     def __call__(self, *params: Any, solver_args: dict[str, Any] | None = None) -> tuple[Any, ...]:
-        """Solve for the given parameter arrays; returns one array per output."""
-        if solver_args:
-            raise NotImplementedError(
-                "per-call solver_args are not supported by the JAX layer (they cannot be traced); "
-                "pass them to the constructor"
-            )
+        """Solve for the given parameter arrays; returns one array per output.
+
+        ``solver_args``: solver settings for this call, on top of the layer's (as for the
+        PyTorch layer); static values (numbers, strings), not traced arrays."""
+        settings = _settings_key(solver_args)
+        solve = self._solves.get(settings)
+        if solve is None:
+            self.program.solver.with_settings(solver_args)  # checks the names now
+            solve = self._solves[settings] = self._build(settings)
         arrays = self._validate(params)
         concrete = not any(isinstance(a, Tracer) for a in arrays)
         self._error = None
         try:
-            out = self._solve(*arrays)
+            out = solve(*arrays)
             if concrete:
                 jax.block_until_ready(out)
             return tuple(out)
@@ -416,10 +469,10 @@ def _linear_shapes(args: Sequence[Any], layer: CvxpyLayer, mode: str) -> list[An
     return [jax.ShapeDtypeStruct(lead + o.shape, dtype) for o in outs]
 
 
-def _linear_callback(*args: Any, layer: CvxpyLayer, mode: str) -> list[Any]:
+def _linear_callback(*args: Any, layer: CvxpyLayer, mode: str, settings: _Settings) -> list[Any]:
     shapes = tuple(_linear_shapes(args, layer, mode))
     out = jax.pure_callback(
-        functools.partial(layer._on_host, functools.partial(layer._host_linear, mode)),
+        layer._callback("_host_linear", mode, settings),
         shapes,
         *args,
         vmap_method="broadcast_all",
@@ -427,11 +480,13 @@ def _linear_callback(*args: Any, layer: CvxpyLayer, mode: str) -> list[Any]:
     return list(out)
 
 
-def _linear_abstract(*args: Any, layer: CvxpyLayer, mode: str) -> list[Any]:
+def _linear_abstract(*args: Any, layer: CvxpyLayer, mode: str, settings: _Settings) -> list[Any]:
     return [ShapedArray(s.shape, s.dtype) for s in _linear_shapes(args, layer, mode)]
 
 
-def _linear_transpose(cts: Sequence[Any], *args: Any, layer: CvxpyLayer, mode: str) -> list[Any]:
+def _linear_transpose(
+    cts: Sequence[Any], *args: Any, layer: CvxpyLayer, mode: str, settings: _Settings
+) -> list[Any]:
     n_par = len(layer._specs)
     handles, params = args[0], args[1 : 1 + n_par]
     if ad.is_undefined_primal(handles) or any(ad.is_undefined_primal(p) for p in params):
@@ -445,20 +500,29 @@ def _linear_transpose(cts: Sequence[Any], *args: Any, layer: CvxpyLayer, mode: s
         for ct, o in zip(cts, outs)
     ]
     other = "vjp" if mode == "jvp" else "jvp"
-    back = _linear_p.bind(handles, *params, *cts, layer=layer, mode=other)
+    back = _linear_p.bind(handles, *params, *cts, layer=layer, mode=other, settings=settings)
     return [None] * (1 + n_par) + list(back)
 
 
-def _linear_jvp(primals: Sequence[Any], tangents: Sequence[Any], *, layer: CvxpyLayer, mode: str):
+def _linear_jvp(
+    primals: Sequence[Any],
+    tangents: Sequence[Any],
+    *,
+    layer: CvxpyLayer,
+    mode: str,
+    settings: _Settings,
+):
     n_par = len(layer._specs)
     if any(type(t) is not ad.Zero for t in tangents[: 1 + n_par]):
         raise SecondDerivativeError(_SECOND_ORDER)
-    out = _linear_p.bind(*primals, layer=layer, mode=mode)
+    out = _linear_p.bind(*primals, layer=layer, mode=mode, settings=settings)
     vec_tangents = [
         jnp.zeros(p.shape, p.dtype) if type(t) is ad.Zero else t
         for p, t in zip(primals[1 + n_par :], tangents[1 + n_par :])
     ]
-    tangent_out = _linear_p.bind(*primals[: 1 + n_par], *vec_tangents, layer=layer, mode=mode)
+    tangent_out = _linear_p.bind(
+        *primals[: 1 + n_par], *vec_tangents, layer=layer, mode=mode, settings=settings
+    )
     return out, tangent_out
 
 
@@ -468,7 +532,9 @@ def _unmapped(dim: Any) -> bool:
     return dim is None or type(dim).__name__ == "NotMapped"
 
 
-def _linear_batch(args: Sequence[Any], dims: Sequence[Any], *, layer: CvxpyLayer, mode: str):
+def _linear_batch(
+    args: Sequence[Any], dims: Sequence[Any], *, layer: CvxpyLayer, mode: str, settings: _Settings
+):
     # The mapped axis becomes one more leading (batch) axis of every operand: the primitive
     # itself again, so that the batched tangent map stays transposable.
     size = next(a.shape[d] for a, d in zip(args, dims) if not _unmapped(d))
@@ -476,7 +542,7 @@ def _linear_batch(args: Sequence[Any], dims: Sequence[Any], *, layer: CvxpyLayer
         jnp.broadcast_to(a, (size, *a.shape)) if _unmapped(d) else jnp.moveaxis(a, d, 0)
         for a, d in zip(args, dims)
     ]
-    out = _linear_p.bind(*moved, layer=layer, mode=mode)
+    out = _linear_p.bind(*moved, layer=layer, mode=mode, settings=settings)
     return out, [0] * len(out)
 
 
