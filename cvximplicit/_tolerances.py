@@ -46,10 +46,11 @@ class Tolerances:
         dense_lstsq_limit: largest size for a dense SVD least-squares fallback (else LSMR).
         ldl_min_size: with zero and nonnegative cones only, a sparse ``B`` with at least this
             many rows is solved through a reduced symmetric matrix factorized by qdldl (when
-            installed, ``[fast]``) and refined against ``B``.  Measured: the factorization
-            costs 3.2 vs 6.0 ms (NNLS, 500 rows), 4.7 vs 10 ms (LASSO, 1000 rows), but each
-            solve 0.28 instead of 0.08 ms (two refinement sweeps); below ~400 rows SuperLU
-            wins.
+            installed, ``[fast]``) and refined against ``B``.  Measured in a forward pass
+            (``benchmarks/core.py`` sizes): factorizations 3.5 vs 8.2 ms on the LASSO (1000
+            rows), but 3.3 vs 2.8 ms on the NNLS (500 rows) and 1.3 vs 0.6 ms on the box LP
+            (330 rows), and every later solve costs three LDL solves instead of one LU solve
+            (VJP 0.6 vs 0.3-0.4 ms): SuperLU below 800 rows.
         ldl_regularization: that matrix's regularization, relative to the largest data entry
             (iterative refinement then removes it).
         warm_max_iter: a warm start (semismooth Newton from the previous solution with the new
@@ -79,7 +80,7 @@ class Tolerances:
     dense_fill: float = 0.15
     dense_fill_limit: int = 1024
     dense_lstsq_limit: int = 3000
-    ldl_min_size: int = 400
+    ldl_min_size: int = 800
     ldl_regularization: float = 1e-9
     warm_max_iter: int = 4
 
