@@ -30,7 +30,7 @@ import cvximplicit as ci
 from cvximplicit import problems
 
 sys.path.insert(0, str(Path(__file__).parent))
-from core import clarabel_direct
+from core import clarabel_direct, gradient_error
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = {"banded_qp": dict(n=5000), "grid_qp": dict(k=141)}
@@ -39,17 +39,6 @@ CONFIGS = {
     "reduced LDL (default)": ci.Tolerances(),
     "SuperLU on B": ci.Tolerances(ldl_min_size=10**12),
 }
-
-
-def gradient_error(program: ci.Program, reference: ci.Program, fam, rng) -> float:
-    sol = program.solve(*fam.values)
-    tangents = [rng.standard_normal(np.shape(v)) for v in fam.values]
-    jvp = np.concatenate([np.ravel(j) for j in sol.jvp(*tangents)])
-    h = 1e-5
-    plus = reference.solve(*[v + h * t for v, t in zip(fam.values, tangents)]).values
-    minus = reference.solve(*[v - h * t for v, t in zip(fam.values, tangents)]).values
-    fd = np.concatenate([np.ravel(a - b) / (2 * h) for a, b in zip(plus, minus)])
-    return float(np.linalg.norm(jvp - fd) / max(np.linalg.norm(fd), 1e-8))
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ from typing import ClassVar
 import numpy as np
 
 from .._typing import FloatArray, IntArray
-from ._base import KinkPolicy
 from ._kernels import compiled_kernels
 from ._pieces import ThreeDimensionalCone
 from ._roots import bracketed_root
@@ -259,14 +258,3 @@ class ExponentialCone(ThreeDimensionalCone):
 
     def _smooth_jacobian(self, V: FloatArray, P: FloatArray, prm: FloatArray) -> FloatArray:
         return _boundary_jacobian(P, V - P)
-
-    def _compiled_dual_jacobian(
-        self, v: FloatArray, kink: KinkPolicy, tol: float
-    ) -> FloatArray | None:
-        kernels = compiled_kernels()
-        if kernels is None:
-            return None
-        active = kink is KinkPolicy.ACTIVE
-        return kernels.dual_jacobian_rows(
-            "exponential", self._members(v), self._params, tol, active
-        )

@@ -28,6 +28,7 @@ import numpy as np
 
 from .._typing import FloatArray, IntArray
 from ._base import BlockLayout, Cone, KinkPolicy
+from ._kernels import compiled_kernels
 
 __all__ = ["ThreeDimensionalCone"]
 
@@ -135,9 +136,13 @@ class ThreeDimensionalCone(Cone):
     def _compiled_dual_jacobian(
         self, v: FloatArray, kink: KinkPolicy, tol: float
     ) -> FloatArray | None:
-        """`dual_jacobian_blocks()` by a compiled kernel, ``None`` where there is none (then
-        the numpy code below runs)."""
-        return None
+        """`dual_jacobian_blocks()` by the compiled kernel of this kind (``name``), ``None``
+        without numba (then the numpy code below runs)."""
+        kernels = compiled_kernels()
+        if kernels is None:
+            return None
+        V, active = self._members(v), kink is KinkPolicy.ACTIVE
+        return kernels.dual_jacobian_rows(self.name, V, self._params, tol, active)
 
     def dual_jacobian_blocks(
         self, v: FloatArray, kink: KinkPolicy, tol: float

@@ -8,7 +8,6 @@ from typing import ClassVar
 import numpy as np
 
 from .._typing import FloatArray, IntArray
-from ._base import KinkPolicy
 from ._kernels import compiled_kernels
 from ._pieces import ThreeDimensionalCone
 from ._roots import bracketed_root
@@ -201,12 +200,3 @@ class PowerCone(ThreeDimensionalCone):
         du: FloatArray = -np.linalg.solve(Gu, Gv).astype(np.float64)
         du[:, 2, :] *= sgn[:, None]  # z = sign(z0) r
         return du
-
-    def _compiled_dual_jacobian(
-        self, v: FloatArray, kink: KinkPolicy, tol: float
-    ) -> FloatArray | None:
-        kernels = compiled_kernels()
-        if kernels is None:
-            return None
-        V, active = self._members(v), kink is KinkPolicy.ACTIVE
-        return kernels.dual_jacobian_rows("power", V, self._params, tol, active)
