@@ -266,6 +266,12 @@ class BatchRefined:
         Dm = layout.jacobian_matrix(D)
         self._ops = (P, A, AT, Dm, sp.csr_array(Dm.T))
         self._exact: BatchFactorization | None = None
+        # A probe: where refinement does not converge (a final B that is singular although
+        # the step's was not), the exact factorizations are made now, so that `degenerate`
+        # is right before any derivative (such rows then take the single path).
+        self.solve(np.random.default_rng(0).standard_normal((self.size, self.N)))
+        if self._exact is not None:
+            self.degenerate = self._exact.degenerate
 
     def _apply(self, Z: FloatArray, transpose: bool) -> FloatArray:
         """``B_i z_i`` (``B_i' z_i``) for every row."""

@@ -7,7 +7,9 @@ warns, never changes itself and computes its condition number only when asked
 * `DenseLU` (LAPACK ``getrf``) for small or dense-ish ``B``: on the small programs layers
   are used for it is several times faster than a sparse LU, and it has no failure mode on
   rank-deficient input;
-* `SparseLU` (SuperLU) otherwise;
+* `SparseLU` (SuperLU) otherwise, or, for zero and nonnegative cones from
+  `Tolerances.ldl_min_size` rows, `ReducedLDL` (qdldl on a reduced symmetric matrix) refined
+  against ``B`` (`reduced_ldl()`);
 * `LeastSquares` (minimum-norm, dense SVD or LSMR) when ``B`` is numerically singular;
   it is marked ``degenerate`` and carries the reason, and the caller decides whether to warn
   or raise.
@@ -223,7 +225,7 @@ class Refined(Factorization):
 class ReducedLDL(Factorization):
     """Exact solves with ``B~``, a matrix within ``delta`` of ``B = [[P, A'D], [A, D - I]]``
     for a *diagonal* ``D = diag(d)``, ``0 <= d <= 1`` (zero and nonnegative cones), through a
-    symmetric quasi-definite matrix half its size or less, factorized by qdldl (``LDL'``).
+    symmetric quasi-definite matrix of at most its size, factorized by qdldl (``LDL'``).
 
     Rows with ``d_i < 1`` are eliminated (``dv_i = (A_i dx - r_i) / (1 - d_i)``), which
     leaves, for ``B z = r`` and for ``B' z = r`` alike (only the right-hand sides and the
