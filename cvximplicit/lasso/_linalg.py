@@ -68,8 +68,16 @@ def correlations(X: Any, r: FloatArray, x_mean: FloatArray, sparse_centered: boo
 
 def columns(X: Any, S: np.ndarray, x_mean: FloatArray, sparse_centered: bool) -> FloatArray:
     """The centred columns ``S`` of ``X``, dense."""
-    XS = X[:, S]
-    XS = XS.toarray() if sp.issparse(XS) else np.asarray(XS)
+    if sp.issparse(X) and X.format == "csc" and len(S) <= 8:
+        # the homotopy asks for one column per breakpoint: read CSC's arrays directly
+        # (scipy's fancy indexing and toarray cost 0.17 ms per call on a 160 x 3000 design)
+        XS = np.zeros((X.shape[0], len(S)))
+        for k, j in enumerate(S):
+            lo, hi = X.indptr[j], X.indptr[j + 1]
+            XS[X.indices[lo:hi], k] = X.data[lo:hi]
+    else:
+        XS = X[:, S]
+        XS = XS.toarray() if sp.issparse(XS) else np.asarray(XS)
     return XS - x_mean[S] if sparse_centered else XS
 
 
