@@ -164,3 +164,19 @@ def test_global_minimum_beats_an_exact_grid(case):
     best = held_out(fold, solve_inner(fold, "lasso", np.array([est.alpha_]), None, 1e-10).coef)
     assert best <= min(values) * (1 + 1e-9)
     assert est.path_.best_value == pytest.approx(best, rel=1e-8)
+
+
+def test_columns_of_a_sparse_design_equal_the_dense_ones():
+    """`columns` reads single CSC columns from the arrays directly; the same centred values
+    as the dense design, for one column, a few, and many."""
+    import scipy.sparse as sp
+
+    from cvximplicit.lasso._linalg import columns
+
+    rng = np.random.default_rng(0)
+    X = sp.random(40, 60, density=0.1, format="csc", random_state=1)
+    dense, mean = X.toarray(), rng.standard_normal(60)
+    for S in (np.array([3]), np.array([0, 59, 7]), np.arange(0, 60, 3)):
+        for centred in (False, True):
+            expected = dense[:, S] - mean[S] if centred else dense[:, S]
+            np.testing.assert_array_equal(columns(X, S, mean, centred), expected)
