@@ -180,3 +180,5 @@ def test_columns_of_a_sparse_design_equal_the_dense_ones():
         for centred in (False, True):
             expected = dense[:, S] - mean[S] if centred else dense[:, S]
             np.testing.assert_array_equal(columns(X, S, mean, centred), expected)
+        # the layout of scipy's toarray() (later products then sum in the same order)
+        assert columns(X, S, mean, False).flags["F_CONTIGUOUS"]
