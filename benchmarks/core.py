@@ -16,7 +16,6 @@ same reference for every configuration).  Writes ``benchmarks/results/core.md`` 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -28,7 +27,8 @@ import numpy as np
 import cvximplicit as ci
 from cvximplicit import problems
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))
+from _publish import publish
 
 SIZES = {
     "nnls": dict(m=150, n=100),
@@ -223,13 +223,7 @@ def main() -> None:
             f"| {r['family']} | {r['n']}, {r['m']} | {r['config']} | {r['forward_ms']:.2f} | "
             f"{r['vjp_ms']:.2f} | {r['vjp_ms'] / r['forward_ms']:.2f} | {r['grad_rel_error']:.1e} |"
         )
-    RESULTS.mkdir(exist_ok=True)
-    suffix = "-quick" if args.quick else ""
-    (RESULTS / f"core{suffix}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"core{suffix}.json").write_text(
-        json.dumps(dict(machine=machine, rows=rows), indent=1)
-    )
-    print("\n".join(lines))
+    publish("core", lines, machine, rows, args.quick)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ import cvximplicit as ci
 from cvximplicit import problems
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _publish import publish
 from core import clarabel_direct, gradient_error
 
-RESULTS = Path(__file__).parent / "results"
 SIZES = {"banded_qp": dict(n=5000), "grid_qp": dict(k=141)}
 QUICK = {"banded_qp": dict(n=500), "grid_qp": dict(k=30)}
 CONFIGS = {
@@ -125,13 +125,7 @@ def main() -> None:
             f"{r['factorization_ms']:.0f} | {polish / solve:.2f} | {r['vjp_ms']:.1f} "
             f"| {r['grad_rel_error']:.1e} |"
         )
-    suffix = "-quick" if args.quick else ""
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"large{suffix}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"large{suffix}.json").write_text(
-        json.dumps(dict(machine=machine, rows=rows), indent=1)
-    )
-    print("\n".join(lines))
+    publish("large", lines, machine, rows, args.quick)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ import cvximplicit as ci
 from cvximplicit import problems
 from cvximplicit.torch import CvxpyLayer
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))
+from _publish import publish
+
 torch.set_default_dtype(torch.float64)
 
 
@@ -266,27 +268,6 @@ def machine_description() -> str:
         f"{platform.machine()}, {platform.processor() or 'cpu'}, "
         f"Python {sys.version.split()[0]}, torch {torch.__version__}"
     )
-
-
-def publish(
-    name: str,
-    lines: list[str],
-    machine: str,
-    rows: list[dict],
-    quick: bool,
-    plot_to: Any = None,
-) -> None:
-    """Write ``results/<name>.md`` (``lines``) and ``.json`` (machine and rows), and the plot
-    (``plot_to(rows, path)``) if given; ``-quick`` results go to separate, ignored files."""
-    RESULTS.mkdir(exist_ok=True)
-    suffix = "-quick" if quick else ""
-    (RESULTS / f"{name}{suffix}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"{name}{suffix}.json").write_text(
-        json.dumps(dict(machine=machine, rows=rows), indent=1)
-    )
-    if plot_to is not None:
-        plot_to(rows, RESULTS / f"{name}{suffix}.png")
-    print("\n".join(lines))
 
 
 def write(rows: list[dict], quick: bool) -> None:
