@@ -46,7 +46,7 @@ from ._conic import (
 )
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import InfeasibleError, SolverError, SolverFailedError, UnboundedError
-from ._factor import DenseLU, Factorization, Refined
+from ._factor import DenseLU, Factorization, Refined, refinement_converged
 from ._solvers import DataLayout, RawSolution, Solver, SolverStatus, StackedData
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse, parse_option
@@ -305,12 +305,7 @@ class BatchRefined:
             Z += dZ
             step = np.linalg.norm(dZ, axis=1)
             size = np.maximum(np.linalg.norm(Z, axis=1), 1e-300)
-            # `Refined.refine`'s test, row by row
-            done |= (
-                (step <= 1e-15 * size)
-                | (step * step <= 1e-16 * size * previous)
-                | ((step >= 0.25 * previous) & (step <= 1e-10 * size))
-            )
+            done |= refinement_converged(step, size, previous)
             if done.all():
                 return Z
             previous = step

@@ -25,7 +25,7 @@ import functools
 import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import scipy.linalg
@@ -47,6 +47,7 @@ __all__ = [
     "StructuralRanks",
     "factorize",
     "reduced_ldl",
+    "refinement_converged",
 ]
 
 
@@ -153,6 +154,19 @@ class LeastSquares(Factorization):
         return spla.lsmr(op, rhs, atol=1e-14, btol=1e-14, maxiter=20 * self.size)[0]
 
 
+def refinement_converged(step: Any, size: Any, previous: Any) -> Any:
+    """Whether iterative refinement has converged, for a correction of norm ``step`` to a
+    solution of norm ``size`` after one of norm ``previous`` (floats, or arrays of them row
+    by row): a correction at rounding level, one whose successor (at the rate of the last
+    two) would be, or one that stopped shrinking while already tiny (the rounding floor of
+    the residual ``rhs - B z``)."""
+    return (
+        (step <= 1e-15 * size)
+        | (step * step <= 1e-16 * size * previous)
+        | ((step >= 0.25 * previous) & (step <= 1e-10 * size))
+    )
+
+
 class Refined(Factorization):
     """A factorization of a nearby matrix, refined iteratively against the exact ``B``.
 
@@ -194,15 +208,7 @@ class Refined(Factorization):
             dz = self._base.solve(rhs - apply(z), transpose)
             z = z + dz
             step = float(np.linalg.norm(dz))
-            size = max(float(np.linalg.norm(z)), 1e-300)
-            # converged: a correction at rounding level, one whose successor (at the rate of
-            # the last two) would be, or one that stopped shrinking while already tiny (the
-            # rounding floor of the residual rhs - B z)
-            if (
-                step <= 1e-15 * size
-                or step * step <= 1e-16 * size * previous
-                or (step >= 0.25 * previous and step <= 1e-10 * size)
-            ):
+            if refinement_converged(step, max(float(np.linalg.norm(z)), 1e-300), previous):
                 return z
             previous = step
         return None
