@@ -153,12 +153,7 @@ class Program:
             >>> program.batch_shape(np.zeros((4, 3, 2)))
             (4, 3)
         """
-        specs = self._compiled.parameters
-        if len(values) != len(specs):
-            raise ParameterError(
-                f"expected {len(specs)} parameter values (for {[s.name for s in specs]}), "
-                f"got {len(values)}"
-            )
+        specs = self._specs_for(values)
         leads = []
         for spec, value in zip(specs, values):
             has_dtype = hasattr(value, "dtype") and hasattr(value, "shape")
@@ -185,13 +180,18 @@ class Program:
         ]
 
     # ------------------------------------------------------------------ data
-    def _check(self, values: Sequence[ArrayLike], batch: int | None = None) -> list[FloatArray]:
+    def _specs_for(self, values: Sequence[Any]) -> tuple[ParameterSpec, ...]:
+        """The parameter specs, after checking that ``values`` has one value per parameter."""
         specs = self._compiled.parameters
         if len(values) != len(specs):
-            names = [p.name for p in specs]
             raise ParameterError(
-                f"expected {len(specs)} parameter values (for {names}), got {len(values)}"
+                f"expected {len(specs)} parameter values (for {[s.name for s in specs]}), "
+                f"got {len(values)}"
             )
+        return specs
+
+    def _check(self, values: Sequence[ArrayLike], batch: int | None = None) -> list[FloatArray]:
+        specs = self._specs_for(values)
         return [spec.check(v, batch, specs) for spec, v in zip(specs, values)]
 
     def _stack(self, arrays: Sequence[FloatArray]) -> FloatArray:
@@ -450,12 +450,7 @@ class Program:
 
     def _stack_batch(self, values: Sequence[ArrayLike]) -> tuple[FloatArray, list[bool]]:
         """Validate batched and shared values; stack them as ``(batch, stacked size)``."""
-        specs = self._compiled.parameters
-        if len(values) != len(specs):
-            names = [p.name for p in specs]
-            raise ParameterError(
-                f"expected {len(specs)} parameter values (for {names}), got {len(values)}"
-            )
+        specs = self._specs_for(values)
         batched = []
         sizes = set()
         for spec, v in zip(specs, values):
