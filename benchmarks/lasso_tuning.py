@@ -32,6 +32,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import lasso_path
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
+from cvximplicit import problems
 from cvximplicit.lasso import ImplicitLassoCV, hypergradient
 from cvximplicit.lasso._engine import (
     coef_jacobian,
@@ -68,16 +69,10 @@ def diabetes():
     return X, y, (perm[:half], perm[half:])
 
 
-def spectra(n: int = 200, p: int = 100, seed: int = 0, noise: float = 3e-4):
-    """Synthetic absorbance spectra: six Gaussian bands with random concentrations, a
-    baseline offset and noise; neighbouring channels correlate above 0.999."""
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(0, 1, p)
-    centers, widths = rng.uniform(0.05, 0.95, 6), rng.uniform(0.05, 0.2, 6)
-    bands = np.exp(-0.5 * ((grid[None, :] - centers[:, None]) / widths[:, None]) ** 2)
-    conc = rng.uniform(0, 1, (n, 6))
-    X = conc @ bands + noise * rng.standard_normal((n, p)) + rng.uniform(-0.05, 0.05, (n, 1))
-    y = 3 * conc[:, 0] + conc[:, 1] - 2 * conc[:, 2] + 0.05 * rng.standard_normal(n)
+def spectra(n: int = 200, p: int = 100, seed: int = 0):
+    """`cvximplicit.problems.spectra` with the grouping for the weighted LASSO (bands of
+    10 channels)."""
+    X, y = problems.spectra(n, p, seed)
     return X, y, np.repeat(np.arange(p // 10 + 1), 10)[:p]
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "qp",
     "socp",
     "socp_ball",
+    "spectra",
 ]
 
 
@@ -290,6 +291,23 @@ def grid_qp(k: int = 141, lam: float = 5.0, seed: int | np.random.Generator = 0)
     prob = cp.Problem(cp.Minimize(cp.sum_squares(X - Y) + lam * smooth), [X >= 0, X <= 1])
     ramp = np.add.outer(np.linspace(0, 1, k), np.linspace(0, 1, k)) / 2
     return Family(f"grid_qp_{k}", prob, [Y], [X], [ramp + 0.3 * rng.standard_normal((k, k))])
+
+
+def spectra(
+    n: int = 200, p: int = 100, seed: int | np.random.Generator = 0, noise: float = 3e-4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic absorbance spectra for regression ``(X, y)`` (not a cone program: a hard
+    design for the LASSO tools).  Each row mixes six Gaussian bands with random
+    concentrations, plus a baseline offset and a little noise, so neighbouring channels
+    correlate above 0.999; ``y`` is a linear function of three concentrations plus noise."""
+    rng = _rng(seed)
+    grid = np.linspace(0, 1, p)
+    centers, widths = rng.uniform(0.05, 0.95, 6), rng.uniform(0.05, 0.2, 6)
+    bands = np.exp(-0.5 * ((grid[None, :] - centers[:, None]) / widths[:, None]) ** 2)
+    conc = rng.uniform(0, 1, (n, 6))
+    X = conc @ bands + noise * rng.standard_normal((n, p)) + rng.uniform(-0.05, 0.05, (n, 1))
+    y = 3 * conc[:, 0] + conc[:, 1] - 2 * conc[:, 2] + 0.05 * rng.standard_normal(n)
+    return X, y
 
 
 #: Every family by name, each a function of ``seed`` (and sizes).

@@ -21,19 +21,7 @@ from cvximplicit.lasso import HomotopyWarning, ImplicitLassoCV, criterion_path
 from cvximplicit.lasso._homotopy import fold_path
 from cvximplicit.lasso._linalg import make_fold
 from cvximplicit.lasso._tuning import _alpha_max
-
-
-def spectra(n: int, p: int, seed: int = 0, noise: float = 3e-4):
-    """Smooth absorbance curves: a few Gaussian bands with random concentrations, a
-    baseline offset and a little noise (neighbouring channels correlate above 0.999)."""
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(0, 1, p)
-    centers, widths = rng.uniform(0.05, 0.95, 6), rng.uniform(0.05, 0.2, 6)
-    bands = np.exp(-0.5 * ((grid[None, :] - centers[:, None]) / widths[:, None]) ** 2)
-    conc = rng.uniform(0, 1, (n, 6))
-    X = conc @ bands + noise * rng.standard_normal((n, p)) + rng.uniform(-0.05, 0.05, (n, 1))
-    y = 3 * conc[:, 0] + conc[:, 1] - 2 * conc[:, 2] + 0.05 * rng.standard_normal(n)
-    return X, y
+from cvximplicit.problems import spectra
 
 
 def poly3():
