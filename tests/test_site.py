@@ -48,6 +48,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_docs_build_strict(site: Path):
+    """The site builds with warnings as errors (``make docs``)."""
+    assert (site / "index.html").exists()
+
+
 def test_benchmarks_page_shows_every_result(site: Path):
     page = (site / "benchmarks" / "index.html").read_text()
     for md in sorted(RESULTS.glob("*.md")):
