@@ -270,15 +270,20 @@ class LinkChecker:
         return None
 
 
-def load(browser: Chromium, base: str, url: str, width: int) -> tuple[list[str], dict[str, Any]]:
-    """Load ``url`` at ``width``; the console/network problems and the page script's report."""
+def viewport(browser: Chromium, width: int, height: int) -> None:
+    """Emulate a window of ``width`` x ``height`` (a phone below ``PHONE`` pixels)."""
     browser.send(
         "Emulation.setDeviceMetricsOverride",
         width=width,
-        height=HEIGHT,
+        height=height,
         deviceScaleFactor=1,
         mobile=width < PHONE,
     )
+
+
+def load(browser: Chromium, base: str, url: str, width: int) -> tuple[list[str], dict[str, Any]]:
+    """Load ``url`` at ``width``; the console/network problems and the page script's report."""
+    viewport(browser, width, HEIGHT)
     since = len(browser.events)
     browser.send("Page.navigate", url=url)
     browser.wait_event("Page.loadEventFired", since)
@@ -304,13 +309,7 @@ def load(browser: Chromium, base: str, url: str, width: int) -> tuple[list[str],
 
 def screenshot(browser: Chromium, width: int, height: int, path: Path) -> None:
     """The whole page at ``width`` (as tall as its content)."""
-    browser.send(
-        "Emulation.setDeviceMetricsOverride",
-        width=width,
-        height=height,
-        deviceScaleFactor=1,
-        mobile=width < PHONE,
-    )
+    viewport(browser, width, height)
     shot = browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
     path.write_bytes(base64.b64decode(shot["data"]))
 
