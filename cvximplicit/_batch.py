@@ -258,11 +258,13 @@ class BatchRefined:
         data: BatchData,
         D: FloatArray,
         tol: Tolerances,
+        mats: tuple[Sparse, Sparse, Sparse] | None = None,
     ) -> None:
+        """``mats``: the batch's block-diagonal ``P, A, A'`` when the caller has them."""
         self.base, self.size, self.N = base, base.size, base.N
         self.degenerate = base.degenerate
         self._layout, self._data, self._D, self._tol = layout, data, D, tol
-        P, A, AT = layout.matrices(data)
+        P, A, AT = layout.matrices(data) if mats is None else mats
         Dm = layout.jacobian_matrix(D)
         self._ops = (P, A, AT, Dm, sp.csr_array(Dm.T))
         self._exact: BatchFactorization | None = None
@@ -745,7 +747,7 @@ def _polish_batch(
     if fact is not None and np.array_equal(D, D_fact):
         final: BatchFactorization | BatchRefined = fact
     elif fact is not None and np.abs(D - D_fact).max(initial=0.0) <= tol.active_set_change:
-        final = BatchRefined(fact, layout, data, D, tol)
+        final = BatchRefined(fact, layout, data, D, tol, mats)
     else:
         final = factorize(D)
     total = time.perf_counter() - started
