@@ -281,7 +281,7 @@ class NewtonStructure:
         if D.diagonal and self.size >= tol.ldl_min_size:
             reduced = reduced_ldl(
                 data.P,
-                data.A,
+                data.A_rows,
                 D.values,
                 lambda z: self.matvec(data, D, z),
                 lambda w: self.rmatvec(data, D, w),

@@ -161,6 +161,11 @@ class ConeData:
         return self.A.T.tocsr()
 
     @functools.cached_property
+    def A_rows(self) -> Sparse:
+        """``A`` in CSR format (built once per data: row selections of the reduced LDL)."""
+        return sp.csr_array(self.A)
+
+    @functools.cached_property
     def patterns(self) -> tuple[tuple[IntArray, IntArray], tuple[IntArray, IntArray]]:
         """(row, column) index arrays of the stored entries of ``P`` and ``A``, in CSC order."""
         out = []
