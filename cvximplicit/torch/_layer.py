@@ -141,7 +141,7 @@ class _SolveFunction(torch.autograd.Function):
     ) -> tuple[torch.Tensor, ...]:
         values = [p.detach().to(device="cpu", dtype=torch.float64).numpy() for p in params]
         program = layer.program
-        batched = layer._is_batched(params)
+        batched = bool(program.batch_shape(*params))  # one leading axis at most (forward)
         previous = layer._warm.candidate() if layer._warm_now else None
         layer._warm_attempted = previous is not None
         if batched:
@@ -344,10 +344,6 @@ class CvxpyLayer(torch.nn.Module):
                 stacklevel=2,
             )
         return super().to(*args, **kwargs)
-
-    def _is_batched(self, params: Sequence[torch.Tensor]) -> bool:
-        specs = self.program.parameter_specs
-        return any(p.dim() == len(s.shape) + 1 for p, s in zip(params, specs))
 
     @staticmethod
     def _out_dtype_device(params: Sequence[torch.Tensor]) -> tuple[torch.dtype, torch.device]:
