@@ -153,6 +153,88 @@ def test_torch_and_jax_run_the_same_anderson():
         assert it.options == ij.options
 
 
+def test_host_and_tensor_anderson_loops_agree():
+    """PyTorch runs Anderson on numpy views for CPU tensors and as tensor operations on
+    other devices: the same steps, so the same iterates, counts and residuals."""
+    from cvximplicit._implicit import Tracker, anderson_host
+    from cvximplicit.torch._implicit import _anderson_tensor
+
+    W, U, x, b = contraction(n=30, seed=2, norm=0.9)
+    inj = U @ x + b
+    g_np = lambda z: np.tanh(W @ z + inj)  # noqa: E731
+    g_t = lambda z: torch.tanh(torch.tensor(W) @ z + torch.tensor(inj))  # noqa: E731
+    for scale in (None, 3.0):
+        tracks = Tracker(1e-12, 2.2e-16), Tracker(1e-12, 2.2e-16)
+        x0 = np.zeros(30)
+        zh = anderson_host(g_np, x0, g_np(x0), 200, 5, 1e-10, tracks[0], scale)
+        t0 = torch.tensor(x0)
+        zt = _anderson_tensor(g_t, t0, g_t(t0), 200, 5, 1e-10, tracks[1], scale)
+        assert tracks[0].k == tracks[1].k > 8 and tracks[0].report().converged
+        np.testing.assert_allclose(zh, zt.numpy(), atol=1e-13)
+        assert abs(tracks[0].r - tracks[1].r) < 1e-15  # both at rounding level
+
+
+def test_host_anderson_weights_are_the_core_formula():
+    from cvximplicit._implicit import anderson_weights, anderson_weights_host
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 5, 8):
+        R = rng.standard_normal((m, 40))
+        gram = R @ R.T
+        padded = np.zeros((m + 2, m + 2))
+        padded[:m, :m] = gram  # the leading block is used
+        np.testing.assert_allclose(
+            anderson_weights_host(padded.tolist(), m, 1e-10),
+            anderson_weights(np, gram, None, 1e-10),
+            rtol=1e-9,
+        )
+    # a repeated residual with no regularization to speak of (least squares), and all
+    # residuals zero (equal weights)
+    R = np.vstack([R[:2], R[:1]])
+    for gram in (R @ R.T, np.zeros((3, 3))):
+        a = anderson_weights_host(gram.tolist(), 3, 1e-300)
+        assert np.all(np.isfinite(a)) and abs(sum(a) - 1.0) < 1e-12
+
+
+def test_vjp_matches_autograd_grad():
+    """The backward's products call autograd's engine directly (fewer checks per call):
+    the same numbers as `torch.autograd.grad`, and zeros where the output does not
+    depend on the input."""
+    from cvximplicit.torch._implicit import _vjp
+
+    z = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    A = torch.randn(7, 7, dtype=torch.float64, requires_grad=True)
+    out = torch.tanh(A @ z)
+    w = torch.randn(7, dtype=torch.float64)
+    (ref,) = torch.autograd.grad(out, z, w, retain_graph=True)
+    vjp = _vjp(out, z)
+    torch.testing.assert_close(vjp(w), ref, rtol=0, atol=0)
+    torch.testing.assert_close(vjp(2 * w), 2 * ref)  # the graph is retained
+    unrelated = torch.tanh(A.sum(0))  # depends on A only
+    assert torch.equal(_vjp(unrelated, z)(w), torch.zeros(7, dtype=torch.float64))
+
+
+def test_jax_converged_solves_make_no_host_callback(monkeypatch):
+    """Under jit the failure report is a host callback, made only when a solve failed
+    (a callback costs more than a small layer's solve)."""
+    from cvximplicit.jax import _implicit as jax_impl
+
+    calls = []
+    original = jax_impl._Layer._warn_traced
+    monkeypatch.setattr(
+        jax_impl._Layer, "_warn_traced", lambda self, *a: calls.append(1) or original(self, *a)
+    )
+    W, U, x, b = contraction()
+    f = lambda z, x: jnp.tanh(jnp.asarray(W) @ z + jnp.asarray(U) @ x + b)  # noqa: E731
+    loss = jax.jit(jax.grad(lambda x: jax_fixed_point(f, jnp.zeros(6), x).sum()))
+    jax.block_until_ready(loss(jnp.asarray(x)))
+    assert calls == []
+    bad = jax.jit(lambda x: jax_fixed_point(f, jnp.zeros(6), x, max_iter=2, on_failure="warn"))
+    with pytest.warns(ci.ConvergenceWarning):
+        jax.block_until_ready(bad(jnp.asarray(x)))
+    assert calls == [1]
+
+
 def test_torch_kink_exactly_at_the_solution():
     """relu's pre-activation is exactly 0 at the fixed point for one coordinate: the
     gradient autograd's choice (relu'(0) = 0) gives is one of the one-sided derivatives."""
