@@ -65,7 +65,6 @@ def main() -> None:
 
     ax = ours.plot()
     ax.set_title("5-fold CV MSE, diabetes degree-2 features")
-    ax.figure.tight_layout()
     ax.figure.savefig("lasso_tuning.png", dpi=120)
     plt.close(ax.figure)
     print("wrote lasso_tuning.png")
