@@ -309,10 +309,19 @@ class _Layer:
         def hook(grad: Tensor | None) -> Tensor | None:
             if grad is None:
                 return None
-            z_in = z.detach().clone().requires_grad_()
-            with torch.enable_grad():
-                out_in = self.call(z_in)  # f (fixed point) or F (root), graph to z_in
-            return self._adjoint(_vjp(out_in, z_in), grad.detach(), out_in, z_in)
+            if self.pack.single:  # the graph in f's own shape: no reshape nodes to traverse
+                shape = self.pack.shapes[0]
+                z_in = z.detach().reshape(shape).clone().requires_grad_()
+                with torch.enable_grad():
+                    out_in = self.fn(z_in, *self.args)  # f (fixed point) or F (root)
+                vjp_shaped = _vjp(out_in, z_in)
+                vjp_out = lambda w: vjp_shaped(w.reshape(shape)).reshape(-1)  # noqa: E731
+            else:
+                z_in = z.detach().clone().requires_grad_()
+                with torch.enable_grad():
+                    out_in = self.call(z_in)
+                vjp_out = _vjp(out_in, z_in)
+            return self._adjoint(vjp_out, grad.detach(), out_in, z_in)
 
         out.register_hook(hook)
         return out
@@ -353,8 +362,13 @@ class _Layer:
             reg = float(opts.regularization)  # type: ignore[arg-type]
             w = _anderson(step, g, step(g), max_iter, opts.memory, reg, track, gnorm)
         elif method is BackwardSolver.DENSE:
-            eye = torch.eye(g.numel(), dtype=g.dtype, device=g.device)
-            (J,) = torch.autograd.grad(out_in, z_in, eye, retain_graph=True, is_grads_batched=True)
+            n = g.numel()
+            eye = torch.eye(n, dtype=g.dtype, device=g.device)
+            (J,) = torch.autograd.grad(
+                out_in, z_in, eye.reshape(n, *out_in.shape), retain_graph=True,
+                is_grads_batched=True,
+            )  # fmt: skip
+            J = J.reshape(n, n)
             w = torch.linalg.solve(eye - J.T if self.fixed else J.T, g)
             track.add(_norm(vjp(w) - g), gnorm)
         else:
