@@ -450,7 +450,7 @@ def test_jax_failures_under_jit_are_nan_warned_and_reported():
 
 
 @pytest.mark.parametrize("solver", ["newton", "broyden"])
-@pytest.mark.parametrize("back", ["gmres", "dense", "bicgstab"])
+@pytest.mark.parametrize("back", ["gmres", "dense", "bicgstab", "anderson"])
 def test_root_find_both_frameworks(solver, back):
     x = torch.tensor([2.0, 10.0], dtype=torch.float64, requires_grad=True)
     F = lambda z, x: z**3 + z - x  # noqa: E731

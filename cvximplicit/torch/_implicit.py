@@ -142,6 +142,7 @@ def _anderson(
     regularization: float,
     track: Tracker,
     scale: float | None = None,
+    host: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Tensor:
     """Anderson acceleration with the core's weights on a ring buffer of ``memory``
     iterates; returns the last ``g(x)``.  Residuals are relative to ``1 + ||x||``
@@ -149,10 +150,12 @@ def _anderson(
 
     CPU tensors run the core's `anderson_host()` on shared-memory numpy views (a numpy call
     costs about a third of a tensor operation, and on small layers this bookkeeping is
-    most of an iteration); other devices run the same steps as tensor operations, with two
-    host transfers per iteration (the new row of the Gram matrix and ``||x||``)."""
+    most of an iteration), with ``host`` (``g`` on numpy vectors; by default ``g`` between
+    ``torch.from_numpy`` and ``.numpy()``); other devices run the same steps as tensor
+    operations, with two host transfers per iteration (the new row of the Gram matrix and
+    ``||x||``)."""
     if x.device.type == "cpu" and x.dtype in _HOST_DTYPES:
-        host = lambda v: g(torch.from_numpy(v)).numpy()  # noqa: E731
+        host = host or (lambda v: g(torch.from_numpy(v)).numpy())
         out = anderson_host(
             host, x.numpy(), gx.numpy(), max_iter, memory, regularization, track, scale
         )
@@ -233,6 +236,14 @@ class _Layer:
         """``f`` (fixed point) or ``F`` (root) on a flat vector."""
         return self.pack.flat(self.fn(self.pack.unflat(x), *self.args))
 
+    def host_call(self, v: np.ndarray) -> np.ndarray:
+        """`call` on a numpy vector (CPU); a single tensor is reshaped on the numpy side,
+        where a reshape costs a tenth of torch's."""
+        if self.pack.single:
+            out = self.fn(torch.from_numpy(v.reshape(self.pack.shapes[0])), *self.args)
+            return out.numpy().reshape(-1)
+        return self.call(torch.from_numpy(v)).numpy()
+
     def residual_map(self, x: Tensor) -> Tensor:
         """``F(z)``: ``z - f(z)`` for a fixed point."""
         return x - self.call(x) if self.fixed else self.call(x)
@@ -251,7 +262,10 @@ class _Layer:
                 z = _iterate(self.call, x0, y0, max_iter, track)
             elif self.opts.solver is ForwardSolver.ANDERSON:
                 reg = float(self.opts.regularization)  # type: ignore[arg-type]
-                z = _anderson(self.call, x0, y0, max_iter, self.opts.memory, reg, track)
+                z = _anderson(
+                    self.call, x0, y0, max_iter, self.opts.memory, reg, track,
+                    host=self.host_call,
+                )  # fmt: skip
             else:
                 z = self._root(x0, y0, track)
         self.info.forward = track.report()
@@ -309,6 +323,7 @@ class _Layer:
         def hook(grad: Tensor | None) -> Tensor | None:
             if grad is None:
                 return None
+            vjp_host: Callable[[np.ndarray], np.ndarray] | None = None
             if self.pack.single:  # the graph in f's own shape: no reshape nodes to traverse
                 shape = self.pack.shapes[0]
                 z_in = z.detach().reshape(shape).clone().requires_grad_()
@@ -316,21 +331,31 @@ class _Layer:
                     out_in = self.fn(z_in, *self.args)  # f (fixed point) or F (root)
                 vjp_shaped = _vjp(out_in, z_in)
                 vjp_out = lambda w: vjp_shaped(w.reshape(shape)).reshape(-1)  # noqa: E731
+                # the host loop's products reshape on the numpy side (a tenth of the cost)
+                vjp_host = lambda v: (  # noqa: E731
+                    vjp_shaped(torch.from_numpy(v.reshape(shape))).numpy().reshape(-1)
+                )
             else:
                 z_in = z.detach().clone().requires_grad_()
                 with torch.enable_grad():
                     out_in = self.call(z_in)
                 vjp_out = _vjp(out_in, z_in)
-            return self._adjoint(vjp_out, grad.detach(), out_in, z_in)
+            return self._adjoint(vjp_out, grad.detach(), out_in, z_in, vjp_host)
 
         out.register_hook(hook)
         return out
 
     def _adjoint(
-        self, vjp_out: Callable[[Tensor], Tensor], g: Tensor, out_in: Tensor, z_in: Tensor
+        self,
+        vjp_out: Callable[[Tensor], Tensor],
+        g: Tensor,
+        out_in: Tensor,
+        z_in: Tensor,
+        vjp_host: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> Tensor:
         """Solve ``J_z F' w = g``; ``vjp_out`` is ``w -> J_z f' w`` for a fixed point
-        (``F = z - f``) and ``w -> J_z F' w`` for a root."""
+        (``F = z - f``) and ``w -> J_z F' w`` for a root (``vjp_host``: the same on numpy
+        vectors, for the host Anderson loop)."""
         opts = self.opts
         method = opts.backward_solver
         tol, max_iter = float(opts.backward_tol), int(opts.backward_max_iter)  # type: ignore[arg-type]
@@ -360,7 +385,15 @@ class _Layer:
                 w = w + r
         elif method is BackwardSolver.ANDERSON:
             reg = float(opts.regularization)  # type: ignore[arg-type]
-            w = _anderson(step, g, step(g), max_iter, opts.memory, reg, track, gnorm)
+            host_step = None
+            if vjp_host is not None and g.device.type == "cpu" and g.dtype in _HOST_DTYPES:
+                g_np = g.numpy()
+                host_step = (
+                    (lambda v: g_np + vjp_host(v))
+                    if self.fixed
+                    else (lambda v: v + g_np - vjp_host(v))
+                )
+            w = _anderson(step, g, step(g), max_iter, opts.memory, reg, track, gnorm, host_step)
         elif method is BackwardSolver.DENSE:
             n = g.numel()
             eye = torch.eye(n, dtype=g.dtype, device=g.device)
