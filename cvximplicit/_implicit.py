@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse.linalg as spla
 
+from ._compiled import compiled
 from ._typing import FloatArray, parse_option
 
 _TINY = float(np.finfo(np.float64).tiny)
@@ -632,16 +633,24 @@ def anderson_host(
     m, n = memory, x.size
     G = np.zeros((m, n), x.dtype)
     R = np.zeros((m, n), x.dtype)
+    kernel = compiled("_numba_anderson")
+    gram_array, weights = np.zeros((m, m)), np.zeros(m, x.dtype)
     gram = [[0.0] * m for _ in range(m)]
     for k in range(max_iter):
         slot, j = k % m, min(k + 1, m)  # the filled slots are a prefix of the ring buffer
         r = np.subtract(gx, x, out=R[slot])
         G[slot] = gx
-        row = (R[:j] @ r).tolist()
+        row = R[:j] @ r
         size = scale or 1.0 + math.sqrt(float(x @ x))
-        if track.add(math.sqrt(max(row[slot], 0.0)), size) or track.k == max_iter:
+        if track.add(math.sqrt(max(float(row[slot]), 0.0)), size) or track.k == max_iter:
             break
-        set_gram_row(gram, slot, row)
+        if kernel is not None:
+            if kernel.anderson_weights_into(gram_array, row, slot, j, regularization, weights):
+                x = weights[:j] @ G[:j]
+                gx = g(x)
+                continue
+            gram = gram_array.tolist()  # the kernel's fallback: the Python solve below
+        set_gram_row(gram, slot, row.tolist())
         x = np.array(anderson_weights_host(gram, j, regularization), x.dtype) @ G[:j]
         gx = g(x)
     return gx

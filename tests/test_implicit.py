@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import types
 import warnings
 
 import numpy as np
@@ -156,22 +157,59 @@ def test_torch_and_jax_run_the_same_anderson():
 def test_host_and_tensor_anderson_loops_agree():
     """PyTorch runs Anderson on numpy views for CPU tensors and as tensor operations on
     other devices: the same steps, so the same iterates, counts and residuals."""
+    import cvximplicit._implicit as core
     from cvximplicit._implicit import Tracker, anderson_host
     from cvximplicit.torch._implicit import _anderson_tensor
 
+    def fail(gram, row, slot, size, regularization, out):
+        gram[slot, :size] = gram[:size, slot] = row
+        return False
+
+    failing = types.SimpleNamespace(anderson_weights_into=fail)
     W, U, x, b = contraction(n=30, seed=2, norm=0.9)
     inj = U @ x + b
     g_np = lambda z: np.tanh(W @ z + inj)  # noqa: E731
     g_t = lambda z: torch.tanh(torch.tensor(W) @ z + torch.tensor(inj))  # noqa: E731
     for scale in (None, 3.0):
-        tracks = Tracker(1e-12, 2.2e-16), Tracker(1e-12, 2.2e-16)
-        x0 = np.zeros(30)
-        zh = anderson_host(g_np, x0, g_np(x0), 200, 5, 1e-10, tracks[0], scale)
-        t0 = torch.tensor(x0)
-        zt = _anderson_tensor(g_t, t0, g_t(t0), 200, 5, 1e-10, tracks[1], scale)
-        assert tracks[0].k == tracks[1].k > 8 and tracks[0].report().converged
-        np.testing.assert_allclose(zh, zt.numpy(), atol=1e-13)
-        assert abs(tracks[0].r - tracks[1].r) < 1e-15  # both at rounding level
+        x0, t0 = np.zeros(30), torch.zeros(30, dtype=torch.float64)
+        runs = []
+        # the compiled weights, the Python ones, and a kernel that always falls back
+        for kernel in ("numba", None, failing):
+            with pytest.MonkeyPatch.context() as patch:
+                if kernel != "numba":
+                    patch.setattr(core, "compiled", lambda name, k=kernel: k)
+                track = Tracker(1e-12, 2.2e-16)
+                runs.append((anderson_host(g_np, x0, g_np(x0), 200, 5, 1e-10, track, scale), track))
+        track = Tracker(1e-12, 2.2e-16)
+        runs.append(
+            (_anderson_tensor(g_t, t0, g_t(t0), 200, 5, 1e-10, track, scale).numpy(), track)
+        )
+        for z, track in runs[1:]:
+            assert track.k == runs[0][1].k > 8 and track.report().converged
+            np.testing.assert_allclose(z, runs[0][0], atol=1e-13)
+            assert abs(track.r - runs[0][1].r) < 1e-15  # both at rounding level
+
+
+def test_compiled_anderson_weights_agree_with_python():
+    from cvximplicit._compiled import compiled
+    from cvximplicit._implicit import anderson_weights_host
+
+    kernel = compiled("_numba_anderson")
+    if kernel is None:
+        pytest.skip("numba is not installed (or CVXIMPLICIT_DISABLE_NUMBA is set)")
+    rng = np.random.default_rng(1)
+    for m, size, slot in ((5, 5, 2), (5, 3, 2), (8, 8, 7), (1, 1, 0)):
+        R = rng.standard_normal((m, 50))
+        gram = R @ R.T
+        stale = gram.copy()
+        stale[slot, :] = stale[:, slot] = 0.0  # the kernel writes the new row itself
+        out = np.zeros(m)
+        assert kernel.anderson_weights_into(stale, gram[slot, :size].copy(), slot, size, 1e-10, out)
+        np.testing.assert_allclose(stale[:size, :size], gram[:size, :size])
+        expected = anderson_weights_host(gram.tolist(), size, 1e-10)
+        np.testing.assert_allclose(out[:size], expected, rtol=1e-12, atol=1e-14)
+    # all residuals zero: no weights, the caller falls back
+    assert not kernel.anderson_weights_into(np.zeros((3, 3)), np.zeros(3), 0, 3, 1e-300, out)
 
 
 def test_host_anderson_weights_are_the_core_formula():

@@ -16,20 +16,13 @@ numpy code.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from types import ModuleType
 
-__all__ = ["compiled_kernels"]
+from .._compiled import compiled
 
-_loaded: list[ModuleType | None] = []
+__all__ = ["compiled_kernels"]
 
 
 def compiled_kernels() -> ModuleType | None:
     """The compiled kernels module, or ``None`` without numba (or when disabled)."""
-    if not _loaded:
-        module = None
-        if not os.environ.get("CVXIMPLICIT_DISABLE_NUMBA") and importlib.util.find_spec("numba"):
-            from . import _numba_kernels as module
-        _loaded.append(module)
-    return _loaded[0]
+    return compiled("_cones._numba_kernels")
