@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 from ._blas import single_thread_blas
 from ._certificates import find_certificate
+from ._compiled import compiled
 from ._cones import Cone, KinkPolicy, NonnegativeCone
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import (
@@ -233,6 +234,13 @@ class NewtonStructure:
         self.rows = (keys % size).astype(np.int64)
         self.cols = (keys // size).astype(np.int64)
         self._nnz = keys.size
+
+    @property
+    def patterns(self) -> tuple[tuple[IntArray, IntArray], tuple[IntArray, IntArray]]:
+        """(row, column) index arrays of the stored entries of ``P`` and ``A`` (CSC order):
+        the program's, where `ConeData.patterns` would work them out again for every
+        solution's data."""
+        return self._P, self._A
 
     def dense_matrix(self, data: ConeData, D: Jacobian) -> FloatArray:
         """``B`` as a dense array."""
@@ -530,14 +538,15 @@ class ConicSolution:
         with single_thread_blas:
             lam = fact.solve(np.concatenate([gx, gv]), transpose=True)
         lx, lv = lam[:n], lam[n:]
-        (pr, pc), (ar, ac) = self.data.patterns
+        (pr, pc), (ar, ac) = self.structure.patterns
         x, y = self.x, self.y
-        return DataTangent(
-            P=-0.5 * (lx[pr] * x[pc] + lx[pc] * x[pr]),
-            A=-(y[ar] * lx[ac] + lv[ar] * x[ac]),
-            b=lv,
-            c=-lx,
-        )
+        kernel = compiled("_numba_tangent")
+        if kernel is not None:
+            dP, dA = kernel.data_cotangent_values(lx, lv, x, y, pr, pc, ar, ac)
+        else:
+            dP = -0.5 * (lx[pr] * x[pc] + lx[pc] * x[pr])
+            dA = -(y[ar] * lx[ac] + lv[ar] * x[ac])
+        return DataTangent(P=dP, A=dA, b=lv, c=-lx)
 
     def jvp(self, tangent: DataTangent) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Push a data tangent forward to tangents ``(dx, dy, ds)`` of the solution.

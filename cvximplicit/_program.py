@@ -962,7 +962,7 @@ class BatchSolution:
             LX, LV = LAM[vec, :n], LAM[vec, n:]
             X, Y = result.X[vec], result.Y[vec]
             data = self._data
-            (pr, pc), (ar, ac) = _patterns(self._program)
+            (pr, pc), (ar, ac) = self._program._prepared.newton.patterns
             GD[vec] = np.concatenate(
                 [
                     -0.5 * (LX[:, pr] * X[:, pc] + LX[:, pc] * X[:, pr]),
@@ -1040,11 +1040,6 @@ class BatchSolution:
         return tuple(
             _batch_tangent(o, DX, DY, value, k) for o, value in zip(compiled.outputs, self.values)
         )
-
-
-def _patterns(program: Program) -> tuple[tuple[IntArray, IntArray], tuple[IntArray, IntArray]]:
-    prepared = program._prepared
-    return prepared.newton._P, prepared.newton._A
 
 
 def _batch_output(o: OutputMap, X: FloatArray, Y: FloatArray, k: int) -> FloatArray:

@@ -401,3 +401,21 @@ def test_reduced_ldl_leaves_singular_B_to_the_lu_path():
         grads = sol.vjp(np.ones(300))
     assert np.all(np.isfinite(grads[0]))
     assert sol.diagnostics.degenerate and "qdldl" not in sol.conic.factorization().method
+
+
+@pytest.mark.parametrize("name", ["nnls", "socp", "maxcut_sdp"])
+def test_compiled_data_cotangent_agrees_with_numpy(name, monkeypatch):
+    """A VJP's data cotangent (``dP``, ``dA`` on the patterns) from the numba kernel equals
+    the numpy formulas."""
+    pytest.importorskip("cvximplicit._numba_tangent")
+    import cvximplicit._conic as conic
+
+    fam = FAMILIES[name](np.random.default_rng(3))
+    program = ci.compile(fam.problem, fam.parameters, fam.variables)
+    sol = program.solve(*fam.values)
+    cot = [np.random.default_rng(4).standard_normal(np.shape(v)) for v in sol.values]
+    compiled = sol.vjp(*cot)
+    monkeypatch.setattr(conic, "compiled", lambda name: None)
+    plain = program.solve(*fam.values).vjp(*cot)
+    for a, b in zip(compiled, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
