@@ -19,9 +19,8 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
-from scipy.linalg.lapack import dpotrs as _potrs
-from scipy.linalg.lapack import dtrtrs as _trtrs
 
 from .._blas import single_thread_blas
 from .._typing import FloatArray
@@ -101,6 +100,8 @@ class HomotopyWarning(UserWarning):
     message gives the penalty and the reason (also kept in ``CriterionPath.messages``)."""
 
 
+_potrs, _trtrs = scipy.linalg.get_lapack_funcs(("potrs", "trtrs"), dtype=np.float64)
+
 #: relative KKT tolerance of a breakpoint, on top of the round-off floor of its
 #: correlations (see `_round_off()`)
 KKT_TOL = 1e-7
@@ -123,6 +124,8 @@ class _Active:
     signs: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
     L: FloatArray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
     updates: int = 0
+    #: bumped whenever the set or ``L`` changes (solves cached against it are stale)
+    version: int = 0
 
     def __post_init__(self) -> None:
         self.XS = np.zeros((self.n, 16), order="F")
@@ -160,6 +163,7 @@ class _Active:
         self.G[:, k] = g
         self.gmax = np.append(self.gmax, float(np.abs(g).max(initial=0.0)))
         self.updates += 1
+        self.version += 1
         if self.updates % REFACTOR_EVERY == 0:
             self.refactor()
         return True
@@ -180,9 +184,11 @@ class _Active:
         self.G[:, pos:-1] = self.G[:, pos + 1 :]
         self.gmax = np.delete(self.gmax, pos)
         self.refactor()
+        self.version += 1
 
     def refactor(self) -> None:
         """Cholesky of ``H`` from ``G`` (computed from ``X`` itself, so no update error)."""
+        self.version += 1
         if not self.index:
             self.L = np.zeros((0, 0))
             return
@@ -281,12 +287,33 @@ def fold_path(
             if not act.spans(j, col):
                 del dependent[j]
 
+    affine: dict[str, Any] = {"version": -1}
+
+    def on_support() -> dict[str, Any]:
+        """The exact restricted solution and correlations on the current support, affine in
+        alpha: ``beta(a) = beta0 - a dirn`` with ``H [beta0, dirn] = [c0_S, s]``, and
+        ``c(a) = c0 - G beta(a) = u0 + a rate`` (``rate = G dirn``).  One solve with two
+        right-hand sides and one product with ``G`` per support, however many alphas are
+        certified on it; recomputed from ``c0`` when the support (or ``L``) changes, so no
+        round-off accumulates."""
+        if affine["version"] != act.version:
+            _, G = act.cols()
+            if act.index:
+                B = act.solve(np.stack([c0[act.index], act.signs], axis=1))
+                U = G @ B
+            else:
+                B, U = np.zeros((0, 2)), np.zeros((p, 2))
+            affine.update(
+                version=act.version, beta0=B[:, 0], dirn=B[:, 1], u0=c0 - U[:, 0], rate=U[:, 1]
+            )
+        return affine
+
     def certify(at: float) -> tuple[FloatArray, FloatArray, float, bool]:
         """Exact restricted solution at ``at``, its correlations, KKT excess over the
         tolerance (positive: failed) and whether a sign is wrong."""
-        beta = act.solve(c0[act.index] - at * act.signs) if act.index else np.zeros(0)
-        _, G = act.cols()
-        cc = c0 - G @ beta
+        line = on_support()
+        beta = line["beta0"] - at * line["dirn"]
+        cc = line["u0"] + at * line["rate"]
         tol = KKT_TOL * at + _round_off(c0_max, act, beta)
         off = np.ones(p, dtype=bool)
         off[act.index] = False
@@ -334,9 +361,8 @@ def fold_path(
             messages.append(f"the homotopy stopped at alpha={alpha:.6g}: the support emptied")
             break
         # direction and rates: beta_S(alpha - t) = beta_S + t dirn, c(alpha - t) = c - t rate
-        dirn = act.solve(act.signs)
-        XS, G = act.cols()
-        rate = G @ dirn
+        line = on_support()
+        dirn, rate = line["dirn"], line["rate"]
         off = np.ones(p, dtype=bool)
         off[act.index] = False
         off[list(dependent)] = False
