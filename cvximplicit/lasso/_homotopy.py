@@ -256,8 +256,10 @@ def fold_path(
     centered = fold.sparse_centered
     messages = [] if messages is None else messages
 
+    XT = sp.csr_array(X.T) if sp.issparse(X) else X.T
+
     def corr(r: FloatArray) -> FloatArray:
-        return correlations(X, r, fold.x_mean, centered)
+        return correlations(X, r, fold.x_mean, centered, XT)
 
     c0 = corr(y)
     c0_max = float(np.abs(c0).max(initial=0.0))
