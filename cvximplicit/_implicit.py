@@ -564,7 +564,8 @@ def anderson_weights_host(gram: list[list[float]], size: int, regularization: fl
     LAPACK call, whose entry costs, between tensor operations, dominate an iteration of a
     small layer (measured: the digits DEQ's float32 gradient 3.7 vs 4.4 ms).  Falls back to
     least squares if rounding breaks the factorization, and to equal weights if all
-    residuals are zero.
+    residuals are zero.  `anderson_host()` uses its numba twin
+    (``_numba_anderson.anderson_weights_into``) when numba is installed.
     """
     n = size
     lam = regularization * max(sum([gram[i][i] for i in range(n)]), _TINY)

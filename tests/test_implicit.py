@@ -234,10 +234,11 @@ def test_host_anderson_weights_are_the_core_formula():
         assert np.all(np.isfinite(a)) and abs(sum(a) - 1.0) < 1e-12
 
 
-def test_vjp_matches_autograd_grad():
+def test_vjp_matches_autograd_grad(monkeypatch):
     """The backward's products call autograd's engine directly (fewer checks per call):
     the same numbers as `torch.autograd.grad`, and zeros where the output does not
     depend on the input."""
+    from cvximplicit.torch import _implicit as torch_impl
     from cvximplicit.torch._implicit import _vjp
 
     z = torch.randn(7, dtype=torch.float64, requires_grad=True)
@@ -249,6 +250,10 @@ def test_vjp_matches_autograd_grad():
     torch.testing.assert_close(vjp(w), ref, rtol=0, atol=0)
     torch.testing.assert_close(vjp(2 * w), 2 * ref)  # the graph is retained
     unrelated = torch.tanh(A.sum(0))  # depends on A only
+    assert torch.equal(_vjp(unrelated, z)(w), torch.zeros(7, dtype=torch.float64))
+    # a torch release without the engine handle: `torch.autograd.grad` does the same
+    monkeypatch.setattr(torch_impl, "_ENGINE", None)
+    torch.testing.assert_close(_vjp(out, z)(w), ref, rtol=0, atol=0)
     assert torch.equal(_vjp(unrelated, z)(w), torch.zeros(7, dtype=torch.float64))
 
 
