@@ -219,13 +219,17 @@ def _mask(p: int, index: list[int]) -> np.ndarray:
     return out
 
 
-def _round_off(c0_max: float, act: _Active, beta: FloatArray) -> float:
+def _condition(act: _Active) -> float:
+    """The condition number of ``H``, estimated from the Cholesky diagonal."""
+    diag = np.abs(np.diag(act.L))
+    return float((diag.max() / diag.min()) ** 2) if diag.size else 1.0
+
+
+def _round_off(c0_max: float, act: _Active, beta: FloatArray, cond: float) -> float:
     """The accuracy to which the correlations ``c = c0 - G beta`` of the exact restricted
     solution can be computed in double precision: ``eps`` times their scale times the
-    condition number of ``H`` (estimated from the Cholesky diagonal).  Ill-conditioned
-    designs with large coefficients cannot be certified more tightly than this."""
-    diag = np.abs(np.diag(act.L))
-    cond = float((diag.max() / diag.min()) ** 2) if diag.size else 1.0
+    condition number ``cond`` of ``H`` (`_condition()`).  Ill-conditioned designs with
+    large coefficients cannot be certified more tightly than this."""
     scale = c0_max + float(act.gmax @ np.abs(beta)) if beta.size else c0_max
     return 10 * np.finfo(np.float64).eps * cond * scale
 
@@ -308,6 +312,7 @@ def fold_path(
             affine.update(
                 version=act.version, beta0=B[:, 0], dirn=B[:, 1], u0=c0 - U[:, 0], rate=U[:, 1]
             )
+            affine.update(inactive=~_mask(p, act.index), cond=_condition(act))
         return affine
 
     def certify(at: float) -> tuple[FloatArray, FloatArray, float, bool]:
@@ -316,9 +321,8 @@ def fold_path(
         line = on_support()
         beta = line["beta0"] - at * line["dirn"]
         cc = line["u0"] + at * line["rate"]
-        tol = KKT_TOL * at + _round_off(c0_max, act, beta)
-        off = np.ones(p, dtype=bool)
-        off[act.index] = False
+        tol = KKT_TOL * at + _round_off(c0_max, act, beta, line["cond"])
+        off = line["inactive"]
         slack = np.zeros(p)
         if dependent:
             XS, _ = act.cols()
@@ -364,10 +368,10 @@ def fold_path(
             break
         # direction and rates: beta_S(alpha - t) = beta_S + t dirn, c(alpha - t) = c - t rate
         line = on_support()
-        dirn, rate = line["dirn"], line["rate"]
-        off = np.ones(p, dtype=bool)
-        off[act.index] = False
-        off[list(dependent)] = False
+        dirn, rate, off = line["dirn"], line["rate"], line["inactive"]
+        if dependent:
+            off = off.copy()
+            off[list(dependent)] = False
         with np.errstate(divide="ignore", invalid="ignore"):
             up = np.where(off & (1 - rate > 1e-12), (alpha - c) / (1 - rate), np.inf)
             down = np.where(off & (1 + rate > 1e-12), (alpha + c) / (1 + rate), np.inf)
