@@ -170,3 +170,47 @@ def test_columns_of_a_sparse_design_equal_the_dense_ones():
             np.testing.assert_array_equal(columns(X, S, mean, centred), expected)
         # the layout of scipy's toarray() (later products then sum in the same order)
         assert columns(X, S, mean, False).flags["F_CONTIGUOUS"]
+
+
+def weighted_kkt(fold, a, beta):
+    """Relative KKT violation of ``beta`` for per-feature l1 weights ``a``."""
+    X = fold.X.toarray() - fold.x_mean if sp.issparse(fold.X) else fold.X
+    c = X.T @ (fold.y - X @ beta) / X.shape[0]
+    S = beta != 0
+    on = np.abs(c[S] - a[S] * np.sign(beta[S])).max(initial=0.0)
+    return max(on, (np.abs(c[~S]) - a[~S]).max(initial=0.0)) / a.max()
+
+
+@pytest.mark.parametrize("case", ["spectra 100 channels", "diabetes degree 3", "p > n", "sparse X"])
+def test_penalty_path_between_weight_vectors_is_exact(case):
+    """`penalty_path` follows the solution from one vector of l1 weights to another (the
+    weighted LASSO's inner solves between outer iterations): its end point satisfies the
+    optimality conditions for the new weights or it is refused (None); small steps are
+    always followed, on collinear designs too; a start that does not solve the old weights
+    is refused."""
+    from cvximplicit.lasso._engine import KKT_CHECK, _polish
+    from cvximplicit.lasso._homotopy import max_steps, penalty_path
+    from cvximplicit.lasso._penalty import penalty_named
+
+    X, y = CASES[case]()
+    fold = make_fold(X, y, np.arange(len(y)), np.arange(len(y)), True)
+    p = X.shape[1]
+    rng = np.random.default_rng(0)
+    a_max = _alpha_max(X, y, True) / len(y)
+    alphas, coefs = fold_path(fold, 0.05 * a_max, max_steps(*X.shape))
+    a_from = np.full(p, alphas[-1])
+    beta_from = coefs[:, [-1]].toarray().ravel()
+    assert weighted_kkt(fold, a_from, beta_from) < 1e-7
+    for spread in (0.01, 0.3, 2.0):
+        a_to = a_from * np.exp(spread * rng.standard_normal(p))
+        beta = penalty_path(fold, a_from, a_to, beta_from, max_steps(*X.shape))
+        if spread == 0.01 and case != "diabetes degree 3":  # the steps outer iterations take
+            assert beta is not None  # (on degree-3 features, cond(H) ~ 1e12, it may refuse)
+        if beta is not None:  # the right support and signs, or refused (None)
+            assert weighted_kkt(fold, a_to, beta) < 1e-4, (spread, weighted_kkt(fold, a_to, beta))
+            # the caller polishes on that support: exact
+            assert _polish(fold, penalty_named("weighted"), a_to, beta).violation <= KKT_CHECK
+    # a start that is not the solution for a_from
+    wrong = beta_from.copy()
+    wrong[np.flatnonzero(wrong == 0)[:3]] = 1.0
+    assert penalty_path(fold, a_from, a_from * 1.1, wrong, max_steps(*X.shape)) is None

@@ -22,7 +22,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .._typing import FloatArray
-from ._homotopy import fold_path, max_steps
+from ._homotopy import fold_path, max_steps, penalty_path
 from ._linalg import Fold, columns, correlations, make_fold, matvec
 from ._penalty import Penalty, penalty_named
 
@@ -55,6 +55,7 @@ def solve_inner(
     warm: FloatArray | None,
     tol: float,
     max_iter: int = 100_000,
+    warm_weights: FloatArray | None = None,
 ) -> InnerSolution:
     """Solve the inner problem with coordinate descent, then polish it exactly on its
     support (Newton on the smooth restricted problem, accepted when signs are kept).
@@ -67,6 +68,14 @@ def solve_inner(
         sol = _polish(fold, penalty, theta, warm)
         if sol.violation <= KKT_CHECK:
             return sol
+        weights, ridge = penalty.weights(theta, fold.X.shape[1])
+        if warm_weights is not None and ridge == 0.0:
+            # the warm start solved the penalty `warm_weights`: follow the path from it
+            coef = penalty_path(fold, warm_weights, weights, warm, max_steps(*fold.X.shape))
+            if coef is not None:
+                sol = _polish(fold, penalty, theta, coef)
+                if sol.violation <= KKT_CHECK:
+                    return sol
     X, y = fold.X, fold.y
     Xfit = X.toarray() - fold.x_mean if fold.sparse_centered else X
     coef, n_iter = penalty.solve(Xfit, y, theta, warm, tol, max_iter)

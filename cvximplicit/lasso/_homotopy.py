@@ -601,3 +601,97 @@ def exact_criterion_path(
         quadratics=np.stack([qa, qb, qc], axis=1),
         fold_values=fold_values,
     )
+
+
+def penalty_path(
+    fold: Fold, a_from: FloatArray, a_to: FloatArray, beta_from: FloatArray, max_steps: int
+) -> FloatArray | None:
+    """The LASSO solution for per-feature l1 weights ``a_to``, by following the solution
+    path from ``beta_from`` (the solution for ``a_from``) along ``a(t) = a_from + t (a_to -
+    a_from)``, ``0 <= t <= 1``; ``None`` where it cannot (``beta_from`` fails the optimality
+    conditions at ``t = 0``, the end point fails them for ``a_to``, or more than
+    ``max_steps`` events).
+
+    On a fixed support ``S`` with signs ``s`` the restricted optimality equations
+    ``X_S'(y - X_S b_S)/n = a_S(t) s`` make ``b_S`` and the correlations
+    ``c = X'(y - X b)/n`` affine in ``t``, and so are the thresholds ``a(t)``: the events
+    (an inactive ``|c_j|`` reaching ``a_j(t)``, an active coefficient reaching zero) are
+    roots of linear functions, as in `fold_path()`.  A column found in the span of the
+    active ones when its event comes stays at zero until a column leaves.  The end point is
+    returned only if it satisfies the optimality conditions for ``a_to`` to ``KKT_TOL``;
+    the caller then polishes it on its support (`_engine.solve_inner`).  Between the nearby
+    penalties of consecutive outer iterations this takes a handful of events, where
+    coordinate descent from the old solution can take thousands of epochs on correlated
+    designs (the weighted LASSO on diabetes degree-3 features, grouped: 20.6 to 5.9 s).
+    """
+    X, y = fold.X, fold.y
+    n, p = X.shape
+    centered = fold.sparse_centered
+    XT = sp.csr_array(X.T) if sp.issparse(X) else X.T
+    c0 = correlations(X, y, fold.x_mean, centered, XT)
+    da = a_to - a_from
+    act = _Active(n, p)
+    for j in np.flatnonzero(beta_from):
+        col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
+        g = correlations(X, col, fold.x_mean, centered, XT)
+        if not act.append(int(j), float(np.sign(beta_from[j])), col, g):
+            return None
+    t = 0.0
+    dependent: set[int] = set()  # columns in the span of the active ones: kept at zero
+    for _ in range(max_steps):
+        k = act.k
+        if k:
+            idx, s = np.array(act.index), act.signs
+            B = act.solve(np.stack([c0[idx] - a_from[idx] * s, da[idx] * s], axis=1))
+            _, G = act.cols()
+            U = G @ B
+            beta0, dirn, u0, rate = B[:, 0], B[:, 1], c0 - U[:, 0], U[:, 1]
+        else:
+            idx = np.zeros(0, np.int64)
+            beta0 = dirn = np.zeros(0)
+            u0, rate = c0, np.zeros(p)
+        # b_S(t) = beta0 - t dirn, c(t) = u0 + t rate, a(t) = a_from + t da
+        inactive = ~_mask(p, act.index)
+        free = inactive & ~_mask(p, list(dependent))
+        if t == 0.0:  # the start must solve a_from (the caller's warm start may not)
+            scale = 1e3 * KKT_TOL * max(float(np.abs(a_from).max(initial=0.0)), 1e-300)
+            wrong = beta0 * act.signs < -1e-9 * np.abs(beta0).max(initial=1.0)
+            if np.any(np.abs(u0[inactive]) > a_from[inactive] + scale) or np.any(wrong):
+                return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            up = np.where(free & (rate - da > 0), (a_from - u0) / (rate - da), np.inf)
+            down = np.where(free & (rate + da < 0), (-a_from - u0) / (rate + da), np.inf)
+            toward = dirn * act.signs > 0  # b_j = beta0_j - t dirn_j shrinks in |.|
+            leave = np.where(toward, beta0 / np.where(dirn == 0, 1.0, dirn), np.inf)
+        events = np.concatenate([up, down])
+        after = t + 1e-12 * max(t, 1.0)  # not the event just taken (round-off)
+        events = np.where(events > after, events, np.inf)
+        leave = np.where(leave > after, leave, np.inf)
+        j_in = int(np.argmin(events)) if events.size else -1
+        k_out = int(np.argmin(leave)) if leave.size else -1
+        t_in = float(events[j_in]) if j_in >= 0 else np.inf
+        t_out = float(leave[k_out]) if k_out >= 0 else np.inf
+        if min(t_in, t_out) >= 1.0:
+            # the end point, checked: exact, or None (a missed event, e.g. around columns
+            # in the span of the active ones)
+            out = np.zeros(p)
+            out[idx] = beta0 - dirn
+            c_end = u0 + rate
+            scale = KKT_TOL * max(float(np.abs(a_to).max(initial=0.0)), 1e-300)
+            off = np.abs(c_end[inactive]) - a_to[inactive]
+            on = np.abs(c_end[idx] - a_to[idx] * act.signs)
+            wrong = out[idx] * act.signs < -1e-9 * np.abs(out).max(initial=1.0)
+            ok = off.max(initial=0.0) <= scale and on.max(initial=0.0) <= scale
+            return out if ok and not np.any(wrong) else None
+        if t_out <= t_in:
+            t = t_out
+            act.remove(k_out)
+            dependent.clear()  # the span shrank: they are tested again at their events
+        else:
+            t = t_in
+            j = j_in % p
+            col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
+            sign = 1.0 if j_in < p else -1.0
+            if not act.append(j, sign, col, correlations(X, col, fold.x_mean, centered, XT)):
+                dependent.add(j)
+    return None

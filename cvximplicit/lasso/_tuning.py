@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 from .._blas import single_thread_blas
 from .._typing import FloatArray
 from ._engine import (
+    KKT_CHECK,
     InnerSolution,
     homotopy_solution,
     pull_back,
@@ -78,8 +79,21 @@ class _Criterion:
             self.sigma = None
         else:
             raise ValueError(f"criterion must be 'cv' or 'sure', got {criterion!r}")
-        self.warm: list[FloatArray | None] = [None] * len(self.folds)
+        self.warm = [cast("FloatArray | None", None) for _ in self.folds]
         self.last: list[InnerSolution] = []
+
+    @property
+    def warm(self) -> list[FloatArray | None]:
+        """The warm starts, one per fold."""
+        return self._warm
+
+    @warm.setter
+    def warm(self, value: list[FloatArray | None]) -> None:
+        self._warm = value
+        #: the per-feature l1 weights the warm starts solve exactly (``None``: unknown,
+        #: as after this setter, or a ridge term); an inner solve then follows the path
+        #: from them (`penalty_path()`)
+        self.warm_weights: list[FloatArray | None] = [None] * len(value)
 
     def with_penalty(self, penalty: Penalty) -> _Criterion:
         """The same folds and options with another penalty (cold warm starts)."""
@@ -147,8 +161,13 @@ class _Criterion:
         total, grad = 0.0, np.zeros(len(theta))
         self.last = []
         for k, fold in enumerate(self.folds):
-            sol = solve_inner(fold, self.penalty, theta, self.warm[k], self.tol, self.max_iter)
-            self.warm[k] = sol.coef
+            sol = solve_inner(
+                fold, self.penalty, theta, self.warm[k], self.tol, self.max_iter,
+                self.warm_weights[k],
+            )  # fmt: skip
+            weights, ridge = self.penalty.weights(theta, fold.X.shape[1])
+            exact = sol.violation <= KKT_CHECK and ridge == 0.0
+            self.warm[k], self.warm_weights[k] = sol.coef, weights if exact else None
             self.last.append(sol)
             if self.criterion == "sure":
                 value, g = _sure(fold, sol, self.sigma or 0.0)
@@ -838,6 +857,7 @@ class ImplicitWeightedLassoCV(ImplicitLassoCV):
         self.path_, self.alphas_, self.mse_path_ = lasso.path_, lasso.alphas_, lasso.mse_path_
         t0 = np.full(k, np.log(float(lasso_run.history["alpha"][lasso_run.best()])))
         run.crit.warm = lasso_run.crit.warm
+        run.crit.warm_weights = lasso_run.crit.warm_weights
         lo, hi = np.log(a_max * self.eps), np.log(a_max) + np.log(10.0)
         return [(t0, [(lo, hi)] * k)]
 
