@@ -60,7 +60,10 @@ def solve_inner(
     """Solve the inner problem with coordinate descent, then polish it exactly on its
     support (Newton on the smooth restricted problem, accepted when signs are kept).
     A warm start is polished first and returned when that passes the KKT check (no
-    coordinate descent at all: the case along a path or after a grid).  Where coordinate
+    coordinate descent at all: the case along a path or after a grid); otherwise, when
+    the warm start is known to solve the penalties ``warm_weights`` (no ridge term), the
+    solution path is followed from it to this penalty (`penalty_path()`), polished and
+    checked.  Where coordinate
     descent stalls (KKT violation above `KKT_CHECK`) and the penalty is a rescaled
     LASSO, the homotopy is followed down to this penalty instead."""
     penalty = penalty_named(penalty)
