@@ -234,6 +234,7 @@ def _round_off(c0_max: float, act: _Active, beta: FloatArray, cond: float) -> fl
     return 10 * np.finfo(np.float64).eps * cond * scale
 
 
+@single_thread_blas  # threaded BLAS on these small products oversubscribes the cores
 def fold_path(
     fold: Fold, alpha_min: float, max_steps: int, messages: list[str] | None = None
 ) -> tuple[FloatArray, Any]:
@@ -603,6 +604,7 @@ def exact_criterion_path(
     )
 
 
+@single_thread_blas
 def penalty_path(
     fold: Fold, a_from: FloatArray, a_to: FloatArray, beta_from: FloatArray, max_steps: int
 ) -> FloatArray | None:
