@@ -63,9 +63,9 @@ def solve_inner(
     coordinate descent at all: the case along a path or after a grid); otherwise, when
     the warm start is known to solve the penalties ``warm_weights`` (no ridge term), the
     solution path is followed from it to this penalty (`penalty_path()`), polished and
-    checked.  Where coordinate
-    descent stalls (KKT violation above `KKT_CHECK`) and the penalty is a rescaled
-    LASSO, the homotopy is followed down to this penalty instead."""
+    checked.  Sparse ``X`` stays sparse (scikit-learn centres it implicitly).  Where
+    coordinate descent stalls (KKT violation above `KKT_CHECK`) and the penalty is a
+    rescaled LASSO, the homotopy is followed down to this penalty instead."""
     penalty = penalty_named(penalty)
     if warm is not None:  # a warm start with the right support and signs is exact once polished
         sol = _polish(fold, penalty, theta, warm)
@@ -79,9 +79,9 @@ def solve_inner(
                 sol = _polish(fold, penalty, theta, coef)
                 if sol.violation <= KKT_CHECK:
                     return sol
-    X, y = fold.X, fold.y
-    Xfit = X.toarray() - fold.x_mean if fold.sparse_centered else X
-    coef, n_iter = penalty.solve(Xfit, y, theta, warm, tol, max_iter)
+    coef, n_iter = penalty.solve(
+        fold.X, fold.y, theta, warm, tol, max_iter, center=fold.sparse_centered
+    )
     sol = _polish(fold, penalty, theta, coef)
     sol.n_iter = n_iter
     if sol.violation > KKT_CHECK and penalty.lasso_alpha(theta) is not None:

@@ -92,15 +92,19 @@ def lasso_cd(
     tol: float,
     max_iter: int,
     l1_ratio: float = 1.0,
+    center: bool = False,
 ) -> tuple[FloatArray, int]:
     """scikit-learn's coordinate descent for ``1/(2n)||y - X b||^2 + alpha ||b||_1`` (no
     intercept; ``X`` already centred), warm-started; returns the coefficients and the
     number of epochs it ran.  With more rows than columns (dense) it works on the Gram
     matrix, as ``LassoCV`` does by default.  ``l1_ratio < 1``: scikit-learn's elastic net
-    ``alpha (l1_ratio ||b||_1 + (1 - l1_ratio)/2 ||b||^2)`` instead."""
+    ``alpha (l1_ratio ||b||_1 + (1 - l1_ratio)/2 ||b||^2)`` instead.  ``center``: ``X``
+    is sparse and not centred; scikit-learn centres it implicitly (with ``y`` centred,
+    the fitted intercept is the centring's, and the coefficients are the centred
+    problem's), keeping its sparse coordinate descent instead of a dense copy."""
     options: dict[str, Any] = dict(
         alpha=alpha,
-        fit_intercept=False,
+        fit_intercept=center,
         tol=tol,
         max_iter=max_iter,
         warm_start=warm is not None,

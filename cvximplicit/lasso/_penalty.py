@@ -71,15 +71,18 @@ class Penalty(abc.ABC):
         warm: FloatArray | None,
         tol: float,
         max_iter: int,
+        center: bool = False,
     ) -> tuple[FloatArray, int]:
-        """Coordinate descent (``X`` centred, no intercept): coefficients and epochs."""
+        """Coordinate descent (``X`` centred, no intercept; or sparse ``X`` centred
+        implicitly, ``center``): coefficients and epochs."""
         base = self.lasso_alpha(theta)
         assert base is not None
         scale = self.column_scale(theta, X.shape[1])
         if np.all(scale == 1):
-            return lasso_cd(X, y, base, warm, tol, max_iter)
+            return lasso_cd(X, y, base, warm, tol, max_iter, center=center)
         Xs = X.multiply(scale[None, :]).tocsc() if sp.issparse(X) else X * scale
-        coef, n_iter = lasso_cd(Xs, y, base, None if warm is None else warm / scale, tol, max_iter)
+        warm_s = None if warm is None else warm / scale
+        coef, n_iter = lasso_cd(Xs, y, base, warm_s, tol, max_iter, center=center)
         return coef * scale, n_iter
 
 
@@ -164,9 +167,10 @@ class ElasticNetPenalty(Penalty):
         warm: FloatArray | None,
         tol: float,
         max_iter: int,
+        center: bool = False,
     ) -> tuple[FloatArray, int]:
         ratio = float(theta[1])
-        return lasso_cd(X, y, float(theta[0]), warm, tol, max_iter, l1_ratio=ratio)
+        return lasso_cd(X, y, float(theta[0]), warm, tol, max_iter, l1_ratio=ratio, center=center)
 
 
 _PENALTIES: dict[str, Penalty] = {
