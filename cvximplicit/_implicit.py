@@ -55,7 +55,6 @@ __all__ = [
     "classify",
     "default_tol",
     "failure_message",
-    "set_gram_row",
     "solve_linear",
 ]
 
@@ -564,7 +563,7 @@ def anderson_weights_host(gram: list[list[float]], size: int, regularization: fl
     LAPACK call, whose entry costs, between tensor operations, dominate an iteration of a
     small layer (measured: the digits DEQ's float32 gradient 3.7 vs 4.4 ms).  Falls back to
     least squares if rounding breaks the factorization, and to equal weights if all
-    residuals are zero.  `anderson_host()` uses its numba twin
+    residuals are zero.  `anderson_step_weights()` uses its numba twin
     (``_numba_anderson.anderson_weights_into``) when numba is installed.
     """
     n = size
@@ -622,7 +621,7 @@ def anderson_host(
     scale: float | None = None,
 ) -> FloatArray:
     """Anderson acceleration of ``x <- g(x)`` on host vectors (float32 or float64), with
-    `anderson_weights_host()` on a ring buffer of ``memory`` iterates; returns the last
+    `anderson_step_weights()` on a ring buffer of ``memory`` iterates; returns the last
     ``g(x)``.  Residuals ``||g(x) - x||`` are relative to ``1 + ||x||``, or to ``scale``
     when given (an adjoint equation: ``||g||``); ``track`` records them and decides when
     to stop.
@@ -634,9 +633,7 @@ def anderson_host(
     m, n = memory, x.size
     G = np.zeros((m, n), x.dtype)
     R = np.zeros((m, n), x.dtype)
-    kernel = compiled("_numba_anderson")
-    gram_array, weights = np.zeros((m, m)), np.zeros(m, x.dtype)
-    gram = [[0.0] * m for _ in range(m)]
+    gram = np.zeros((m, m))
     for k in range(max_iter):
         slot, j = k % m, min(k + 1, m)  # the filled slots are a prefix of the ring buffer
         r = np.subtract(gx, x, out=R[slot])
@@ -645,23 +642,27 @@ def anderson_host(
         size = scale or 1.0 + math.sqrt(float(x @ x))
         if track.add(math.sqrt(max(float(row[slot]), 0.0)), size) or track.k == max_iter:
             break
-        if kernel is not None:
-            if kernel.anderson_weights_into(gram_array, row, slot, j, regularization, weights):
-                x = weights[:j] @ G[:j]
-                gx = g(x)
-                continue
-            gram = gram_array.tolist()  # the kernel's fallback: the Python solve below
-        set_gram_row(gram, slot, row.tolist())
-        x = np.array(anderson_weights_host(gram, j, regularization), x.dtype) @ G[:j]
+        x = anderson_step_weights(gram, row, slot, j, regularization).astype(x.dtype) @ G[:j]
         gx = g(x)
     return gx
 
 
-def set_gram_row(gram: list[list[float]], slot: int, row: list[float]) -> None:
-    """Write the new residual's inner products with the kept ones (``row``) into row and
-    column ``slot`` of the symmetric Gram matrix ``gram``."""
-    for i, value in enumerate(row):
-        gram[slot][i] = gram[i][slot] = value
+def anderson_step_weights(
+    gram: FloatArray, row: FloatArray, slot: int, size: int, regularization: float
+) -> FloatArray:
+    """One iteration's Anderson weights on the host: ``row`` (the new residual's inner
+    products with the ``size`` kept ones) goes into row and column ``slot`` of the
+    float64 Gram array ``gram``, and the weights of its leading ``size x size`` block come
+    back.  One numba call when numba is installed (``_numba_anderson``, about 1 us);
+    otherwise, and where the kernel declines (rounding breaks its Cholesky, or all
+    residuals are zero), `anderson_weights_host()` in plain Python."""
+    kernel, out = compiled("_numba_anderson"), np.empty(size)
+    if kernel is not None and kernel.anderson_weights_into(
+        gram, row, slot, size, regularization, out
+    ):
+        return out
+    gram[slot, :size] = gram[:size, slot] = row
+    return np.asarray(anderson_weights_host(gram[:size, :size].tolist(), size, regularization))
 
 
 def solve_linear(

@@ -28,10 +28,9 @@ from .._implicit import (
     Problem,
     Tracker,
     anderson_host,
-    anderson_weights_host,
+    anderson_step_weights,
     dtype_name,
     failure_message,
-    set_gram_row,
     solve_linear,
 )
 
@@ -177,18 +176,17 @@ def _anderson_tensor(
     m = memory
     G = x.new_zeros((m, x.numel()))
     R = x.new_zeros((m, x.numel()))
-    gram = [[0.0] * m for _ in range(m)]
+    gram = np.zeros((m, m))
     for k in range(max_iter):
         slot, j = k % m, min(k + 1, m)  # the filled slots are a prefix of the ring buffer
         r = torch.sub(gx, x, out=R[slot])
         G[slot] = gx
-        row = torch.mv(R[:j], r).tolist()
+        row = torch.mv(R[:j], r).double().cpu().numpy()
         size = scale or 1.0 + math.sqrt(float(torch.dot(x, x)))
-        if track.add(math.sqrt(max(row[slot], 0.0)), size) or track.k == max_iter:
+        if track.add(math.sqrt(max(float(row[slot]), 0.0)), size) or track.k == max_iter:
             break
-        set_gram_row(gram, slot, row)
-        weights = anderson_weights_host(gram, j, regularization)
-        x = torch.tensor(weights, dtype=x.dtype, device=x.device) @ G[:j]
+        weights = anderson_step_weights(gram, row, slot, j, regularization)
+        x = torch.as_tensor(weights, dtype=x.dtype, device=x.device) @ G[:j]
         gx = g(x)
     return gx
 
