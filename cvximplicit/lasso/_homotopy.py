@@ -195,6 +195,20 @@ class _Active:
         H = self.G[self.index, : self.k]
         self.L = np.asarray(np.linalg.cholesky((H + H.T) / 2), dtype=np.float64)
 
+    def affine(
+        self, c0: FloatArray, r0: FloatArray, r1: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """``(b0, b1, c0 - G b0, G b1)`` with ``H [b0, b1] = [r0, r1]``: the restricted
+        solution ``b0 - t b1`` and the correlations ``(c0 - G b0) + t G b1`` of a path on
+        which both are affine in one parameter ``t`` (one solve with two right-hand sides
+        and one product with ``G``)."""
+        _, G = self.cols()
+        if not self.index:
+            return np.zeros(0), np.zeros(0), c0.copy(), np.zeros(G.shape[0])
+        B = self.solve(np.stack([r0, r1], axis=1))
+        U = G @ B
+        return B[:, 0], B[:, 1], c0 - U[:, 0], U[:, 1]
+
     def solve(self, rhs: FloatArray) -> FloatArray:
         """``H^{-1} rhs``.  LAPACK is called directly, on ``L'`` (the Fortran-ordered view
         of ``L``, so nothing is copied): scipy's ``cho_solve`` and ``solve_triangular``
@@ -217,6 +231,17 @@ def _mask(p: int, index: list[int]) -> np.ndarray:
     out = np.zeros(p, dtype=bool)
     out[index] = True
     return out
+
+
+def _transpose(X: Any) -> Any:
+    """``X'`` for a whole path (for sparse ``X``, ``X.T`` builds a matrix object per use)."""
+    return sp.csr_array(X.T) if sp.issparse(X) else X.T
+
+
+def _column(fold: Fold, XT: Any, j: int) -> tuple[FloatArray, FloatArray]:
+    """Column ``j`` of the fold's centred design and its correlations ``X'x_j/n``."""
+    col = columns(fold.X, np.array([j]), fold.x_mean, fold.sparse_centered)[:, 0]
+    return col, correlations(fold.X, col, fold.x_mean, fold.sparse_centered, XT)
 
 
 def _condition(act: _Active) -> float:
@@ -261,12 +286,8 @@ def fold_path(
     centered = fold.sparse_centered
     messages = [] if messages is None else messages
 
-    XT = sp.csr_array(X.T) if sp.issparse(X) else X.T
-
-    def corr(r: FloatArray) -> FloatArray:
-        return correlations(X, r, fold.x_mean, centered, XT)
-
-    c0 = corr(y)
+    XT = _transpose(X)
+    c0 = correlations(X, y, fold.x_mean, centered, XT)
     c0_max = float(np.abs(c0).max(initial=0.0))
     c = c0
     alpha = float(np.abs(c).max())
@@ -280,8 +301,7 @@ def fold_path(
     dependent: dict[int, float] = {}
 
     def enter(j: int, sign: float) -> bool:
-        col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
-        if act.append(j, sign, col, corr(col)):
+        if act.append(j, sign, *_column(fold, XT, j)):
             return True
         dependent[j] = act.last_residual
         return False
@@ -304,15 +324,8 @@ def fold_path(
         certified on it; recomputed from ``c0`` when the support (or ``L``) changes, so no
         round-off accumulates."""
         if affine["version"] != act.version:
-            _, G = act.cols()
-            if act.index:
-                B = act.solve(np.stack([c0[act.index], act.signs], axis=1))
-                U = G @ B
-            else:
-                B, U = np.zeros((0, 2)), np.zeros((p, 2))
-            affine.update(
-                version=act.version, beta0=B[:, 0], dirn=B[:, 1], u0=c0 - U[:, 0], rate=U[:, 1]
-            )
+            beta0, dirn, u0, rate = act.affine(c0, c0[act.index], act.signs)
+            affine.update(version=act.version, beta0=beta0, dirn=dirn, u0=u0, rate=rate)
             affine.update(inactive=~_mask(p, act.index), cond=_condition(act))
         return affine
 
@@ -630,29 +643,18 @@ def penalty_path(
     X, y = fold.X, fold.y
     n, p = X.shape
     centered = fold.sparse_centered
-    XT = sp.csr_array(X.T) if sp.issparse(X) else X.T
+    XT = _transpose(X)
     c0 = correlations(X, y, fold.x_mean, centered, XT)
     da = a_to - a_from
     act = _Active(n, p)
     for j in np.flatnonzero(beta_from):
-        col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
-        g = correlations(X, col, fold.x_mean, centered, XT)
-        if not act.append(int(j), float(np.sign(beta_from[j])), col, g):
+        if not act.append(int(j), float(np.sign(beta_from[j])), *_column(fold, XT, int(j))):
             return None
     t = 0.0
     dependent: set[int] = set()  # columns in the span of the active ones: kept at zero
     for _ in range(max_steps):
-        k = act.k
-        if k:
-            idx, s = np.array(act.index), act.signs
-            B = act.solve(np.stack([c0[idx] - a_from[idx] * s, da[idx] * s], axis=1))
-            _, G = act.cols()
-            U = G @ B
-            beta0, dirn, u0, rate = B[:, 0], B[:, 1], c0 - U[:, 0], U[:, 1]
-        else:
-            idx = np.zeros(0, np.int64)
-            beta0 = dirn = np.zeros(0)
-            u0, rate = c0, np.zeros(p)
+        idx, s = np.array(act.index, dtype=np.int64), act.signs
+        beta0, dirn, u0, rate = act.affine(c0, c0[idx] - a_from[idx] * s, da[idx] * s)
         # b_S(t) = beta0 - t dirn, c(t) = u0 + t rate, a(t) = a_from + t da
         inactive = ~_mask(p, act.index)
         free = inactive & ~_mask(p, list(dependent))
@@ -693,8 +695,6 @@ def penalty_path(
         else:
             t = t_in
             j = j_in % p
-            col = columns(X, np.array([j]), fold.x_mean, centered)[:, 0]
-            sign = 1.0 if j_in < p else -1.0
-            if not act.append(j, sign, col, correlations(X, col, fold.x_mean, centered, XT)):
+            if not act.append(j, 1.0 if j_in < p else -1.0, *_column(fold, XT, j)):
                 dependent.add(j)
     return None
