@@ -26,11 +26,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from typing import TypeAlias, cast
 
 import numpy as np
 import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from ._blas import single_thread_blas
 from ._cones import Cone, KinkPolicy
@@ -51,7 +52,15 @@ from ._solvers import DataLayout, RawSolution, Solver, SolverStatus, StackedData
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse, parse_option
 
-__all__ = ["BatchData", "BatchEngine", "BatchFactorization", "OnFailure", "as_on_failure"]
+__all__ = [
+    "BatchData",
+    "BatchEngine",
+    "BatchFactorization",
+    "BatchSparseLU",
+    "OnFailure",
+    "as_on_failure",
+    "batch_factorize",
+]
 
 
 class OnFailure(str, enum.Enum):
@@ -196,6 +205,8 @@ class BatchFactorization:
     solve are zeros; the engine sends those elements to the single-problem path).
     """
 
+    method = "dense LU"
+
     def __init__(self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances):
         self.size = layout.size
         self.N = layout.newton.size
@@ -239,6 +250,116 @@ class BatchFactorization:
         return self._dense[i]
 
 
+@dataclasses.dataclass
+class _SparseBlocks:
+    """One SuperLU of a block-diagonal ``B``: its blocks are the batch rows ``rows``."""
+
+    rows: IntArray
+    lu: spla.SuperLU
+    #: Blocks whose pivots are healthy (the others' rows of a solve are zeros).
+    healthy: np.ndarray
+
+
+class BatchSparseLU:
+    """SuperLU factorizations of the block-diagonal ``B`` of a batch (sparse ``B``): one per
+    chunk of the batch (a chunk per CPU, in threads, since SuperLU releases the GIL), each
+    solved for all of its elements in one call.
+
+    Blocks of a block-diagonal matrix stay independent under SuperLU's pivoting, so an element
+    whose ``B`` is singular spoils only its own rows: ``degenerate[i]`` marks elements that
+    are structurally singular (left out of the factorization) or whose pivots fall below
+    `Tolerances.singular_pivot_ratio`; their rows of a solve are zeros, and the engine sends
+    them to the single-problem path.  Per-element factorizations (`element()`) are made by
+    each element's solution on first use.
+    """
+
+    method = "sparse LU (block-diagonal)"
+
+    def __init__(self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances):
+        self.size = layout.size
+        self.N = layout.newton.size
+        self.degenerate = np.zeros(self.size, dtype=bool)
+        self._blocks: list[_SparseBlocks] = []
+        if self.N == 0:
+            return
+        chunks = split_rows(self.size, self.N)
+        parts = run_parallel(lambda rows: self._factorize(layout, data, D, tol, rows), chunks)
+        self._blocks = [b for part in parts for b in part]
+        self.degenerate[:] = True
+        for b in self._blocks:
+            self.degenerate[b.rows[b.healthy]] = False
+
+    def _factorize(
+        self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances, rows: slice
+    ) -> list[_SparseBlocks]:
+        B, kept = layout.newton.block_matrix(data.P[rows], data.A[rows], D[rows])
+        kept = np.arange(self.size)[rows][kept]
+        return self._blocks_of(B, kept, tol)
+
+    def _blocks_of(self, B: Sparse, kept: IntArray, tol: Tolerances) -> list[_SparseBlocks]:
+        """SuperLU of the block-diagonal ``B`` whose blocks are the batch rows ``kept``."""
+        N = self.N
+        if kept.size == 0:
+            return []
+        try:
+            lu = spla.splu(B, permc_spec="COLAMD")
+        except RuntimeError:  # an exact zero pivot: one LU per block tells which
+            if kept.size == 1:
+                return []
+            return [
+                b
+                for j in range(kept.size)
+                for b in self._blocks_of(
+                    sp.csc_array(B[N * j : N * (j + 1), N * j : N * (j + 1)]), kept[j : j + 1], tol
+                )
+            ]
+        # Pivot ratios block by block: pivot j belongs to column perm_c^{-1}[j] of B.
+        pivots = np.abs(lu.U.diagonal())
+        column = np.empty_like(lu.perm_c)
+        column[lu.perm_c] = np.arange(column.size)
+        block = column // N
+        top, low = np.zeros(kept.size), np.full(kept.size, np.inf)
+        np.maximum.at(top, block, pivots)
+        np.minimum.at(low, block, pivots)
+        healthy = (top > 0) & np.isfinite(top) & (low >= tol.singular_pivot_ratio * top)
+        return [_SparseBlocks(kept, lu, healthy)]
+
+    def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
+        """Solve every element's system; ``R`` and the result are ``(size, N)``."""
+        out = np.zeros_like(R)
+
+        def one(blocks: _SparseBlocks) -> None:
+            rhs = np.zeros((blocks.rows.size, self.N))
+            rhs[blocks.healthy] = R[blocks.rows[blocks.healthy]]
+            z = blocks.lu.solve(rhs.ravel(), trans="T" if transpose else "N")
+            z = z.reshape(rhs.shape)
+            out[blocks.rows[blocks.healthy]] = z[blocks.healthy]
+
+        chunks = [slice(j, j + 1) for j in range(len(self._blocks))]
+        if chunks:
+            run_parallel(lambda c: [one(b) for b in self._blocks[c]], chunks)
+        return out
+
+    def element(self, i: int) -> Factorization | None:
+        """``None``: an element's own factorization is made by its solution on first use."""
+        del i
+        return None
+
+
+#: Factorizations of every element's ``B`` of a batch, solved together.
+BatchLU: TypeAlias = "BatchFactorization | BatchSparseLU"
+
+
+def batch_factorize(
+    layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances
+) -> BatchLU:
+    """The factorizations of every element's ``B``: dense LAPACK LUs for small (dense) ``B``,
+    else block-diagonal sparse LUs."""
+    if layout.newton.dense:
+        return BatchFactorization(layout, data, D, tol)
+    return BatchSparseLU(layout, data, D, tol)
+
+
 class BatchRefined:
     """`BatchFactorization` of nearby matrices, refined against every element's exact ``B``
     (the batch counterpart of `Refined`).
@@ -253,7 +374,7 @@ class BatchRefined:
 
     def __init__(
         self,
-        base: BatchFactorization,
+        base: BatchLU,
         layout: BatchLayout,
         data: BatchData,
         D: FloatArray,
@@ -267,7 +388,7 @@ class BatchRefined:
         P, A, AT = layout.matrices(data) if mats is None else mats
         Dm = layout.jacobian_matrix(D)
         self._ops = (P, A, AT, Dm, sp.csr_array(Dm.T))
-        self._exact: BatchFactorization | None = None
+        self._exact: BatchLU | None = None
         # A probe: where refinement does not converge (a final B that is singular although
         # the step's was not), the exact factorizations are made now, so that `degenerate`
         # is right before any derivative (such rows then take the single path).
@@ -289,10 +410,10 @@ class BatchRefined:
             bottom = A @ x + Dv - v
         return np.concatenate([top.reshape(k, -1), bottom.reshape(k, -1)], axis=1)
 
-    def exact(self) -> BatchFactorization:
+    def exact(self) -> BatchLU:
         """Every element's own factorization (made on first use)."""
         if self._exact is None:
-            self._exact = BatchFactorization(self._layout, self._data, self._D, self._tol)
+            self._exact = batch_factorize(self._layout, self._data, self._D, self._tol)
         return self._exact
 
     def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
@@ -547,7 +668,7 @@ class BatchEngine:
             elif raw.status is SolverStatus.SOLVED:
                 good[i] = True
         rows = np.flatnonzero(good)
-        if rows.size and polish and self.spec.newton.dense:
+        if rows.size and polish and self.spec.newton.batched(tol):
             X0 = np.stack([cast(FloatArray, raws[i].x) for i in rows])  # type: ignore[union-attr]
             V0 = np.stack([raws[i].y - raws[i].s for i in rows])  # type: ignore[union-attr]
             done = self.polish_rows(
@@ -607,7 +728,9 @@ class Embedded:
     outside every part come back as zeros)."""
 
     def __init__(
-        self, parts: list[tuple[BatchFactorization | BatchRefined, IntArray]], size: int
+        self,
+        parts: list[tuple[BatchLU | BatchRefined, IntArray]],
+        size: int,
     ) -> None:
         self.parts, self.size = parts, size
 
@@ -650,7 +773,7 @@ class _BatchPolished:
     res0_norm: FloatArray
     steps: IntArray
     D: FloatArray
-    fact: BatchFactorization | BatchRefined
+    fact: BatchLU | BatchRefined
     method: str
     factor_share: float
 
@@ -676,10 +799,10 @@ def _polish_batch(
 
     factor_time = 0.0
 
-    def factorize(D: FloatArray) -> BatchFactorization:
+    def factorize(D: FloatArray) -> BatchLU:
         nonlocal factor_time
         start = time.perf_counter()
-        f = BatchFactorization(layout, data, D, tol)
+        f = batch_factorize(layout, data, D, tol)
         factor_time += time.perf_counter() - start
         return f
 
@@ -687,13 +810,13 @@ def _polish_batch(
     res = _residual(layout, mats, data, X, V)
     res0_norm = res.norm.copy()
     D = jacobian(V)
-    fact: BatchFactorization | None = None
+    fact: BatchLU | None = None
     D_fact = D
     steps = np.zeros(k, dtype=np.int64)
     stalled = np.zeros(k, dtype=bool)
     halvings = cast(FloatArray, 0.5 ** np.arange(tol.backtracking_steps))
 
-    def try_steps(f: BatchFactorization, rows: np.ndarray, alphas: FloatArray) -> np.ndarray:
+    def try_steps(f: BatchLU, rows: np.ndarray, alphas: FloatArray) -> np.ndarray:
         """Line search on ``rows`` with ``f``; returns the rows that found a decrease."""
         nonlocal X, V, res
         dZ = f.solve(-res.F)
@@ -745,7 +868,7 @@ def _polish_batch(
     # B at the returned points: the last factorization if D has not moved, refined
     # against the final B if it moved a little (curved cones), else a new one.
     if fact is not None and np.array_equal(D, D_fact):
-        final: BatchFactorization | BatchRefined = fact
+        final: BatchLU | BatchRefined = fact
     elif fact is not None and np.abs(D - D_fact).max(initial=0.0) <= tol.active_set_change:
         final = BatchRefined(fact, layout, data, D, tol, mats)
     else:
@@ -759,8 +882,8 @@ def _polish_batch(
         steps,
         D,
         final,
-        "dense LU (reused with iterative refinement)"
+        f"{final.base.method} (reused with iterative refinement)"
         if isinstance(final, BatchRefined)
-        else "dense LU",
+        else final.method,
         factor_time / total if total > 0 else 0.0,
     )

@@ -31,6 +31,7 @@ from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import structural_rank
 
 from ._blas import single_thread_blas
 from ._certificates import find_certificate
@@ -46,7 +47,15 @@ from ._errors import (
     SolverFailedError,
     UnboundedError,
 )
-from ._factor import Factorization, Refined, StructuralRanks, factorize, reduced_ldl, use_dense
+from ._factor import (
+    Factorization,
+    Refined,
+    StructuralRanks,
+    _has_qdldl,
+    factorize,
+    reduced_ldl,
+    use_dense,
+)
 from ._solvers import Clarabel, ConeData, RawSolution, Solver, SolverStatus
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse
@@ -214,6 +223,8 @@ class NewtonStructure:
         self._bounds = (ar[positions], ac[positions], positions)
         self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
         self._ranks = StructuralRanks()
+        self._block_ranks: dict[bytes, bool] = {}
+        self.diagonal = cones.diagonal
         self._product = not cones.diagonal and triples > 4 * (ar.size + dr.size)
         if self.dense:
             return
@@ -281,6 +292,107 @@ class NewtonStructure:
             B = (B + sp.vstack([top, bottom], format="csc")).tocsc()
             B.eliminate_zeros()
         return B
+
+    def batched(self, tol: Tolerances) -> bool:
+        """Whether batches of this program are polished vectorised (dense LUs, or sparse LUs
+        of the block-diagonal ``B``): all but programs with only zero and nonnegative cones
+        from `Tolerances.ldl_min_size` rows, whose ``B`` the single-problem path solves
+        through a reduced LDL (`ReducedLDL`) at a fraction of SuperLU's cost."""
+        return self.dense or not (self.diagonal and self.size >= tol.ldl_min_size and _has_qdldl())
+
+    def block_matrix(
+        self, P: FloatArray, A: FloatArray, D: FloatArray
+    ) -> tuple[sp.csc_array, IntArray]:
+        """The block-diagonal ``B`` of ``k`` elements from their stacked values of ``P``,
+        ``A`` and ``D`` (``(k, nnz)`` each, on the program's patterns), in CSC format without
+        the entries that vanish; element ``e``'s block has rows and columns
+        ``e N, ..., (e + 1) N - 1``.
+
+        Returns the matrix and the elements it holds: those whose ``B`` is structurally
+        nonsingular (SuperLU must not see the others, see `factorize()`), in order; the
+        ``j``-th block is element ``kept[j]``.  Structural ranks are remembered by pattern.
+        """
+        k, N = D.shape[0], self.size
+        if self._product:
+            return self._block_product(P, A, D)
+        a_of, d_of = self._ad
+        weights = np.concatenate([P, A, D - self._eye, A[:, a_of] * D[:, d_of]], axis=1)
+        index = (self._slot[None, :] + self._nnz * np.arange(k)[:, None]).ravel()
+        vals = _weighted_count(index, weights.ravel(), k * self._nnz).reshape(k, self._nnz)
+        keep = vals != 0
+        kept = np.flatnonzero([self._nonsingular(mask) for mask in keep])
+        vals, keep = vals[kept], keep[kept]
+        offsets = (N * np.arange(kept.size))[:, None]
+        rows = (self.rows[None, :] + offsets)[keep]
+        cols = (self.cols[None, :] + offsets)[keep]
+        size = N * kept.size
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=size))])
+        return sp.csc_array((vals[keep], rows, indptr), shape=(size, size)), kept
+
+    def _nonsingular(self, keep: np.ndarray) -> bool:
+        """Whether ``B`` with the stored entries ``keep`` (of the fixed pattern) is
+        structurally nonsingular (remembered by pattern)."""
+        key = np.packbits(keep).tobytes()
+        full = self._block_ranks.get(key)
+        if full is None:
+            pattern = sp.csc_array(
+                (np.ones(int(keep.sum())), (self.rows[keep], self.cols[keep])),
+                shape=(self.size, self.size),
+            )
+            full = self._ranks(pattern) == self.size
+            if len(self._block_ranks) >= 64:
+                self._block_ranks.clear()
+            self._block_ranks[key] = full
+        return full
+
+    def _block_product(
+        self, P: FloatArray, A: FloatArray, D: FloatArray
+    ) -> tuple[sp.csc_array, IntArray]:
+        """`block_matrix()` where ``A'D`` is a sparse product (dense cone blocks)."""
+        k, N, n, m = D.shape[0], self.size, self.n, self.m
+        (pr, pc), (ar, ac), (dr, dc) = self._P, self._A, self._D
+        e = np.arange(k)[:, None]
+        AT = sp.csr_array(
+            (A.ravel(), ((ac[None, :] + n * e).ravel(), (ar[None, :] + m * e).ravel())),
+            shape=(n * k, m * k),
+        )
+        Dm = sp.csr_array(
+            (D.ravel(), ((dr[None, :] + m * e).ravel(), (dc[None, :] + m * e).ravel())),
+            shape=(m * k, m * k),
+        )
+        AtD = sp.coo_array(AT @ Dm)
+        r, c = AtD.coords
+        rows = np.concatenate(
+            [
+                (pr[None, :] + N * e).ravel(),
+                (ar[None, :] + n + N * e).ravel(),
+                (dr[None, :] + n + N * e).ravel(),
+                (r // n) * N + r % n,
+            ]
+        )
+        cols = np.concatenate(
+            [
+                (pc[None, :] + N * e).ravel(),
+                (ac[None, :] + N * e).ravel(),
+                (dc[None, :] + n + N * e).ravel(),
+                (c // m) * N + n + c % m,
+            ]
+        )
+        vals = np.concatenate([P.ravel(), A.ravel(), (D - self._eye).ravel(), AtD.data])
+        B = sp.csc_array((vals, (rows, cols)), shape=(N * k, N * k))
+        B.sum_duplicates()
+        B.eliminate_zeros()
+        kept = np.arange(k)
+        if structural_rank(sp.csr_array(B)) < N * k:  # which elements are singular (rare)
+            kept = np.flatnonzero(
+                [
+                    self._ranks(sp.csc_array(B[N * i : N * (i + 1), N * i : N * (i + 1)])) == N
+                    for i in range(k)
+                ]
+            )
+            index = (N * kept[:, None] + np.arange(N)[None, :]).ravel()
+            B = sp.csc_array(B[index][:, index])
+        return B, kept
 
     def factorize(self, data: ConeData, D: Jacobian, tol: Tolerances) -> Factorization:
         """Factorize ``B`` (dense or sparse, see `factorize()`)."""

@@ -18,12 +18,12 @@ from numpy.typing import ArrayLike, NDArray
 from ._batch import (
     BatchData,
     BatchEngine,
-    BatchFactorization,
     Embedded,
     EngineResult,
     OnFailure,
     ProgramSpec,
     as_on_failure,
+    batch_factorize,
     run_parallel,
     split_rows,
 )
@@ -385,7 +385,7 @@ class Program:
         warm_fact: Embedded | None = None
         if len(previous) != k:
             reasons = [f"the batch size changed ({len(previous)} -> {k})"] * k
-        elif self._prepared.newton.dense and self.polish:  # vectorised, as the engine polishes
+        elif self._prepared.newton.batched(self.tolerances) and self.polish:  # vectorised
             rows = np.array([i for i in range(k) if previous.solutions[i] is not None])
             for i in range(k):
                 if previous.solutions[i] is None:
@@ -907,7 +907,7 @@ class BatchSolution:
                 return None
             engine = self._program._engine
             with single_thread_blas:
-                fact = BatchFactorization(
+                fact = batch_factorize(
                     engine.layout(int(rows.size)),
                     self._data.take(rows),
                     result.D[rows],

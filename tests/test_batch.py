@@ -142,10 +142,8 @@ def test_vectorised_batch_equals_loop_on_every_cone(name, rng):
     family = FAMILIES[name](np.random.default_rng(5))
     program = ci.compile(family.problem, family.parameters, family.variables)
     batch = _check_batch_against_loop(program, family, 4, rng)
-    dense = program._prepared.newton.dense  # a sparse B is polished element by element
-    assert batch.ok.all() and (batch._result.vectorised.all() if dense else True)
-    if dense:
-        assert all("batched" in (d.linear_solve or "") for d in batch.diagnostics if d)
+    assert batch.ok.all() and batch._result.vectorised.all()
+    assert all("batched" in (d.linear_solve or "") for d in batch.diagnostics if d)
     if name == "maxcut_sdp":  # D moved a little in the last step: the LU was refined
         assert all("refinement" in (d.linear_solve or "") for d in batch.diagnostics if d)
 
@@ -176,15 +174,59 @@ def test_batch_refinement_falls_back_to_exact_factorizations(rng):
         np.testing.assert_allclose(element.solve(R[1]), exact.solve(R)[1], rtol=1e-9, atol=1e-11)
 
 
-def test_batch_with_sparse_factorization_polishes_each_element(rng):
-    """A sparse B (forced on a small program): each element is polished on its own, from
-    the batch's solver points, on the CPUs' threads."""
-    family = FAMILIES["socp"](np.random.default_rng(6))
+@pytest.mark.parametrize("name", ["socp", "lp_box", "maxcut_sdp", "logistic"])
+def test_batch_with_sparse_factorization_is_vectorised(name, rng):
+    """A sparse B (forced on small programs): one SuperLU of the block-diagonal B per chunk,
+    polishing and derivatives vectorised, equal to one-by-one solves; the elements' own
+    factorizations (made on first use) agree with the batch's."""
+    family = FAMILIES[name](np.random.default_rng(6))
     sparse = ci.Tolerances(dense_lu_limit=0, dense_fill_limit=0)
     program = ci.compile(family.problem, family.parameters, family.variables, tolerances=sparse)
+    assert not program._prepared.newton.dense
     batch = _check_batch_against_loop(program, family, 3, rng)
-    assert not batch._result.vectorised.any()
-    assert all(d is not None and d.linear_solve for d in batch.diagnostics)
+    assert batch._result.vectorised.all()
+    assert all("block-diagonal" in (d.linear_solve or "") for d in batch.diagnostics if d)
+    cot = [rng.standard_normal(np.shape(v)) for v in batch.values]
+    grads = batch.vjp(*cot)
+    own = batch[1].vjp(*[c[1] for c in cot])
+    np.testing.assert_allclose(grads[0][1], own[0], rtol=1e-9, atol=1e-11)
+
+
+def test_block_sparse_lu_leaves_singular_elements_out(rng):
+    """`BatchSparseLU`: elements with a singular B (two parallel active constraints: an exact
+    zero pivot; a D that makes B structurally singular) are marked degenerate and get zero
+    solves; the others' solves equal their own sparse LUs, and the batch's degenerate
+    elements warn as one-by-one solves do."""
+    import scipy.sparse.linalg as spla
+
+    from cvximplicit._batch import BatchSparseLU
+    from cvximplicit._conic import Jacobian
+
+    x, b = cp.Variable(2), cp.Parameter(2)
+    constraints = [x[0] + x[1] <= 1, 2 * x[0] + 2 * x[1] <= 2, x >= -5]
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x - b)), constraints)
+    sparse = ci.Tolerances(dense_lu_limit=0, dense_fill_limit=0)
+    program = ci.compile(prob, [b], [x], tolerances=sparse)
+    batch = program.solve_batch(np.array([[0.0, 0.0], [2.0, 2.0], [0.1, -0.2], [3.0, 1.0]]))
+    layout, data, tol = program._engine.layout(4), batch._data, program.tolerances
+    np.testing.assert_array_equal(batch._result.vectorised, [True, False, True, False])
+    with pytest.warns(ci.DegenerateDerivativeWarning):
+        batch.vjp(np.ones((4, 2)))
+    structural = batch._result.D.copy()
+    structural[2] = 1.0  # every v-row of B then reads A x: more rows than x
+    for D, singular in ((batch._result.D, [1, 3]), (structural, [1, 2, 3])):
+        fact = BatchSparseLU(layout, data, D, tol)
+        np.testing.assert_array_equal(np.flatnonzero(fact.degenerate), singular)
+        R = rng.standard_normal((4, fact.N))
+        for transpose in (False, True):
+            Z = fact.solve(R, transpose)
+            assert not Z[singular].any()
+            for i in np.flatnonzero(~fact.degenerate):
+                jac = Jacobian(*program._cones.pattern, D[i], program.m, program._cones.diagonal)
+                own = spla.splu(layout.newton.matrix(data.element(i), jac))
+                np.testing.assert_allclose(
+                    Z[i], own.solve(R[i], trans="T" if transpose else "N"), rtol=1e-9
+                )
 
 
 def test_on_failure_nan_masks_failed_elements():
