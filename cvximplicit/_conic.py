@@ -498,6 +498,13 @@ class Residual:
 def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> Residual:
     """The normal-map residual ``F(x, v)`` (see the module docstring)."""
     y = cones.project_dual(v)
+    kernel = compiled("_numba_residual")
+    if kernel is not None:
+        P, A = data.P, data.A
+        F, relative, norm = kernel.residual_values(
+            P.indptr, P.indices, P.data, A.indptr, A.indices, A.data, data.b, data.c, x, y, v
+        )
+        return Residual(F, y, relative, norm)
     Px, Aty, Ax = data.P @ x, data.AT @ y, data.A @ x
     s = y - v
     F = np.concatenate([Px + Aty + data.c, Ax + s - data.b])

@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import cvxpy as cp
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from ._batch import (
@@ -201,8 +200,10 @@ class Program:
         return np.concatenate([s.flatten(a, False) for s, a in zip(specs, arrays)])
 
     def canonical_data(self, *values: ArrayLike) -> ConeData:
-        """The canonical data ``(P, A, b, c)`` for these parameter values."""
-        return _data_from_stacked(self._compiled, self._stack(self._check(values)), self._prepared)
+        """The canonical data ``(P, A, b, c)`` for these parameter values (matrices of their
+        own: internally the index arrays are shared between solves)."""
+        data = _data_from_stacked(self._compiled, self._stack(self._check(values)), self._prepared)
+        return dataclasses.replace(data, P=data.P.copy(), A=data.A.copy())
 
     # ----------------------------------------------------------------- solve
     def _task(self, index: int, u: FloatArray, solver: Solver) -> _Task:
@@ -544,10 +545,9 @@ class _Prepared:
 def _data_from_stacked(compiled: Compiled, u: FloatArray, prepared: _Prepared) -> ConeData:
     """The canonical data ``(P, A, b, c) = G u + g0`` on the fixed sparsity patterns."""
     P, A, b, c = compiled.split_data(compiled.data_vector(u))
-    n = compiled.n
     return ConeData(
-        P=sp.csc_array((P, compiled.P_indices, compiled.P_indptr), shape=(n, n)),
-        A=sp.csc_array((A, compiled.A_indices, compiled.A_indptr), shape=(compiled.m, n)),
+        P=prepared.layout.P_matrix(P),
+        A=prepared.layout.A_matrix(A),
         b=b.copy(),
         c=c.copy(),
         layout=prepared.layout,

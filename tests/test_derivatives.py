@@ -419,3 +419,28 @@ def test_compiled_data_cotangent_agrees_with_numpy(name, monkeypatch):
     plain = program.solve(*fam.values).vjp(*cot)
     for a, b in zip(compiled, plain):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["nnls", "qp", "socp", "maxcut_sdp", "logistic"])
+def test_compiled_residual_agrees_with_numpy(name, monkeypatch):
+    """The normal-map residual from the numba kernel equals the numpy formulas: ``F``, its
+    relative size and its norm, at random points and at points of entries near 1e160 (the
+    norm must not overflow) or infinite."""
+    pytest.importorskip("cvximplicit._numba_residual")
+    import cvximplicit._conic as conic
+
+    fam = FAMILIES[name](np.random.default_rng(3))
+    program = ci.compile(fam.problem, fam.parameters, fam.variables)
+    data, cones = program.canonical_data(*fam.values), program._cones
+    rng = np.random.default_rng(5)
+    points = [(rng.standard_normal(program.n), rng.standard_normal(program.m)) for _ in range(3)]
+    points.append((1e160 * rng.standard_normal(program.n), rng.standard_normal(program.m)))
+    points.append((np.full(program.n, np.inf), rng.standard_normal(program.m)))
+    fast = [conic.residual(data, cones, x, v) for x, v in points]
+    monkeypatch.setattr(conic, "compiled", lambda name: None)
+    for (x, v), a in zip(points, fast):
+        with np.errstate(invalid="ignore", over="ignore"):
+            b = conic.residual(data, cones, x, v)
+        np.testing.assert_allclose(a.F, b.F, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose([a.relative, a.norm], [b.relative, b.norm], rtol=1e-13)
+    assert np.isnan(fast[-1].relative) and fast[3].norm > 1e150
