@@ -199,21 +199,23 @@ def main() -> None:
         "",
         "## Default configuration against the limit",
         "",
-        "| family | n + m | limit ms | forward ms | forward / limit | target met | VJP ms "
-        "| split: setup / solve / polish / factorization / other ms | gradient error |",
-        "|---|---:|---:|---:|---:|---|---:|---|---:|",
+        "| family | n + m | limit ms | forward ms | forward / limit | forward target "
+        "| VJP ms | VJP target | split: setup / solve / polish / factorization / other ms "
+        "| gradient error |",
+        "|---|---:|---:|---:|---:|---|---:|---|---|---:|",
     ]
     for r in rows:
         if r["config"] != DEFAULT:
             continue
-        met = r["forward_ms"] <= 1.3 * r["limit_ms"] + 0.2 and r["vjp_ms"] <= 0.2
+        forward_met = r["forward_ms"] <= 1.3 * r["limit_ms"] + 0.2
         split = " / ".join(
             f"{r[f'{k}_ms']:.2f}" for k in ("setup", "solve", "polish", "factorization", "other")
         )
         lines.append(
             f"| {r['family']} | {r['n'] + r['m']} | {r['limit_ms']:.2f} | {r['forward_ms']:.2f} | "
-            f"{r['forward_ms'] / r['limit_ms']:.2f} | {'yes' if met else 'no'} | "
-            f"{r['vjp_ms']:.2f} | {split} | {r['grad_rel_error']:.1e} |"
+            f"{r['forward_ms'] / r['limit_ms']:.2f} | {'met' if forward_met else 'missed'} | "
+            f"{r['vjp_ms']:.2f} | {'met' if r['vjp_ms'] <= 0.2 else 'missed'} | {split} | "
+            f"{r['grad_rel_error']:.1e} |"
         )
     lines += [
         "",

@@ -76,6 +76,18 @@ def _weighted_count(index: IntArray, weights: np.ndarray, size: int) -> FloatArr
     return cast(FloatArray, np.bincount(index, weights, minlength=size))
 
 
+def _pattern_product(
+    rows: IntArray, cols: IntArray, values: FloatArray, z: FloatArray, dim: int
+) -> FloatArray:
+    """``out[rows[k]] += values[k] z[cols[k]]``: a scatter-add on a fixed pattern (building
+    a CSR array per product cost 40-80 us); compiled where numba is installed."""
+    kernel = compiled("_numba_newton")
+    if kernel is not None:
+        return kernel.pattern_product(rows, cols, values, z, dim)
+    out = np.bincount(rows, weights=values * z[cols], minlength=dim)
+    return out.astype(np.float64, copy=False)
+
+
 class Jacobian:
     """``D``, an element of the conservative Jacobian of ``Pi_{K*}``, on a fixed pattern.
 
@@ -97,15 +109,12 @@ class Jacobian:
     def matvec(self, z: FloatArray) -> FloatArray:
         if self.diagonal:
             return self.values * z
-        # a scatter-add on the pattern: 1-20 us, where building the CSR array costs 40-80 us
-        out = np.bincount(self.rows, weights=self.values * z[self.cols], minlength=self.dim)
-        return out.astype(np.float64, copy=False)
+        return _pattern_product(self.rows, self.cols, self.values, z, self.dim)
 
     def rmatvec(self, w: FloatArray) -> FloatArray:
         if self.diagonal:
             return self.values * w
-        out = np.bincount(self.cols, weights=self.values * w[self.rows], minlength=self.dim)
-        return out.astype(np.float64, copy=False)
+        return _pattern_product(self.cols, self.rows, self.values, w, self.dim)
 
     def sparse(self) -> Sparse:
         """``D`` as a CSR array (built once)."""
@@ -412,14 +421,33 @@ class NewtonStructure:
                 return reduced
         return factorize(self.matrix(data, D), tol, self._ranks)
 
+    def _compiled_product(
+        self, data: ConeData, D: Jacobian, z: FloatArray, transpose: bool
+    ) -> FloatArray | None:
+        """``B z`` or ``B' z`` by the compiled kernel (``None`` without numba)."""
+        kernel = compiled("_numba_newton")
+        if kernel is None:
+            return None
+        P, A = data.P, data.A
+        return kernel.newton_product(
+            P.indptr, P.indices, P.data, A.indptr, A.indices, A.data,
+            D.rows, D.cols, D.values, D.diagonal, z, transpose,
+        )  # fmt: skip
+
     def matvec(self, data: ConeData, D: Jacobian, z: FloatArray) -> FloatArray:
         """``B z`` without assembling ``B``."""
+        out = self._compiled_product(data, D, z, False)
+        if out is not None:
+            return out
         x, v = z[: self.n], z[self.n :]
         Dv = D.matvec(v)
         return np.concatenate([data.P @ x + data.AT @ Dv, data.A @ x + Dv - v])
 
     def rmatvec(self, data: ConeData, D: Jacobian, w: FloatArray) -> FloatArray:
         """``B' w`` without assembling ``B``."""
+        out = self._compiled_product(data, D, w, True)
+        if out is not None:
+            return out
         w1, w2 = w[: self.n], w[self.n :]
         return np.concatenate([data.P @ w1 + data.AT @ w2, D.rmatvec(data.A @ w1 + w2) - w2])
 
@@ -507,7 +535,7 @@ class Residual:
 def residual(data: ConeData, cones: ConeSet, x: FloatArray, v: FloatArray) -> Residual:
     """The normal-map residual ``F(x, v)`` (see the module docstring)."""
     y = cones.project_dual(v)
-    kernel = compiled("_numba_residual")
+    kernel = compiled("_numba_newton")
     if kernel is not None:
         P, A = data.P, data.A
         F, relative, norm = kernel.residual_values(

@@ -426,7 +426,7 @@ def test_compiled_residual_agrees_with_numpy(name, monkeypatch):
     """The normal-map residual from the numba kernel equals the numpy formulas: ``F``, its
     relative size and its norm, at random points and at points of entries near 1e160 (the
     norm must not overflow) or infinite."""
-    pytest.importorskip("cvximplicit._numba_residual")
+    pytest.importorskip("cvximplicit._numba_newton")
     import cvximplicit._conic as conic
 
     fam = FAMILIES[name](np.random.default_rng(3))
@@ -444,3 +444,29 @@ def test_compiled_residual_agrees_with_numpy(name, monkeypatch):
         np.testing.assert_allclose(a.F, b.F, rtol=1e-13, atol=1e-13)
         np.testing.assert_allclose([a.relative, a.norm], [b.relative, b.norm], rtol=1e-13)
     assert np.isnan(fast[-1].relative) and fast[3].norm > 1e150
+
+
+@pytest.mark.parametrize("name", ["nnls", "socp", "maxcut_sdp", "logistic"])
+def test_compiled_newton_products_agree_with_numpy(name, monkeypatch):
+    """``B z`` and ``B' w`` (and ``D z``, ``D' w``) from the numba kernels equal the numpy
+    products and the assembled reference ``B``."""
+    pytest.importorskip("cvximplicit._numba_newton")
+    import cvximplicit._conic as conic
+
+    fam = FAMILIES[name](np.random.default_rng(3))
+    program = ci.compile(fam.problem, fam.parameters, fam.variables)
+    sol = program.solve(*fam.values).conic
+    data, D, structure = sol.data, sol.jacobian, sol.structure
+    B = conic.newton_matrix(data, D.sparse())
+    rng = np.random.default_rng(6)
+    z, w = rng.standard_normal(B.shape[0]), rng.standard_normal(B.shape[0])
+    u = rng.standard_normal(program.m)
+    fast = [structure.matvec(data, D, z), structure.rmatvec(data, D, w), D.matvec(u)]
+    fast.append(D.rmatvec(u))
+    monkeypatch.setattr(conic, "compiled", lambda name: None)
+    plain = [structure.matvec(data, D, z), structure.rmatvec(data, D, w), D.matvec(u)]
+    plain.append(D.rmatvec(u))
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast[0], B @ z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast[1], B.T @ w, rtol=1e-12, atol=1e-12)
