@@ -208,7 +208,7 @@ class BatchFactorization:
     method = "dense LU"
 
     def __init__(self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances):
-        self.size = layout.size
+        self.size = data.size  # (the rows of ``data``: any subset of the layout's batch)
         self.N = layout.newton.size
         if self.N == 0:
             self._dense: list[DenseLU | None] = [None] * self.size
@@ -276,7 +276,7 @@ class BatchSparseLU:
     method = "sparse LU (block-diagonal)"
 
     def __init__(self, layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances):
-        self.size = layout.size
+        self.size = data.size  # (the rows of ``data``: any subset of the layout's batch)
         self.N = layout.newton.size
         self.degenerate = np.zeros(self.size, dtype=bool)
         self._blocks: list[_SparseBlocks] = []
@@ -346,13 +346,53 @@ class BatchSparseLU:
         return None
 
 
+class PatchedLU:
+    """Factorizations of a batch's rows made at different polishing steps: each row is
+    solved with its latest one (`put`).  Rows whose ``D`` has not moved keep theirs, so a
+    step that needs fresh factorizations for a few elements factorizes only those."""
+
+    def __init__(self, size: int, N: int) -> None:
+        self.size, self.N = size, N
+        self.degenerate = np.zeros(size, dtype=bool)
+        self._parts: list[tuple[BatchFactorization | BatchSparseLU, IntArray]] = []
+        self._owner = np.full(size, -1)
+
+    @property
+    def method(self) -> str:
+        return self._parts[0][0].method if self._parts else "none"
+
+    def put(self, fact: BatchFactorization | BatchSparseLU, rows: IntArray) -> None:
+        """``fact`` (of the rows ``rows``, in order) now solves those rows."""
+        self._parts.append((fact, rows))
+        self._owner[rows] = len(self._parts) - 1
+        self.degenerate[rows] = fact.degenerate
+        live = np.unique(self._owner[self._owner >= 0])  # parts owning no row are dropped
+        if live.size < len(self._parts):
+            renumber = np.full(len(self._parts), -1)
+            renumber[live] = np.arange(live.size)
+            self._parts = [self._parts[i] for i in live]
+            self._owner = np.where(self._owner >= 0, renumber[self._owner], -1)
+
+    def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
+        out = np.zeros_like(R)
+        for number, (fact, rows) in enumerate(self._parts):
+            mine = self._owner[rows] == number
+            Z = fact.solve(R[rows], transpose)
+            out[rows[mine]] = Z[mine]
+        return out
+
+    def element(self, i: int) -> Factorization | None:
+        fact, rows = self._parts[self._owner[i]]
+        return fact.element(int(np.flatnonzero(rows == i)[0]))
+
+
 #: Factorizations of every element's ``B`` of a batch, solved together.
-BatchLU: TypeAlias = "BatchFactorization | BatchSparseLU"
+BatchLU: TypeAlias = "BatchFactorization | BatchSparseLU | PatchedLU"
 
 
 def batch_factorize(
     layout: BatchLayout, data: BatchData, D: FloatArray, tol: Tolerances
-) -> BatchLU:
+) -> BatchFactorization | BatchSparseLU:
     """The factorizations of every element's ``B``: dense LAPACK LUs for small (dense) ``B``,
     else block-diagonal sparse LUs."""
     if layout.newton.dense:
@@ -798,25 +838,30 @@ def _polish_batch(
         return layout.jacobian_values(V, kink, tol.kink * max(1.0, vmax))
 
     factor_time = 0.0
+    fact: PatchedLU | None = None
+    D_fact = np.zeros((k, layout.nnz_D))  # the D of each row's factorization
 
-    def factorize(D: FloatArray) -> BatchLU:
-        nonlocal factor_time
+    def refactorize(D: FloatArray, rows: np.ndarray) -> PatchedLU:
+        """``fact`` with fresh factorizations of the ``rows`` (a mask) at ``D``."""
+        nonlocal factor_time, fact
         start = time.perf_counter()
-        f = batch_factorize(layout, data, D, tol)
+        index = np.flatnonzero(rows)
+        if fact is None:
+            fact = PatchedLU(k, layout.newton.size)
+        fact.put(batch_factorize(layout, data.take(index), D[index], tol), index)
+        D_fact[index] = D[index]
         factor_time += time.perf_counter() - start
-        return f
+        return fact
 
     started = time.perf_counter()
     res = _residual(layout, mats, data, X, V)
     res0_norm = res.norm.copy()
     D = jacobian(V)
-    fact: BatchLU | None = None
-    D_fact = D
     steps = np.zeros(k, dtype=np.int64)
     stalled = np.zeros(k, dtype=bool)
     halvings = cast(FloatArray, 0.5 ** np.arange(tol.backtracking_steps))
 
-    def try_steps(f: BatchLU, rows: np.ndarray, alphas: FloatArray) -> np.ndarray:
+    def try_steps(f: PatchedLU, rows: np.ndarray, alphas: FloatArray) -> np.ndarray:
         """Line search on ``rows`` with ``f``; returns the rows that found a decrease."""
         nonlocal X, V, res
         dZ = f.solve(-res.F)
@@ -852,10 +897,13 @@ def _polish_batch(
             accepted = try_steps(fact, active, halvings[:1])
         rest = active & ~accepted
         if rest.any():
-            if fact is not None:
+            if fact is None:
+                fact = refactorize(D, np.ones(k, dtype=bool))
+            else:
                 D = jacobian(V)
-            if fact is None or D is not D_fact:
-                fact, D_fact = factorize(D), D
+                moved = rest & np.any(D_fact != D, axis=1)
+                if moved.any():
+                    fact = refactorize(D, moved)
             now = try_steps(fact, rest, halvings)
             accepted |= now
             stalled |= rest & ~now
@@ -865,14 +913,16 @@ def _polish_batch(
         steps[accepted] += 1
     if fact is None or steps.any():
         D = jacobian(V)
-    # B at the returned points: the last factorization if D has not moved, refined
-    # against the final B if it moved a little (curved cones), else a new one.
-    if fact is not None and np.array_equal(D, D_fact):
-        final: BatchLU | BatchRefined = fact
-    elif fact is not None and np.abs(D - D_fact).max(initial=0.0) <= tol.active_set_change:
+    # B at the returned points: each row's last factorization if its D has not moved,
+    # refined against the final B if it moved a little (curved cones), else a new one.
+    if fact is None:
+        fact = refactorize(D, np.ones(k, dtype=bool))
+    far = np.abs(D - D_fact).max(axis=1, initial=0.0) > tol.active_set_change
+    if far.any():
+        fact = refactorize(D, far)
+    final: BatchLU | BatchRefined = fact
+    if not np.array_equal(D, D_fact):
         final = BatchRefined(fact, layout, data, D, tol, mats)
-    else:
-        final = factorize(D)
     total = time.perf_counter() - started
     return _BatchPolished(
         X,

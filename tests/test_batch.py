@@ -306,3 +306,36 @@ def _sparsemax_threshold(v):
     support = 1 + k * s > np.cumsum(s)
     kmax = k[support][-1]
     return (np.cumsum(s)[kmax - 1] - 1) / kmax
+
+
+def test_patched_factorizations_solve_each_row_with_its_latest(rng):
+    """`PatchedLU`: rows refactorized at a later polishing step are solved with their new
+    factorization, the others with the first; parts that own no row any more are dropped,
+    and `element()` and `degenerate` follow the owner."""
+    from cvximplicit._batch import BatchFactorization, PatchedLU, batch_factorize
+
+    family = FAMILIES["maxcut_sdp"](np.random.default_rng(5))
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    batch = program.solve_batch(*_batch(family, 4, rng))
+    layout, data, tol = program._engine.layout(4), batch._data, program.tolerances
+    D = batch._result.D
+    moved = D + 1e-3 * rng.standard_normal(D.shape)
+    patched = PatchedLU(4, layout.newton.size)
+    patched.put(batch_factorize(layout, data, D, tol), np.arange(4))
+    rows = np.array([1, 3])
+    patched.put(BatchFactorization(layout, data.take(rows), moved[rows], tol), rows)
+    expected = np.where(np.isin(np.arange(4), rows)[:, None], moved, D)
+    exact = BatchFactorization(layout, data, expected, tol)
+    R = rng.standard_normal((4, exact.N))
+    for transpose in (False, True):
+        np.testing.assert_allclose(
+            patched.solve(R, transpose), exact.solve(R, transpose), rtol=1e-10, atol=1e-12
+        )
+    element = patched.element(3)
+    assert element is not None
+    np.testing.assert_allclose(element.solve(R[3]), exact.solve(R)[3], rtol=1e-10, atol=1e-12)
+    patched.put(
+        BatchFactorization(layout, data.take(np.array([0, 2])), D[[0, 2]], tol), np.array([0, 2])
+    )
+    assert len(patched._parts) == 2 and not patched.degenerate.any()
+    np.testing.assert_allclose(patched.solve(R), exact.solve(R), rtol=1e-10, atol=1e-12)
