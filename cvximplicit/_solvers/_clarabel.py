@@ -57,11 +57,13 @@ class Clarabel(Solver):
 
     Defaults: the ``qdldl`` direct solve method (on 2 cores 1.5-3.5x faster than ``faer`` on
     the larger benchmark families, and what Clarabel's ``auto`` picks on the small ones; see
-    ``benchmarks/core.py``) and gap/feasibility tolerances of 1e-7 (Clarabel's own are
-    1e-8), on every cone: polishing takes the points to a relative residual of 1e-13 in 1-3
-    steps either way, and the interior-point method saves one to five iterations (measured
-    on the benchmark families: forward 3-14% faster; at 1e-6 the LASSO needs a second Newton
-    step and is slower).
+    ``benchmarks/core.py``) and, for programs with ``n + m`` up to 2000, gap and feasibility
+    tolerances of 1e-7 (Clarabel's own, 1e-8, above): polishing takes the points to a
+    relative residual of 1e-13 in 1-3 steps either way, and the interior-point method saves
+    one to five iterations (measured on the benchmark families: forward 3-14% faster; at
+    1e-6 the LASSO needs a second Newton step and is slower).  On large programs the looser
+    point costs more Newton steps than the iterations it saves (the 35,000-row banded QP:
+    10 steps and 173 ms at 1e-7, 5 steps and 107 ms at 1e-8).
     A point that polishing cannot certify is re-solved once with `tight` settings.
 
     Any setting of ``clarabel.DefaultSettings`` may be passed (``tol_gap_abs``,
@@ -83,13 +85,11 @@ class Clarabel(Solver):
         ExponentialCone,
         PowerCone,
     )
-    defaults: ClassVar[Mapping[str, Any]] = {
-        "verbose": False,
-        "direct_solve_method": "qdldl",
-        "tol_gap_abs": 1e-7,
-        "tol_gap_rel": 1e-7,
-        "tol_feas": 1e-7,
-    }
+    defaults: ClassVar[Mapping[str, Any]] = {"verbose": False, "direct_solve_method": "qdldl"}
+    #: Gap and feasibility tolerances for programs with ``n + m`` up to `small_size`,
+    #: unless set by the user (Clarabel's own, 1e-8, above).
+    small_tolerance: ClassVar[float] = 1e-7
+    small_size: ClassVar[int] = 2000
     #: Settings used for the one retry of a solve whose point could not be certified.
     tight: ClassVar[Mapping[str, Any]] = {
         "tol_gap_abs": 1e-12,
@@ -138,9 +138,13 @@ class Clarabel(Solver):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(keep=state["keep"], **state["settings"])
 
-    def _settings_object(self, module: ModuleType, cones: Sequence[Cone]) -> Any:
+    def _settings_object(self, module: ModuleType, cones: Sequence[Cone], size: int = 0) -> Any:
+        """Clarabel's settings object for a program with ``size = n + m``."""
         del cones
         settings = module.DefaultSettings()
+        if size <= self.small_size:
+            for key in ("tol_gap_abs", "tol_gap_rel", "tol_feas"):
+                setattr(settings, key, self.small_tolerance)
         for key, value in self.settings.items():
             try:
                 setattr(settings, key, value)
@@ -165,7 +169,7 @@ class Clarabel(Solver):
         if solver is not None and solver.is_data_update_allowed():
             solver.update(P=P, q=data.c, A=data.A, b=data.b)
         else:
-            settings = self._settings_object(module, cones)
+            settings = self._settings_object(module, cones, data.n + data.m)
             objects = [o for cone in cones if cone.dim for o in self._cone_objects(module, cone)]
             solver = module.DefaultSolver(P, data.c, data.A, data.b, objects, settings)
             if kept is not None and layout is not None:
