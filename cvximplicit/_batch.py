@@ -47,7 +47,7 @@ from ._conic import (
 )
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import InfeasibleError, SolverError, SolverFailedError, UnboundedError
-from ._factor import DenseLU, Factorization, Refined, refinement_converged
+from ._factor import DenseLU, Factorization, Refined, refinement_converged, superlu_options
 from ._solvers import DataLayout, RawSolution, Solver, SolverStatus, StackedData
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse, parse_option
@@ -280,6 +280,7 @@ class BatchSparseLU:
         self.N = layout.newton.size
         self.degenerate = np.zeros(self.size, dtype=bool)
         self._blocks: list[_SparseBlocks] = []
+        self._curved = not layout.newton.diagonal
         if self.N == 0:
             return
         chunks = split_rows(self.size, self.N)
@@ -302,7 +303,7 @@ class BatchSparseLU:
         if kept.size == 0:
             return []
         try:
-            lu = spla.splu(B, permc_spec="COLAMD")
+            lu = spla.splu(B, **superlu_options(self._curved))
         except RuntimeError:  # an exact zero pivot: one LU per block tells which
             if kept.size == 1:
                 return []

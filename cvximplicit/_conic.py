@@ -414,12 +414,12 @@ class NewtonStructure:
                 D.values,
                 lambda z: self.matvec(data, D, z),
                 lambda w: self.rmatvec(data, D, w),
-                lambda: factorize(self.matrix(data, D), tol, self._ranks),
+                lambda: factorize(self.matrix(data, D), tol, self._ranks, not self.diagonal),
                 tol,
             )
             if reduced is not None:
                 return reduced
-        return factorize(self.matrix(data, D), tol, self._ranks)
+        return factorize(self.matrix(data, D), tol, self._ranks, not self.diagonal)
 
     def _compiled_product(
         self, data: ConeData, D: Jacobian, z: FloatArray, transpose: bool

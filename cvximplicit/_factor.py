@@ -48,6 +48,7 @@ __all__ = [
     "factorize",
     "reduced_ldl",
     "refinement_converged",
+    "superlu_options",
 ]
 
 
@@ -109,7 +110,7 @@ class DenseLU(Factorization):
 
 
 class SparseLU(Factorization):
-    """SuperLU of a sparse ``B`` (COLAMD ordering)."""
+    """SuperLU of a sparse ``B`` (ordering by `superlu_options()`)."""
 
     method = "sparse LU"
 
@@ -370,14 +371,33 @@ class StructuralRanks:
         return rank
 
 
+def superlu_options(curved: bool) -> dict[str, Any]:
+    """SuperLU's ordering and pivoting for ``B``: COLAMD for zero and nonnegative cones
+    only, and for curved cones (dense blocks of ``D``, whose ``B`` has a symmetric pattern)
+    a minimum-degree ordering of ``B + B'`` with symmetric mode and threshold pivoting
+    (0.1).  Measured per factorization: the 1010-row logistic ``B`` 0.79 -> 0.53 ms, the
+    222-row p-norm 0.39 -> 0.17 ms, 32 logistic problems block-diagonal 33 -> 23 ms (fill
+    558k -> 445k), 32 SDPs 21 -> 16 ms; on the box LP and the NNLS, COLAMD is 1.7-2x
+    faster."""
+    if not curved:
+        return {"permc_spec": "COLAMD"}
+    return {
+        "permc_spec": "MMD_AT_PLUS_A",
+        "diag_pivot_thresh": 0.1,
+        "options": {"SymmetricMode": True},
+    }
+
+
 def factorize(
     B: Sparse | FloatArray,
     tol: Tolerances | None = None,
     ranks: StructuralRanks | None = None,
+    curved: bool = False,
 ) -> Factorization:
     """Factorize ``B``, choosing the method by size and fill (see the module doc); a dense
     ``B`` (numpy array) is factorized densely.  ``ranks``: remembered structural ranks (of
-    the caller's patterns).
+    the caller's patterns); ``curved``: whether ``D`` has dense blocks (see
+    `superlu_options()`).
 
     Never raises on a singular ``B``: the result is then a `LeastSquares` with
     ``degenerate=True`` and the ``reason``.
@@ -406,7 +426,7 @@ def factorize(
             B, f"structurally singular, rank {rank} of {size}", tol.dense_lstsq_limit
         )
     try:
-        lu = spla.splu(B, permc_spec="COLAMD")
+        lu = spla.splu(B, **superlu_options(curved))
         pivots = np.abs(lu.U.diagonal())
         top = float(pivots.max())
         ratio = float(pivots.min()) / top if top > 0 else 0.0
