@@ -193,8 +193,9 @@ def main() -> None:
         "certification; VJP = one reverse-mode product (reusing the factorization made while "
         "polishing). Limit = Clarabel alone (construct `DefaultSolver` + `solve()`) on the same "
         "canonical data with its default settings (qdldl; ours stop it at 1e-7 instead of "
-        "1e-8 up to n + m = 2000, then polish to 1e-13); target = 1.3 x limit + 0.2 ms. Split = our forward pass "
-        "from `Diagnostics.timings` (solver setup, solver solve, polish, factorization, other). "
+        "1e-8 up to n + m = 2000, then polish to 1e-13); target = 1.3 x limit + 0.2 ms. "
+        "Split = our forward pass from `Diagnostics.timings` (solver setup, solver solve, "
+        "polish, factorization, other). "
         "Error = relative error of a JVP against central differences of re-solves (SCS at "
         "1e-12; for exponential/power cones Clarabel at 1e-12 + polishing).",
         "",
