@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,10 @@ class _Active:
 
     n: int
     p: int
+    #: ``R -> X'R/n`` (``X`` centred): given, ``G`` is not kept and its products are made
+    #: through ``X`` instead (sparse designs: shifting and multiplying ``G``'s ``p x k``
+    #: columns cost more than two sparse products, see `fold_path()`)
+    correlate: Callable[[FloatArray], FloatArray] | None = None
     index: list[int] = dataclasses.field(default_factory=list)
     signs: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
     L: FloatArray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
@@ -129,7 +134,7 @@ class _Active:
 
     def __post_init__(self) -> None:
         self.XS = np.zeros((self.n, 16), order="F")
-        self.G = np.zeros((self.p, 16), order="F")
+        self.G = np.zeros((self.p if self.correlate is None else 0, 16), order="F")
         self.gmax = np.zeros(0)  # largest |G| entry of each active column
         self.last_residual = 0.0  # of the last column found dependent (see ``append``)
 
@@ -140,11 +145,17 @@ class _Active:
     def cols(self) -> tuple[FloatArray, FloatArray]:
         return self.XS[:, : self.k], self.G[:, : self.k]
 
+    def _cross(self, j: int, col: FloatArray) -> FloatArray:
+        """``X_S'x_j/n`` (a row of ``G``, or a product with the active columns)."""
+        if self.correlate is None:
+            return self.G[j, : self.k]
+        return self.XS[:, : self.k].T @ col / self.n
+
     def append(self, j: int, sign: float, col: FloatArray, g: FloatArray) -> bool:
         """Add column ``j`` (``g = X'x_j/n``) by a rank-one extension of ``L``; ``False``
         (nothing added) when it is numerically in the span of the active columns."""
         k = self.k
-        b = self.G[j, :k]
+        b = self._cross(j, col)
         w = self.forward(b) if k else b
         norm2 = float(col @ col / self.n)
         d2 = norm2 - float(w @ w)
@@ -160,7 +171,8 @@ class _Active:
             self.XS = np.asfortranarray(np.hstack([self.XS, np.zeros_like(self.XS)]))
             self.G = np.asfortranarray(np.hstack([self.G, np.zeros_like(self.G)]))
         self.XS[:, k] = col
-        self.G[:, k] = g
+        if self.correlate is None:
+            self.G[:, k] = g
         self.gmax = np.append(self.gmax, float(np.abs(g).max(initial=0.0)))
         self.updates += 1
         self.version += 1
@@ -173,7 +185,7 @@ class _Active:
         k = self.k
         if not k:
             return False
-        w = self.forward(self.G[j, :k])
+        w = self.forward(self._cross(j, col))
         norm2 = float(col @ col / self.n)
         return norm2 - float(w @ w) <= DEPENDENT_TOL * norm2
 
@@ -181,7 +193,8 @@ class _Active:
         del self.index[pos]
         self.signs = np.delete(self.signs, pos)
         self.XS[:, pos:-1] = self.XS[:, pos + 1 :]
-        self.G[:, pos:-1] = self.G[:, pos + 1 :]
+        if self.correlate is None:
+            self.G[:, pos:-1] = self.G[:, pos + 1 :]
         self.gmax = np.delete(self.gmax, pos)
         self.refactor()
         self.version += 1
@@ -192,7 +205,11 @@ class _Active:
         if not self.index:
             self.L = np.zeros((0, 0))
             return
-        H = self.G[self.index, : self.k]
+        if self.correlate is None:
+            H = self.G[self.index, : self.k]
+        else:
+            XS = self.XS[:, : self.k]
+            H = XS.T @ XS / self.n
         self.L = np.asarray(np.linalg.cholesky((H + H.T) / 2), dtype=np.float64)
 
     def affine(
@@ -202,11 +219,11 @@ class _Active:
         solution ``b0 - t b1`` and the correlations ``(c0 - G b0) + t G b1`` of a path on
         which both are affine in one parameter ``t`` (one solve with two right-hand sides
         and one product with ``G``)."""
-        _, G = self.cols()
+        XS, G = self.cols()
         if not self.index:
-            return np.zeros(0), np.zeros(0), c0.copy(), np.zeros(G.shape[0])
+            return np.zeros(0), np.zeros(0), c0.copy(), np.zeros(self.p)
         B = self.solve(np.stack([r0, r1], axis=1))
-        U = G @ B
+        U = G @ B if self.correlate is None else self.correlate(XS @ B)
         return B[:, 0], B[:, 1], c0 - U[:, 0], U[:, 1]
 
     def solve(self, rhs: FloatArray) -> FloatArray:
@@ -236,6 +253,25 @@ def _mask(p: int, index: list[int]) -> np.ndarray:
 def _transpose(X: Any) -> Any:
     """``X'`` for a whole path (for sparse ``X``, ``X.T`` builds a matrix object per use)."""
     return sp.csr_array(X.T) if sp.issparse(X) else X.T
+
+
+def _correlate(fold: Fold, XT: Any) -> Callable[[FloatArray], FloatArray] | None:
+    """``R -> X'R/n`` for sparse ``X`` (centred implicitly), where the homotopy keeps no
+    ``G = X'X_S/n`` (`_Active.correlate`); ``None`` for dense ``X``.  Measured (5-fold
+    `ImplicitLassoCV`): on the 200 x 3000 sparse design (2% nonzeros) 0.45 -> 0.37 s, since
+    shifting ``G``'s columns at every removal and its ``p x k`` products cost more than two
+    sparse products per breakpoint; on the dense 1000-channel spectra the same change was
+    slower (0.28 -> 0.33 s)."""
+    if not sp.issparse(fold.X):
+        return None
+    n, centered = fold.X.shape[0], fold.sparse_centered
+
+    def correlate(R: FloatArray) -> FloatArray:
+        # (X - 1 x_mean')'R = X'(R - 1 mean(R)'), since X'1 = n x_mean (training means):
+        # the centring costs n, not p, operations per column of R
+        return np.asarray(XT @ (R - R.mean(axis=0) if centered else R)) / n
+
+    return correlate
 
 
 def _column(fold: Fold, XT: Any, j: int) -> tuple[FloatArray, FloatArray]:
@@ -294,7 +330,7 @@ def fold_path(
     records: list[tuple[float, np.ndarray, FloatArray]] = [(alpha, np.zeros(0, int), np.zeros(0))]
     if alpha <= alpha_min or alpha == 0.0:
         return _stack(records, p)
-    act = _Active(n, p)
+    act = _Active(n, p, _correlate(fold, XT))
     # columns numerically in the span of the active ones (kept at zero), with the norm
     # (over sqrt(n)) of their part outside it: it bounds how far their correlations can
     # drift from the active ones', |x_j'r/n| - |w'X_S'r/n| <= norm ||r||/sqrt(n)
@@ -646,7 +682,7 @@ def penalty_path(
     XT = _transpose(X)
     c0 = correlations(X, y, fold.x_mean, centered, XT)
     da = a_to - a_from
-    act = _Active(n, p)
+    act = _Active(n, p, _correlate(fold, XT))
     for j in np.flatnonzero(beta_from):
         if not act.append(int(j), float(np.sign(beta_from[j])), *_column(fold, XT, int(j))):
             return None
