@@ -2,10 +2,7 @@
 
 Small kernels whose numpy or Python versions are dominated by per-call interpreter costs
 have a compiled twin (the exponential/power cone projections in
-``_cones/_numba_kernels.py``, the residual and products with ``B`` of polishing in
-``_numba_newton.py``, the VJP's data cotangent in ``_numba_tangent.py``, the Anderson
-weights in ``_numba_anderson.py``, the LASSO homotopy's passes over all features in
-``lasso/_numba_homotopy.py``).  They are
+``_cones/_numba_kernels.py``, the Anderson weights in ``_numba_anderson.py``).  They are
 compiled by numba when it is installed (``pip install cvximplicit[fast]``), with the machine
 code cached on disk (``cache=True``), and release the GIL.  numba is imported on the first
 use, not with ``cvximplicit``.  Set ``CVXIMPLICIT_DISABLE_NUMBA=1`` to run the numpy/Python

@@ -214,22 +214,3 @@ def test_penalty_path_between_weight_vectors_is_exact(case):
     wrong = beta_from.copy()
     wrong[np.flatnonzero(wrong == 0)[:3]] = 1.0
     assert penalty_path(fold, a_from, a_from * 1.1, wrong, max_steps(*X.shape)) is None
-
-
-@pytest.mark.parametrize("case", ["spectra 100 channels", "duplicated columns", "sparse X"])
-def test_compiled_homotopy_kernels_follow_the_same_path(case, monkeypatch):
-    """The numba passes over all features (`_numba_homotopy`) give the path the numpy
-    formulas give: the same breakpoints and coefficients."""
-    import cvximplicit.lasso._homotopy as homotopy
-
-    if homotopy.compiled("lasso._numba_homotopy") is None:
-        pytest.skip("numba is not installed (or CVXIMPLICIT_DISABLE_NUMBA is set)")
-    X, y = CASES[case]()
-    n = X.shape[0]
-    fold = make_fold(X, y, np.arange(n // 4, n), np.arange(n // 4), True)
-    a_max = _alpha_max(X, y, True)
-    fast = fold_path(fold, 1e-3 * a_max, 10 * n + 100)
-    monkeypatch.setattr(homotopy, "compiled", lambda name: None)
-    plain = fold_path(fold, 1e-3 * a_max, 10 * n + 100)
-    np.testing.assert_allclose(fast[0], plain[0], rtol=1e-12)
-    np.testing.assert_allclose(fast[1].toarray(), plain[1].toarray(), rtol=1e-9, atol=1e-12)

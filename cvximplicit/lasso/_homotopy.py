@@ -24,7 +24,6 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .._blas import single_thread_blas
-from .._compiled import compiled
 from .._typing import FloatArray
 from ._linalg import Fold, columns, correlations
 
@@ -275,26 +274,6 @@ def _correlate(fold: Fold, XT: Any) -> Callable[[FloatArray], FloatArray] | None
     return correlate
 
 
-def _entering(
-    c: FloatArray, rate: FloatArray, free: np.ndarray, alpha: float, barred: int, side: float
-) -> tuple[int, float]:
-    """The next feature to enter the path and the step ``t`` to it: the first free ``j``
-    whose correlation ``c_j - t rate_j`` reaches ``+-(alpha - t)`` (``barred`` may not on the
-    side ``side``); compiled where numba is installed (`_numba_homotopy.entering`)."""
-    kernel = compiled("lasso._numba_homotopy")
-    if kernel is not None:
-        j, t = kernel.entering(c, rate, free, alpha, barred, side)
-        return int(j), float(t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        up = np.where(free & (1 - rate > 1e-12), (alpha - c) / (1 - rate), np.inf)
-        down = np.where(free & (1 + rate > 1e-12), (alpha + c) / (1 + rate), np.inf)
-    if barred >= 0:
-        (up if side > 0 else down)[barred] = np.inf
-    t_enter = np.minimum(np.maximum(up, 0.0), np.maximum(down, 0.0))
-    j = int(np.argmin(t_enter)) if t_enter.size else 0
-    return j, float(t_enter[j]) if t_enter.size else np.inf
-
-
 def _column(fold: Fold, XT: Any, j: int) -> tuple[FloatArray, FloatArray]:
     """Column ``j`` of the fold's centred design and its correlations ``X'x_j/n``."""
     col = columns(fold.X, np.array([j]), fold.x_mean, fold.sparse_centered)[:, 0]
@@ -391,6 +370,7 @@ def fold_path(
         tolerance (positive: failed) and whether a sign is wrong."""
         line = on_support()
         beta = line["beta0"] - at * line["dirn"]
+        cc = line["u0"] + at * line["rate"]
         tol = KKT_TOL * at + _round_off(c0_max, act, beta, line["cond"])
         off = line["inactive"]
         slack = np.zeros(p)
@@ -400,14 +380,9 @@ def fold_path(
             slack[list(dependent)] = np.array(list(dependent.values())) * float(
                 np.linalg.norm(r) / np.sqrt(n)
             )
-        kernel = compiled("lasso._numba_homotopy")
-        if kernel is not None:
-            cc, worst = kernel.inactive_excess(line["u0"], line["rate"], at, off, slack)
-        else:
-            cc = line["u0"] + at * line["rate"]
-            worst = float((np.abs(cc) - slack)[off].max(initial=0.0))
         excess = max(
-            float(worst) - at, float(np.abs(cc[act.index] - at * act.signs).max(initial=0.0))
+            float((np.abs(cc) - slack)[off].max(initial=0.0)) - at,
+            float(np.abs(cc[act.index] - at * act.signs).max(initial=0.0)),
         )
         wrong = bool(np.any(beta * act.signs < -1e-9 * np.abs(beta).max(initial=1.0)))
         return beta, cc, excess - tol, wrong
@@ -448,14 +423,18 @@ def fold_path(
             off = off.copy()
             off[list(dependent)] = False
         with np.errstate(divide="ignore", invalid="ignore"):
+            up = np.where(off & (1 - rate > 1e-12), (alpha - c) / (1 - rate), np.inf)
+            down = np.where(off & (1 + rate > 1e-12), (alpha + c) / (1 + rate), np.inf)
             # a coefficient moving towards zero leaves when it gets there (at once when it
             # sits at zero, just entered, and moves the wrong way)
             toward = dirn * act.signs < 0
             leave = np.where(toward, np.maximum(beta * act.signs, 0.0) / np.abs(dirn), np.inf)
-        # a coordinate that just left may re-enter, but not on its old side
-        j_enter, t_in = _entering(c, rate, off, alpha, just_left, left_sign)
+        if just_left >= 0:  # a coordinate that just left may re-enter, but not on its old side
+            (up if left_sign > 0 else down)[just_left] = np.inf
+        t_enter = np.minimum(np.maximum(up, 0.0), np.maximum(down, 0.0))
+        j_enter = int(np.argmin(t_enter)) if t_enter.size else -1
         k_leave = int(np.argmin(leave))
-        t_leave, t_end = float(leave[k_leave]), alpha - alpha_min
+        t_leave, t_in, t_end = float(leave[k_leave]), float(t_enter[j_enter]), alpha - alpha_min
         c_prev, alpha_prev = c, alpha
         if t_end <= min(t_leave, t_in):
             alpha, kind, j = alpha_min, "stop", -1
