@@ -673,7 +673,7 @@ def penalty_path(
     the caller then polishes it on its support (`_engine.solve_inner`).  Between the nearby
     penalties of consecutive outer iterations this takes a handful of events, where
     coordinate descent from the old solution can take thousands of epochs on correlated
-    designs (the weighted LASSO on diabetes degree-3 features, grouped: 19.5 to 6.6 s,
+    designs (the weighted LASSO on diabetes degree-3 features, grouped: 19.5 to 4.5 s,
     `benchmarks/results/lasso_tuning.md`).
     """
     X, y = fold.X, fold.y
