@@ -24,6 +24,30 @@ __all__ = ["newton_product", "pattern_product", "residual_values"]
 
 
 @numba.njit(cache=True, nogil=True)
+def _add_product(indptr: IntArray, indices: IntArray, data: FloatArray, x: FloatArray,
+                 out: FloatArray) -> None:  # fmt: skip
+    """``out += M x`` for CSC ``M``."""
+    for j in range(x.size):
+        xj = x[j]
+        for k in range(indptr[j], indptr[j + 1]):
+            out[indices[k]] += data[k] * xj
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_both(indptr: IntArray, indices: IntArray, data: FloatArray, x: FloatArray,
+              w: FloatArray, Mx: FloatArray, Mtw: FloatArray) -> None:  # fmt: skip
+    """``Mx += M x`` and ``Mtw += M' w`` for CSC ``M``, in one pass over its entries."""
+    for j in range(x.size):
+        xj = x[j]
+        acc = 0.0
+        for k in range(indptr[j], indptr[j + 1]):
+            i = indices[k]
+            Mx[i] += data[k] * xj
+            acc += data[k] * w[i]
+        Mtw[j] += acc
+
+
+@numba.njit(cache=True, nogil=True)
 def residual_values(
     P_indptr: IntArray, P_indices: IntArray, P_data: FloatArray,
     A_indptr: IntArray, A_indices: IntArray, A_data: FloatArray,
@@ -39,17 +63,11 @@ def residual_values(
     relative = 0.0
     big = 0.0
     nan_ratio = nan_entry = False
+    Aty = np.zeros(n)
+    _add_product(P_indptr, P_indices, P_data, x, Px)
+    _add_both(A_indptr, A_indices, A_data, x, y, Ax, Aty)
     for j in range(n):
-        xj = x[j]
-        for k in range(P_indptr[j], P_indptr[j + 1]):
-            Px[P_indices[k]] += P_data[k] * xj
-    for j in range(n):
-        xj = x[j]
-        aty = 0.0
-        for k in range(A_indptr[j], A_indptr[j + 1]):
-            i = A_indices[k]
-            Ax[i] += A_data[k] * xj
-            aty += A_data[k] * y[i]
+        aty = Aty[j]
         f = Px[j] + aty + c[j]
         F[j] = f
         ratio = abs(f) / (1.0 + abs(Px[j]) + abs(aty) + abs(c[j]))
@@ -114,20 +132,11 @@ def newton_product(
     out = np.zeros(n + m)
     x = z[:n]
     v = z[n:]
-    for j in range(n):  # P x (P' = P)
-        xj = x[j]
-        for k in range(P_indptr[j], P_indptr[j + 1]):
-            out[P_indices[k]] += P_data[k] * xj
+    top = out[:n]
+    _add_product(P_indptr, P_indices, P_data, x, top)  # P x (P' = P)
     if transpose:  # [P x + A' v; D'(A x + v) - v]
         u = v.copy()
-        for j in range(n):
-            xj = x[j]
-            acc = 0.0
-            for k in range(A_indptr[j], A_indptr[j + 1]):
-                i = A_indices[k]
-                u[i] += A_data[k] * xj
-                acc += A_data[k] * v[i]
-            out[j] += acc
+        _add_both(A_indptr, A_indices, A_data, x, v, u, top)
         if diagonal:
             for i in range(m):
                 out[n + i] = d_values[i] * u[i] - v[i]
@@ -147,12 +156,5 @@ def newton_product(
             Dv[d_rows[k]] += d_values[k] * v[d_cols[k]]
     for i in range(m):
         out[n + i] = Dv[i] - v[i]
-    for j in range(n):
-        xj = x[j]
-        acc = 0.0
-        for k in range(A_indptr[j], A_indptr[j + 1]):
-            i = A_indices[k]
-            out[n + i] += A_data[k] * xj
-            acc += A_data[k] * Dv[i]
-        out[j] += acc
+    _add_both(A_indptr, A_indices, A_data, x, Dv, out[n:], top)
     return out
