@@ -667,6 +667,18 @@ class ConicSolution:
             stacklevel=5,
         )
 
+    def _solve(self, rhs: FloatArray, transpose: bool = False) -> FloatArray:
+        """``B^{-1} rhs`` (``B^{-T} rhs``).  A reused factorization (`Refined`) finds a
+        singular ``B`` only when refinement fails and ``B`` itself is factorized: the
+        warning (or error, with ``strict``) then comes with this solve's result."""
+        fact = self.factorization()
+        with single_thread_blas:
+            z = fact.solve(rhs, transpose=transpose)
+        if fact.degenerate and not self.diagnostics.degenerate:
+            self.diagnostics.degenerate = True
+            self._degenerate(fact)
+        return z
+
     def condition(self) -> float:
         """Estimate of the 1-norm condition number of ``B`` (``inf`` when singular)."""
         cond = self.factorization().condition()
@@ -690,9 +702,7 @@ class ConicSolution:
         gy = np.zeros(m) if gy is None else np.asarray(gy, dtype=np.float64)
         gs = np.zeros(m) if gs is None else np.asarray(gs, dtype=np.float64)
         gv = self.jacobian.rmatvec(gy + gs) - gs
-        fact = self.factorization()
-        with single_thread_blas:
-            lam = fact.solve(np.concatenate([gx, gv]), transpose=True)
+        lam = self._solve(np.concatenate([gx, gv]), transpose=True)
         lx, lv = lam[:n], lam[n:]
         (pr, pc), (ar, ac) = self.structure.patterns
         x, y = self.x, self.y
@@ -715,9 +725,7 @@ class ConicSolution:
         dP = sp.csc_array((tangent.P, P.indices, P.indptr), shape=P.shape)
         dA = sp.csc_array((tangent.A, A.indices, A.indptr), shape=A.shape)
         rhs = -np.concatenate([dP @ self.x + dA.T @ self.y + tangent.c, dA @ self.x - tangent.b])
-        fact = self.factorization()
-        with single_thread_blas:
-            dz = fact.solve(rhs)
+        dz = self._solve(rhs)
         dx, dv = dz[:n], dz[n:]
         dy = self.jacobian.matvec(dv)
         return dx, dy, dy - dv

@@ -240,6 +240,31 @@ def test_refined_reuse_matches_fresh_factorization():
         )
 
 
+def test_reused_factorization_of_a_singular_b_is_found_before_derivatives(monkeypatch):
+    """A solution whose last factorization is of a nearby nonsingular ``B`` while its own
+    ``B`` is singular: the derivative's refinement fails, ``B`` itself is factorized, and
+    the least-squares derivative comes with the degenerate-derivative warning."""
+    from cvximplicit._factor import Refined, factorize
+
+    family = FAMILIES["socp"](np.random.default_rng(8))
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    sol = program.solve(*family.values).conic
+    B = sol.structure.dense_matrix(sol.data, sol.jacobian)
+    singular = B.copy()
+    singular[-1] = singular[-2]  # two equal rows
+    sol._factorization = Refined(
+        factorize(B),
+        lambda z: singular @ z,
+        lambda w: w @ singular,
+        lambda: factorize(singular),
+        6,
+    )
+    sol.diagnostics.linear_solve = None
+    with pytest.warns(ci.DegenerateDerivativeWarning):
+        sol.vjp(np.ones(sol.data.n))
+    assert sol.diagnostics.degenerate
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_geometric_program(seed):
     import cvxpy as cp
