@@ -233,6 +233,7 @@ class NewtonStructure:
         self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
         self._ranks = StructuralRanks()
         self._block_ranks: dict[bytes, bool] = {}
+        self._block_patterns: dict[int, tuple[IntArray, IntArray, IntArray]] = {}
         self.diagonal = cones.diagonal
         self._product = not cones.diagonal and triples > 4 * (ar.size + dr.size)
         if self.dense:
@@ -284,22 +285,71 @@ class NewtonStructure:
         """``B`` in CSC format, without the entries that vanish at this ``D``."""
         if self.dense:
             return sp.csc_array(self.dense_matrix(data, D))
+        P, A = (np.asarray(M.data, dtype=np.float64)[None] for M in (data.P, data.A))
+        return self._assemble(P, A, D.values[None])
+
+    def _slot_values(self, P: FloatArray, A: FloatArray, D: FloatArray) -> FloatArray:
+        """``(k, nnz)``: the values of ``k`` elements' ``B`` on the fixed pattern (``A'D``
+        included unless it is a sparse product), from their stacked ``P``, ``A``, ``D``."""
+        k = D.shape[0]
         a_of, d_of = self._ad
-        weights = np.concatenate(
-            [data.P.data, data.A.data, D.values - self._eye, data.A.data[a_of] * D.values[d_of]]
+        weights = np.concatenate([P, A, D - self._eye, A[:, a_of] * D[:, d_of]], axis=1)
+        slot, _, _ = self._block_pattern(k)
+        return _weighted_count(slot, weights.ravel(), k * self._nnz).reshape(k, self._nnz)
+
+    def _block_pattern(self, k: int) -> tuple[IntArray, IntArray, IntArray]:
+        """For ``k`` blocks: each contribution's slot and each slot's row and column in the
+        block-diagonal matrix (worked out once per ``k``: batch chunks take few sizes)."""
+        pattern = self._block_patterns.get(k)
+        if pattern is None:
+            block = np.arange(k)[:, None]
+            N = self.size
+            pattern = (
+                (self._slot[None, :] + self._nnz * block).ravel(),
+                (self.rows[None, :] + N * block).ravel(),
+                (self.cols[None, :] + N * block).ravel(),
+            )
+            if len(self._block_patterns) >= 8:
+                self._block_patterns.clear()
+            self._block_patterns[k] = pattern
+        return pattern
+
+    def _blocks(self, vals: FloatArray) -> sp.csc_array:
+        """The block-diagonal CSC matrix with the blocks' values ``vals`` (``(k, nnz)`` on
+        the fixed pattern), without the entries that vanish."""
+        k, N = vals.shape[0], self.size
+        _, rows, cols = self._block_pattern(k)
+        flat = vals.ravel()
+        keep = flat != 0
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(cols[keep], minlength=N * k))])
+        return sp.csc_array((flat[keep], rows[keep], indptr), shape=(N * k, N * k))
+
+    def _assemble(self, P: FloatArray, A: FloatArray, D: FloatArray) -> sp.csc_array:
+        """The block-diagonal ``B`` of ``k`` elements (``B`` itself for one), in CSC format
+        without the entries that vanish; element ``e``'s block has rows and columns
+        ``e N, ..., (e + 1) N - 1``.  Where ``A'D`` is not on the fixed pattern (dense cone
+        blocks), it is added as a sparse product of the block-diagonal ``A'`` and ``D``."""
+        B = self._blocks(self._slot_values(P, A, D))
+        if not self._product:
+            return B
+        k, N, n, m = D.shape[0], self.size, self.n, self.m
+        (ar, ac), (dr, dc) = self._A, self._D
+        e = np.arange(k)[:, None]
+        AT = sp.csr_array(
+            (A.ravel(), ((ac[None, :] + n * e).ravel(), (ar[None, :] + m * e).ravel())),
+            shape=(n * k, m * k),
         )
-        vals = _weighted_count(self._slot, weights, self._nnz)
-        keep = vals != 0
-        counts = np.bincount(self.cols[keep], minlength=self.size)
-        indptr = np.concatenate([[0], np.cumsum(counts)])
-        B = sp.csc_array((vals[keep], self.rows[keep], indptr), shape=(self.size, self.size))
-        if self._product:
-            AtD = (data.A.T @ D.sparse()).tocsc()
-            zero = sp.csc_array((self.n, self.n))
-            top = sp.hstack([zero, AtD], format="csc")
-            bottom = sp.csc_array((self.m, self.size))
-            B = (B + sp.vstack([top, bottom], format="csc")).tocsc()
-            B.eliminate_zeros()
+        Dm = sp.csr_array(
+            (D.ravel(), ((dr[None, :] + m * e).ravel(), (dc[None, :] + m * e).ravel())),
+            shape=(m * k, m * k),
+        )
+        AtD = sp.coo_array(AT @ Dm)
+        r, c = AtD.coords
+        top = sp.csc_array(
+            (AtD.data, ((r // n) * N + r % n, (c // m) * N + n + c % m)), shape=(N * k, N * k)
+        )
+        B = sp.csc_array(B + top)
+        B.eliminate_zeros()
         return B
 
     def batched(self, tol: Tolerances) -> bool:
@@ -312,85 +362,18 @@ class NewtonStructure:
     def block_matrix(
         self, P: FloatArray, A: FloatArray, D: FloatArray
     ) -> tuple[sp.csc_array, IntArray]:
-        """The block-diagonal ``B`` of ``k`` elements from their stacked values of ``P``,
-        ``A`` and ``D`` (``(k, nnz)`` each, on the program's patterns), in CSC format without
-        the entries that vanish; element ``e``'s block has rows and columns
-        ``e N, ..., (e + 1) N - 1``.
-
-        Returns the matrix and the elements it holds: those whose ``B`` is structurally
-        nonsingular (SuperLU must not see the others, see `factorize()`), in order; the
-        ``j``-th block is element ``kept[j]``.  Structural ranks are remembered by pattern.
-        """
+        """The block-diagonal ``B`` of the elements of ``k`` whose ``B`` is structurally
+        nonsingular (SuperLU must not see the others, see `factorize()`), from their
+        stacked values of ``P``, ``A`` and ``D`` (``(k, nnz)`` each, on the program's
+        patterns); see `_assemble()`.  Returns the matrix and the elements it holds, in
+        order: the ``j``-th block is element ``kept[j]``.  Structural ranks are remembered
+        by pattern."""
         k, N = D.shape[0], self.size
-        if self._product:
-            return self._block_product(P, A, D)
-        a_of, d_of = self._ad
-        weights = np.concatenate([P, A, D - self._eye, A[:, a_of] * D[:, d_of]], axis=1)
-        index = (self._slot[None, :] + self._nnz * np.arange(k)[:, None]).ravel()
-        vals = _weighted_count(index, weights.ravel(), k * self._nnz).reshape(k, self._nnz)
-        keep = vals != 0
-        kept = np.flatnonzero([self._nonsingular(mask) for mask in keep])
-        vals, keep = vals[kept], keep[kept]
-        offsets = (N * np.arange(kept.size))[:, None]
-        rows = (self.rows[None, :] + offsets)[keep]
-        cols = (self.cols[None, :] + offsets)[keep]
-        size = N * kept.size
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=size))])
-        return sp.csc_array((vals[keep], rows, indptr), shape=(size, size)), kept
-
-    def _nonsingular(self, keep: np.ndarray) -> bool:
-        """Whether ``B`` with the stored entries ``keep`` (of the fixed pattern) is
-        structurally nonsingular (remembered by pattern)."""
-        key = np.packbits(keep).tobytes()
-        full = self._block_ranks.get(key)
-        if full is None:
-            pattern = sp.csc_array(
-                (np.ones(int(keep.sum())), (self.rows[keep], self.cols[keep])),
-                shape=(self.size, self.size),
-            )
-            full = self._ranks(pattern) == self.size
-            if len(self._block_ranks) >= 64:
-                self._block_ranks.clear()
-            self._block_ranks[key] = full
-        return full
-
-    def _block_product(
-        self, P: FloatArray, A: FloatArray, D: FloatArray
-    ) -> tuple[sp.csc_array, IntArray]:
-        """`block_matrix()` where ``A'D`` is a sparse product (dense cone blocks)."""
-        k, N, n, m = D.shape[0], self.size, self.n, self.m
-        (pr, pc), (ar, ac), (dr, dc) = self._P, self._A, self._D
-        e = np.arange(k)[:, None]
-        AT = sp.csr_array(
-            (A.ravel(), ((ac[None, :] + n * e).ravel(), (ar[None, :] + m * e).ravel())),
-            shape=(n * k, m * k),
-        )
-        Dm = sp.csr_array(
-            (D.ravel(), ((dr[None, :] + m * e).ravel(), (dc[None, :] + m * e).ravel())),
-            shape=(m * k, m * k),
-        )
-        AtD = sp.coo_array(AT @ Dm)
-        r, c = AtD.coords
-        rows = np.concatenate(
-            [
-                (pr[None, :] + N * e).ravel(),
-                (ar[None, :] + n + N * e).ravel(),
-                (dr[None, :] + n + N * e).ravel(),
-                (r // n) * N + r % n,
-            ]
-        )
-        cols = np.concatenate(
-            [
-                (pc[None, :] + N * e).ravel(),
-                (ac[None, :] + N * e).ravel(),
-                (dc[None, :] + n + N * e).ravel(),
-                (c // m) * N + n + c % m,
-            ]
-        )
-        vals = np.concatenate([P.ravel(), A.ravel(), (D - self._eye).ravel(), AtD.data])
-        B = sp.csc_array((vals, (rows, cols)), shape=(N * k, N * k))
-        B.sum_duplicates()
-        B.eliminate_zeros()
+        if not self._product:
+            vals = self._slot_values(P, A, D)
+            kept = np.flatnonzero([self._nonsingular(v != 0) for v in vals])
+            return self._blocks(vals[kept]), kept
+        B = self._assemble(P, A, D)
         kept = np.arange(k)
         if structural_rank(sp.csr_array(B)) < N * k:  # which elements are singular (rare)
             kept = np.flatnonzero(
@@ -402,6 +385,18 @@ class NewtonStructure:
             index = (N * kept[:, None] + np.arange(N)[None, :]).ravel()
             B = sp.csc_array(B[index][:, index])
         return B, kept
+
+    def _nonsingular(self, keep: np.ndarray) -> bool:
+        """Whether ``B`` with the stored entries ``keep`` (of the fixed pattern) is
+        structurally nonsingular (remembered by pattern)."""
+        key = np.packbits(keep).tobytes()
+        full = self._block_ranks.get(key)
+        if full is None:
+            full = self._ranks(self._blocks(keep[None].astype(np.float64))) == self.size
+            if len(self._block_ranks) >= 64:
+                self._block_ranks.clear()
+            self._block_ranks[key] = full
+        return full
 
     def factorize(self, data: ConeData, D: Jacobian, tol: Tolerances) -> Factorization:
         """Factorize ``B`` (dense or sparse, see `factorize()`)."""
