@@ -375,12 +375,8 @@ class PatchedLU:
             self._owner = np.where(self._owner >= 0, renumber[self._owner], -1)
 
     def solve(self, R: FloatArray, transpose: bool = False) -> FloatArray:
-        out = np.zeros_like(R)
-        for number, (fact, rows) in enumerate(self._parts):
-            mine = self._owner[rows] == number
-            Z = fact.solve(R[rows], transpose)
-            out[rows[mine]] = Z[mine]
-        return out
+        # the parts in the order they were put: a row's latest factorization solves it last
+        return Embedded(list(self._parts), self.size).solve(R, transpose)
 
     def element(self, i: int) -> Factorization | None:
         fact, rows = self._parts[self._owner[i]]

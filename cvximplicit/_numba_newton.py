@@ -137,24 +137,23 @@ def newton_product(
     if transpose:  # [P x + A' v; D'(A x + v) - v]
         u = v.copy()
         _add_both(A_indptr, A_indices, A_data, x, v, u, top)
-        if diagonal:
-            for i in range(m):
-                out[n + i] = d_values[i] * u[i] - v[i]
-        else:
-            for i in range(m):
-                out[n + i] = -v[i]
-            for k in range(d_values.size):
-                out[n + d_cols[k]] += d_values[k] * u[d_rows[k]]
+        out[n:] = _d_product(d_rows, d_cols, d_values, diagonal, u, True) - v
         return out
     # [P x + A' D v; A x + D v - v]
-    Dv = np.zeros(m)
-    if diagonal:
-        for i in range(m):
-            Dv[i] = d_values[i] * v[i]
-    else:
-        for k in range(d_values.size):
-            Dv[d_rows[k]] += d_values[k] * v[d_cols[k]]
-    for i in range(m):
-        out[n + i] = Dv[i] - v[i]
+    Dv = _d_product(d_rows, d_cols, d_values, diagonal, v, False)
+    out[n:] = Dv - v
     _add_both(A_indptr, A_indices, A_data, x, Dv, out[n:], top)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _d_product(
+    rows: IntArray, cols: IntArray, values: FloatArray, diagonal: bool, z: FloatArray,
+    transpose: bool,
+) -> FloatArray:  # fmt: skip
+    """``D z`` (``D' z``), ``D`` on its pattern or, when ``diagonal``, its diagonal."""
+    if diagonal:
+        return values * z
+    if transpose:
+        return pattern_product(cols, rows, values, z, z.size)
+    return pattern_product(rows, cols, values, z, z.size)

@@ -138,7 +138,7 @@ class Clarabel(Solver):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(keep=state["keep"], **state["settings"])
 
-    def _settings_object(self, module: ModuleType, cones: Sequence[Cone], size: int = 0) -> Any:
+    def _settings_object(self, module: ModuleType, cones: Sequence[Cone], size: int) -> Any:
         """Clarabel's settings object for a program with ``size = n + m``."""
         del cones
         settings = module.DefaultSettings()
