@@ -31,7 +31,6 @@ from typing import TypeAlias, cast
 import numpy as np
 import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from ._blas import single_thread_blas
 from ._cones import Cone, KinkPolicy
@@ -47,7 +46,7 @@ from ._conic import (
 )
 from ._diagnostics import Diagnostics, PolishOutcome, Timings
 from ._errors import InfeasibleError, SolverError, SolverFailedError, UnboundedError
-from ._factor import DenseLU, Factorization, Refined, refinement_converged, superlu_options
+from ._factor import DenseLU, Factorization, OrderedLU, Refined, refinement_converged
 from ._solvers import DataLayout, RawSolution, Solver, SolverStatus, StackedData
 from ._tolerances import Tolerances
 from ._typing import FloatArray, IntArray, Sparse, parse_option
@@ -255,7 +254,7 @@ class _SparseBlocks:
     """One SuperLU of a block-diagonal ``B``: its blocks are the batch rows ``rows``."""
 
     rows: IntArray
-    lu: spla.SuperLU
+    lu: OrderedLU
     #: Blocks whose pivots are healthy (the others' rows of a solve are zeros).
     healthy: np.ndarray
 
@@ -281,6 +280,7 @@ class BatchSparseLU:
         self.degenerate = np.zeros(self.size, dtype=bool)
         self._blocks: list[_SparseBlocks] = []
         self._curved = not layout.newton.diagonal
+        self._patterns = layout.newton.patterns_cache
         if self.N == 0:
             return
         chunks = split_rows(self.size, self.N)
@@ -303,7 +303,7 @@ class BatchSparseLU:
         if kept.size == 0:
             return []
         try:
-            lu = spla.splu(B, **superlu_options(self._curved))
+            lu = self._patterns(B).lu(B, self._curved)
         except RuntimeError:  # an exact zero pivot: one LU per block tells which
             if kept.size == 1:
                 return []
@@ -314,10 +314,8 @@ class BatchSparseLU:
                     sp.csc_array(B[N * j : N * (j + 1), N * j : N * (j + 1)]), kept[j : j + 1], tol
                 )
             ]
-        # Pivot ratios block by block: pivot j belongs to column perm_c^{-1}[j] of B.
-        pivots = np.abs(lu.U.diagonal())
-        column = np.empty_like(lu.perm_c)
-        column[lu.perm_c] = np.arange(column.size)
+        # Pivot ratios block by block, from the column each pivot eliminates.
+        pivots, column = lu.pivots()
         block = column // N
         top, low = np.zeros(kept.size), np.full(kept.size, np.inf)
         np.maximum.at(top, block, pivots)
@@ -332,7 +330,7 @@ class BatchSparseLU:
         def one(blocks: _SparseBlocks) -> None:
             rhs = np.zeros((blocks.rows.size, self.N))
             rhs[blocks.healthy] = R[blocks.rows[blocks.healthy]]
-            z = blocks.lu.solve(rhs.ravel(), trans="T" if transpose else "N")
+            z = blocks.lu.solve(rhs.ravel(), transpose)
             z = z.reshape(rhs.shape)
             out[blocks.rows[blocks.healthy]] = z[blocks.healthy]
 

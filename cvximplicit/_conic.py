@@ -50,7 +50,7 @@ from ._errors import (
 from ._factor import (
     Factorization,
     Refined,
-    StructuralRanks,
+    SparsePatterns,
     _has_qdldl,
     factorize,
     reduced_ldl,
@@ -231,7 +231,7 @@ class NewtonStructure:
         positions = np.flatnonzero(single[ar])
         self._bounds = (ar[positions], ac[positions], positions)
         self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
-        self._ranks = StructuralRanks()
+        self._patterns = SparsePatterns()
         self._block_ranks: dict[bytes, bool] = {}
         self._block_patterns: dict[int, tuple[IntArray, IntArray, IntArray]] = {}
         self.diagonal = cones.diagonal
@@ -255,6 +255,12 @@ class NewtonStructure:
         self.rows = (keys % size).astype(np.int64)
         self.cols = (keys // size).astype(np.int64)
         self._nnz = keys.size
+
+    @property
+    def patterns_cache(self) -> SparsePatterns:
+        """Structural ranks and orderings of this program's sparse ``B`` (and of block-diagonal
+        batches of them), by pattern."""
+        return self._patterns
 
     @property
     def patterns(self) -> tuple[tuple[IntArray, IntArray], tuple[IntArray, IntArray]]:
@@ -378,7 +384,7 @@ class NewtonStructure:
         if structural_rank(sp.csr_array(B)) < N * k:  # which elements are singular (rare)
             kept = np.flatnonzero(
                 [
-                    self._ranks(sp.csc_array(B[N * i : N * (i + 1), N * i : N * (i + 1)])) == N
+                    self._rank(sp.csc_array(B[N * i : N * (i + 1), N * i : N * (i + 1)])) == N
                     for i in range(k)
                 ]
             )
@@ -386,13 +392,16 @@ class NewtonStructure:
             B = sp.csc_array(B[index][:, index])
         return B, kept
 
+    def _rank(self, B: sp.csc_array) -> int:
+        return self._patterns(B).rank(B)
+
     def _nonsingular(self, keep: np.ndarray) -> bool:
         """Whether ``B`` with the stored entries ``keep`` (of the fixed pattern) is
         structurally nonsingular (remembered by pattern)."""
         key = np.packbits(keep).tobytes()
         full = self._block_ranks.get(key)
         if full is None:
-            full = self._ranks(self._blocks(keep[None].astype(np.float64))) == self.size
+            full = self._rank(self._blocks(keep[None].astype(np.float64))) == self.size
             if len(self._block_ranks) >= 64:
                 self._block_ranks.clear()
             self._block_ranks[key] = full
@@ -409,12 +418,12 @@ class NewtonStructure:
                 D.values,
                 lambda z: self.matvec(data, D, z),
                 lambda w: self.rmatvec(data, D, w),
-                lambda: factorize(self.matrix(data, D), tol, self._ranks, not self.diagonal),
+                lambda: factorize(self.matrix(data, D), tol, self._patterns, not self.diagonal),
                 tol,
             )
             if reduced is not None:
                 return reduced
-        return factorize(self.matrix(data, D), tol, self._ranks, not self.diagonal)
+        return factorize(self.matrix(data, D), tol, self._patterns, not self.diagonal)
 
     def _compiled_product(
         self, data: ConeData, D: Jacobian, z: FloatArray, transpose: bool
