@@ -290,3 +290,32 @@ def test_curved_cone_kinks_pick_neighbouring_pieces(rng, cone):
     assert np.allclose(inactive, inside, atol=1e-6)
     assert not np.allclose(active, inactive, atol=1e-3)
     assert np.trace(active) > np.trace(inactive)
+
+
+@pytest.mark.parametrize("kink", list(KinkPolicy))
+def test_compiled_psd_kernels_agree_with_numpy(rng, kink, monkeypatch):
+    """The compiled PSD projection and Jacobian (``K' diag(omega) K`` per member) equal the
+    numpy code's on members of several orders, scales and at zero and repeated eigenvalues."""
+    pytest.importorskip("cvximplicit._cones._numba_kernels")
+    from cvximplicit._cones import _psd
+    from cvximplicit._cones._psd import svec
+
+    orders = [1, 2, 3, 5, 5, 8, 12]
+    members = []
+    for i, k in enumerate(orders):
+        U, _ = np.linalg.qr(rng.standard_normal((k, k)))
+        lam = rng.standard_normal(k) * 10.0 ** rng.integers(-3, 4)
+        if i % 2 and k > 2:
+            lam[:2] = 0.0  # a kink: two zero eigenvalues
+        if i % 3 == 0 and k > 3:
+            lam[2] = lam[3] = 0.7  # a repeated eigenvalue
+        members.append(svec(U @ np.diag(lam) @ U.T))
+    v = np.concatenate(members)
+    cone = ci.PSDCone(orders)
+    fast = (cone.project(v), cone.dual_jacobian(v, kink, 1e-9).toarray())
+    monkeypatch.setattr(_psd, "compiled_kernels", lambda: None)
+    slow_cone = ci.PSDCone(orders)
+    slow = (slow_cone.project(v), slow_cone.dual_jacobian(v, kink, 1e-9).toarray())
+    for a, b in zip(fast, slow):
+        scale = max(1.0, float(np.abs(b).max()))
+        assert np.abs(a - b).max() < 1e-13 * scale

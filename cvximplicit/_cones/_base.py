@@ -183,11 +183,15 @@ class BlockLayout:
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.dim = int(sum(sizes))
         self.groups: dict[int, NDArray[np.int64]] = {}
+        self._indices: dict[int, NDArray[np.int64]] = {}
         for d in sorted(set(sizes)):
             self.groups[d] = starts[np.asarray(sizes) == d]
 
     def _index(self, d: int) -> NDArray[np.int64]:
-        return self.groups[d][:, None] + np.arange(d)[None, :]
+        index = self._indices.get(d)
+        if index is None:
+            index = self._indices[d] = self.groups[d][:, None] + np.arange(d)[None, :]
+        return index
 
     def take(self, v: FloatArray, d: int) -> FloatArray:
         return v[self._index(d)]

@@ -13,6 +13,8 @@ __all__ = [
     "dual_jacobian_rows",
     "project_exp_rows",
     "project_pow_rows",
+    "project_psd_rows",
+    "psd_jacobian_rows",
 ]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -517,3 +519,70 @@ def dual_jacobian_rows(
     D = np.empty((V.shape[0], 3, 3))
     _dual_jacobian_rows(_EXP if kind == "exponential" else _POW, V, a, float(tol), active, D)
     return D
+
+
+_SQRT2 = math.sqrt(2.0)
+
+
+@_jit
+def project_psd_rows(lam: FloatArray, U: FloatArray) -> FloatArray:
+    """Canonical svecs of ``U diag(max(lam, 0)) U'`` per member (``lam`` ``(n, k)``, ``U``
+    ``(n, k, k)``): ``PSDCone.project`` from its eigen-decompositions."""
+    n, k = lam.shape
+    out = np.empty((n, k * (k + 1) // 2))
+    for e in range(n):
+        p = 0
+        for j in range(k):
+            for i in range(j + 1):
+                acc = 0.0
+                for s in range(k):
+                    if lam[e, s] > 0.0:
+                        acc += U[e, i, s] * lam[e, s] * U[e, j, s]
+                out[e, p] = acc if i == j else acc * _SQRT2
+                p += 1
+    return out
+
+
+@_jit
+def psd_jacobian_rows(lam: FloatArray, U: FloatArray, active: bool, tol: float) -> FloatArray:
+    """``PSDCone.dual_jacobian_blocks`` from the eigen-decompositions: per member the
+    ``(d, d)`` matrix ``K' diag(omega) K`` in canonical svec coordinates, where column ``m``
+    of ``K`` is svec of ``U' E_m U`` (``E_m`` the svec basis matrices; ``K`` is orthogonal)
+    and ``omega`` holds the divided differences of ``max(., 0)`` at the eigenvalue pairs, in
+    svec order (``active`` chooses 1 or 0 where both are within ``tol`` of zero)."""
+    n, k = lam.shape
+    d = k * (k + 1) // 2
+    out = np.empty((n, d, d))
+    KT = np.empty((d, d))
+    W = np.empty((d, d))
+    omega = np.empty(d)
+    for e in range(n):
+        q = 0
+        for t in range(k):
+            for s in range(t + 1):
+                a, b = lam[e, s], lam[e, t]
+                if abs(a) <= tol and abs(b) <= tol:
+                    omega[q] = 1.0 if active else 0.0
+                elif abs(a - b) <= 1e-12 * max(1.0, max(abs(a), abs(b))):
+                    omega[q] = 1.0 if a + b > 0.0 else 0.0
+                else:
+                    omega[q] = (max(a, 0.0) - max(b, 0.0)) / (a - b)
+                q += 1
+        # KT[m, l] = h_m c_l (U[p, i] U[q, j] + U[q, i] U[p, j]) for m = (p, q), l = (i, j):
+        # h_m = 1/2 on the diagonal (the two terms coincide), 1/sqrt(2) off it; c_l the svec
+        # scaling of entry l.
+        m = 0
+        for qq in range(k):
+            for p in range(qq + 1):
+                h = 0.5 if p == qq else 1.0 / _SQRT2
+                q = 0
+                for j in range(k):
+                    for i in range(j + 1):
+                        c = h if i == j else h * _SQRT2
+                        value = c * (U[e, p, i] * U[e, qq, j] + U[e, qq, i] * U[e, p, j])
+                        KT[m, q] = value
+                        W[m, q] = value * omega[q]
+                        q += 1
+                m += 1
+        out[e] = W @ KT.T
+    return out
