@@ -50,9 +50,11 @@ from ._errors import (
 from ._factor import (
     Factorization,
     Refined,
+    SparseLU,
     SparsePatterns,
     _has_qdldl,
     factorize,
+    natural_lu,
     reduced_ldl,
     use_dense,
 )
@@ -232,6 +234,9 @@ class NewtonStructure:
         self._bounds = (ar[positions], ac[positions], positions)
         self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
         self._patterns = SparsePatterns()
+        #: Orderings of the patterns of B factorized so far, by their nonzero slots, with
+        #: ``gather`` indexing the slot values (see `factorize()`).
+        self._orderings: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self._block_ranks: dict[bytes, bool] = {}
         self._block_patterns: dict[int, tuple[IntArray, IntArray, IntArray]] = {}
         self.diagonal = cones.diagonal
@@ -423,7 +428,29 @@ class NewtonStructure:
             )
             if reduced is not None:
                 return reduced
-        return factorize(self.matrix(data, D), tol, self._patterns, not self.diagonal)
+        if self._product:
+            return factorize(self.matrix(data, D), tol, self._patterns, not self.diagonal)
+        # Assembled straight in the factorization's order where this pattern (the nonzero
+        # slots) was factorized before: no CSC matrix, no ordering (0.35 -> 0.2 ms in a
+        # forward pass of the 1010-row logistic family).
+        P, A = (np.asarray(M.data, dtype=np.float64)[None] for M in (data.P, data.A))
+        vals = self._slot_values(P, A, D.values[None])[0]
+        keep = vals != 0
+        key = np.packbits(keep).tobytes()
+        known = self._orderings.get(key)
+        if known is not None:
+            lu = natural_lu(vals, known, not self.diagonal, tol)
+            if lu is not None:
+                return SparseLU(lambda: self._blocks(vals[None]), lu, self.size)
+        B = self._blocks(vals[None])
+        fact = factorize(B, tol, self._patterns, not self.diagonal)
+        ordering = self._patterns(B).ordering()
+        if known is None and ordering is not None:
+            order, gather, indices, indptr = ordering
+            if len(self._orderings) >= 64:
+                self._orderings.clear()
+            self._orderings[key] = (order, np.flatnonzero(keep)[gather], indices, indptr)
+        return fact
 
     def _compiled_product(
         self, data: ConeData, D: Jacobian, z: FloatArray, transpose: bool

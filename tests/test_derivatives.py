@@ -497,3 +497,77 @@ def test_compiled_newton_products_agree_with_numpy(name, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fast[0], B @ z, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fast[1], B.T @ w, rtol=1e-12, atol=1e-12)
+
+
+def test_known_orderings_factorize_like_superlu(monkeypatch):
+    """A pattern's second factorization reuses the ordering its first one found (B permuted
+    symmetrically, no ordering step) and solves to rounding like a fresh SuperLU, in both
+    directions; on a numerically singular B of the same pattern it gives least squares with
+    the pivot ratio as the reason."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    from cvximplicit._factor import SparsePatterns, factorize, natural_lu
+
+    rng = np.random.default_rng(5)
+    n = 300
+    B = sp.random_array((n, n), density=0.02, rng=1, format="csc") + 4.0 * sp.eye_array(n)
+    dense = (B + B.T).toarray()  # a symmetric pattern, as for curved cones
+    # columns 3 and 7 share a pattern (made dependent below)
+    dense[:, 7] = np.where(dense[:, 3] != 0, rng.uniform(1.0, 2.0, n), 0.0)
+    B = sp.csc_array(dense)
+    sparse = ci.Tolerances(dense_lu_limit=0, dense_fill_limit=0)
+    patterns = SparsePatterns()
+    for curved in (True, False):
+        first = factorize(B, sparse, patterns, curved)
+        ordering = patterns(B).ordering()
+        assert ordering is not None
+        B2 = sp.csc_array(B, copy=True)
+        B2.data = B.data * rng.uniform(0.5, 1.5, B.nnz)
+        calls = []
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                spla, "splu", lambda *a, c=calls, f=spla.splu, **k: c.append(1) or f(*a, **k)
+            )
+            second = factorize(B2, sparse, patterns, curved)
+        assert not first.degenerate and not second.degenerate
+        r = rng.standard_normal(n)
+        for fact, M in ((first, B), (second, B2)):
+            for transpose in (False, True):
+                op = M.T if transpose else M
+                z = fact.solve(r, transpose=transpose)
+                assert np.linalg.norm(op @ z - r) < 1e-12 * np.linalg.norm(r)
+        assert not calls  # no SuperLU call with an ordering step
+        lu = natural_lu(B2.data, ordering, curved, sparse)
+        assert lu is not None
+        np.testing.assert_allclose(lu.solve(r), second.solve(r), rtol=1e-12)
+        # Numerically singular, same pattern: column 7 = 2 x column 3.
+        singular = sp.csc_array(B2, copy=True)
+        s3, s7 = (
+            slice(singular.indptr[3], singular.indptr[4]),
+            slice(singular.indptr[7], singular.indptr[8]),
+        )
+        singular.data[s7] = 2.0 * singular.data[s3]
+        assert natural_lu(singular.data, ordering, curved, sparse) is None
+        fact = factorize(singular, sparse, patterns, curved)
+        assert fact.degenerate and ("pivot ratio" in fact.reason or "singular" in fact.reason)
+
+
+@pytest.mark.parametrize("name", ["entropy_simplex", "lp_box", "nnls"])
+def test_factorizations_in_a_known_order_are_exact(name, monkeypatch):
+    """`NewtonStructure.factorize` assembles B straight in a known pattern's order: on a
+    later solve its factorization solves the solution's own B to rounding."""
+    family = FAMILIES[name](np.random.default_rng(2))
+    sparse = ci.Tolerances(dense_lu_limit=0, dense_fill_limit=0, ldl_min_size=10**9)
+    program = ci.compile(family.problem, family.parameters, family.variables, tolerances=sparse)
+    program.solve(*family.values)
+    conic = program.solve(*[v * 1.01 for v in family.values]).conic
+    structure = conic.structure
+    assert structure._orderings, "no ordering was recorded"
+    fact = structure.factorize(conic.data, conic.jacobian, sparse)
+    B = structure.matrix(conic.data, conic.jacobian)
+    r = np.random.default_rng(0).standard_normal(B.shape[0])
+    for transpose in (False, True):
+        op = B.T if transpose else B
+        z = fact.solve(r, transpose=transpose)
+        assert np.linalg.norm(op @ z - r) < 1e-11 * np.linalg.norm(r) * max(1.0, np.linalg.norm(z))
