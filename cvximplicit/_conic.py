@@ -1146,7 +1146,8 @@ def _solve_conic(
         setup, solve = attempt.raw.setup_time, attempt.raw.solve_time
         polish_time, factor_time = attempt.polish_time, attempt.p.factor_time
     status = SolverStatus.FAILED if attempt is None else attempt.raw.status
-    for fallback in _fallbacks(solver, cones, status) if polish else ():
+    uncertified = attempt is None or attempt.p.res.relative > tol.certify
+    for fallback in _fallbacks(solver, cones, status) if polish and uncertified else ():
         if attempt is not None and attempt.p.res.relative <= tol.certify:
             break
         retried = True
