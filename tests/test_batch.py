@@ -339,3 +339,19 @@ def test_patched_factorizations_solve_each_row_with_its_latest(rng):
     )
     assert len(patched._parts) == 2 and not patched.degenerate.any()
     np.testing.assert_allclose(patched.solve(R), exact.solve(R), rtol=1e-10, atol=1e-12)
+
+
+def test_projections_of_a_few_rows_equal_the_whole_batch(rng):
+    """`BatchLayout.project_dual_rows` (the line search's stragglers) projects just those rows
+    and keeps the others: equal to projecting the whole batch, for every cone kind."""
+    family = ci.problems.FAMILIES["pnorm"](m=8, n=3, seed=1)
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    layout = program._engine.layout(6)
+    V = rng.standard_normal((6, program.m))
+    Y = layout.project_dual(V)
+    moved = V.copy()
+    rows = np.array([1, 4])
+    moved[rows] += rng.standard_normal((2, program.m))
+    np.testing.assert_array_equal(
+        layout.project_dual_rows(moved, rows, Y), layout.project_dual(moved)
+    )
