@@ -447,7 +447,9 @@ class NewtonStructure:
         ordering = self._patterns(B).ordering()
         if known is None and ordering is not None:
             order, gather, indices, indptr = ordering
-            if len(self._orderings) >= 64:
+            # at most 64 patterns and about 32 MB (large programs visit many active sets)
+            total = sum(o[1].nbytes for o in self._orderings.values()) + gather.nbytes
+            if len(self._orderings) >= 64 or 2 * total > 1 << 25:
                 self._orderings.clear()
             self._orderings[key] = (order, np.flatnonzero(keep)[gather], indices, indptr)
         return fact
