@@ -51,6 +51,7 @@ from ._factor import (
     Factorization,
     Refined,
     SparseLU,
+    SparsePattern,
     SparsePatterns,
     _has_qdldl,
     factorize,
@@ -234,10 +235,6 @@ class NewtonStructure:
         self._bounds = (ar[positions], ac[positions], positions)
         self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
         self._patterns = SparsePatterns()
-        #: Orderings of the patterns of B factorized so far, by their nonzero slots, with
-        #: ``gather`` indexing the slot values (see `factorize()`).
-        self._orderings: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._block_ranks: dict[bytes, bool] = {}
         self._block_patterns: dict[int, tuple[IntArray, IntArray, IntArray]] = {}
         self.diagonal = cones.diagonal
         self._product = not cones.diagonal and triples > 4 * (ar.size + dr.size)
@@ -296,8 +293,13 @@ class NewtonStructure:
         """``B`` in CSC format, without the entries that vanish at this ``D``."""
         if self.dense:
             return sp.csc_array(self.dense_matrix(data, D))
+        return self._assemble(*self._stacked(data), D.values[None])
+
+    @staticmethod
+    def _stacked(data: ConeData) -> tuple[FloatArray, FloatArray]:
+        """The stored values of ``P`` and ``A`` as one-element stacks."""
         P, A = (np.asarray(M.data, dtype=np.float64)[None] for M in (data.P, data.A))
-        return self._assemble(P, A, D.values[None])
+        return P, A
 
     def _slot_values(self, P: FloatArray, A: FloatArray, D: FloatArray) -> FloatArray:
         """``(k, nnz)``: the values of ``k`` elements' ``B`` on the fixed pattern (``A'D``
@@ -400,17 +402,21 @@ class NewtonStructure:
     def _rank(self, B: sp.csc_array) -> int:
         return self._patterns(B).rank(B)
 
+    def _slot_pattern(self, keep: np.ndarray) -> SparsePattern:
+        """The record (structural rank, ordering once factorized) of ``B`` whose stored
+        entries are the slots ``keep`` of the fixed pattern, found by those slots."""
+        alias = np.packbits(keep).tobytes()
+        pattern = self._patterns.aliased(alias)
+        if pattern is None:
+            B = self._blocks(keep[None].astype(np.float64))
+            pattern = self._patterns(B, alias)
+            pattern.rank(B)
+        return pattern
+
     def _nonsingular(self, keep: np.ndarray) -> bool:
         """Whether ``B`` with the stored entries ``keep`` (of the fixed pattern) is
         structurally nonsingular (remembered by pattern)."""
-        key = np.packbits(keep).tobytes()
-        full = self._block_ranks.get(key)
-        if full is None:
-            full = self._rank(self._blocks(keep[None].astype(np.float64))) == self.size
-            if len(self._block_ranks) >= 64:
-                self._block_ranks.clear()
-            self._block_ranks[key] = full
-        return full
+        return self._slot_pattern(keep).rank() == self.size
 
     def factorize(self, data: ConeData, D: Jacobian, tol: Tolerances) -> Factorization:
         """Factorize ``B`` (dense or sparse, see `factorize()`)."""
@@ -433,26 +439,15 @@ class NewtonStructure:
         # Assembled straight in the factorization's order where this pattern (the nonzero
         # slots) was factorized before: no CSC matrix, no ordering (0.35 -> 0.2 ms in a
         # forward pass of the 1010-row logistic family).
-        P, A = (np.asarray(M.data, dtype=np.float64)[None] for M in (data.P, data.A))
-        vals = self._slot_values(P, A, D.values[None])[0]
+        vals = self._slot_values(*self._stacked(data), D.values[None])[0]
         keep = vals != 0
-        key = np.packbits(keep).tobytes()
-        known = self._orderings.get(key)
-        if known is not None:
-            lu = natural_lu(vals, known, not self.diagonal, tol)
+        pattern = self._slot_pattern(keep)
+        ordering = pattern.ordering()  # (there is one only if B's pattern had full rank)
+        if ordering is not None:
+            lu = natural_lu(vals[keep], ordering, not self.diagonal, tol)
             if lu is not None:
                 return SparseLU(lambda: self._blocks(vals[None]), lu, self.size)
-        B = self._blocks(vals[None])
-        fact = factorize(B, tol, self._patterns, not self.diagonal)
-        ordering = self._patterns(B).ordering()
-        if known is None and ordering is not None:
-            order, gather, indices, indptr = ordering
-            # at most 64 patterns and about 32 MB (large programs visit many active sets)
-            total = sum(o[1].nbytes for o in self._orderings.values()) + gather.nbytes
-            if len(self._orderings) >= 64 or 2 * total > 1 << 25:
-                self._orderings.clear()
-            self._orderings[key] = (order, np.flatnonzero(keep)[gather], indices, indptr)
-        return fact
+        return factorize(self._blocks(vals[None]), tol, self._patterns, not self.diagonal)
 
     def _compiled_product(
         self, data: ConeData, D: Jacobian, z: FloatArray, transpose: bool

@@ -441,9 +441,12 @@ class SparsePattern:
         #: factorization found (``data[gather]`` are the permuted matrix's values).
         self._ordered: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def rank(self, B: sp.csc_array) -> int:
-        """The structural rank of ``B`` (a canonical CSC array with this pattern)."""
+    def rank(self, B: sp.csc_array | None = None) -> int:
+        """The structural rank of ``B`` (a canonical CSC array with this pattern; needed only
+        the first time)."""
         if self._rank is None:
+            if B is None:
+                raise ValueError("the structural rank of this pattern is not known yet")
             self._rank = int(structural_rank(sp.csr_array(B)))
         return self._rank
 
@@ -492,27 +495,39 @@ class SparsePatterns:
       nearest-correlation SDP 0.46 -> 0.22 ms, 301-row entropy 0.11 -> 0.06 ms, 1010-row
       logistic 0.53 -> 0.28 ms, 500-row NNLS 2.3 -> 2.0 ms).
 
-    Patterns are keyed by their index arrays; what is kept (keys and ordered patterns) takes
-    at most about ``max_bytes``.
+    Patterns are keyed by their index arrays, and may also be found by a caller's shorter key
+    (``alias``: `NewtonStructure` names a pattern by which of its fixed slots are nonzero, so
+    it needs no CSC matrix to find one).  What is kept (keys and ordered patterns) takes at
+    most about ``max_bytes``.
     """
 
     def __init__(self, max_bytes: int = 1 << 25) -> None:
         self.max_bytes = max_bytes
         self._bytes = 0
         self._patterns: dict[tuple[tuple[int, int], bytes], SparsePattern] = {}
+        self._aliases: dict[bytes, SparsePattern] = {}
 
-    def __call__(self, B: sp.csc_array) -> SparsePattern:
-        """The record of ``B``'s pattern (a canonical CSC array)."""
+    def __call__(self, B: sp.csc_array, alias: bytes | None = None) -> SparsePattern:
+        """The record of ``B``'s pattern (a canonical CSC array), found later also by
+        ``alias`` (see `aliased()`) when given."""
         key = (shape2(B), B.indptr.tobytes() + B.indices.tobytes())
         entry = self._patterns.get(key)
         if entry is None:
             size = 5 * len(key[1]) // 2  # the key, and the ordered pattern once factorized
             if self._bytes + size > self.max_bytes:
                 self._patterns.clear()
+                self._aliases.clear()
                 self._bytes = 0
             self._bytes += size
             entry = self._patterns[key] = SparsePattern()
+        if alias is not None and alias not in self._aliases:
+            self._bytes += len(alias)
+            self._aliases[alias] = entry
         return entry
+
+    def aliased(self, alias: bytes) -> SparsePattern | None:
+        """The record registered under ``alias`` (``None`` if none is)."""
+        return self._aliases.get(alias)
 
 
 def pivot_ratio(pivots: FloatArray) -> float:
