@@ -120,11 +120,13 @@ class ProgramSpec:
 
 
 class BatchLayout:
-    """Index arrays and replicated cones of one program at one batch size."""
+    """Index arrays and replicated cones of one program at one batch size; ``layouts`` gives
+    the layout of another size (the engine's, which keeps the last few)."""
 
-    def __init__(self, spec: ProgramSpec, size: int) -> None:
+    def __init__(self, spec: ProgramSpec, size: int, layouts: Callable[[int], BatchLayout]) -> None:
         n, m = spec.n, spec.m
         self.spec = spec
+        self._layouts = layouts
         self.n, self.m, self.size = n, m, size
         self.cones = cones = spec.cones
         self.newton = spec.newton
@@ -135,7 +137,6 @@ class BatchLayout:
             for cone, sl in zip(cones.cones, cones.slices)
         ]
         self.nnz_D = int(cones.pattern[0].size)
-        self._subsets: dict[int, BatchLayout] = {}
 
     def matrices(self, data: BatchData) -> tuple[Sparse, Sparse, Sparse]:
         """Block-diagonal ``P``, ``A`` and ``A'`` of the batch."""
@@ -152,13 +153,8 @@ class BatchLayout:
         problems with one straggler, 92 whole-batch projections of 0.5 ms each)."""
         if rows.size == self.size:
             return self.project_dual(V)
-        sub = self._subsets.get(rows.size)
-        if sub is None:
-            if len(self._subsets) >= 4:
-                self._subsets.clear()
-            sub = self._subsets[rows.size] = BatchLayout(self.spec, rows.size)
         out = Y.copy()
-        out[rows] = sub.project_dual(V[rows])
+        out[rows] = self._layouts(rows.size).project_dual(V[rows])
         return out
 
     def project_dual(self, V: FloatArray) -> FloatArray:
@@ -610,7 +606,7 @@ class BatchEngine:
         """The layout for ``size`` elements (the last few sizes are kept)."""
         layout = self._layouts.get(size)
         if layout is None:
-            layout = BatchLayout(self.spec, size)
+            layout = BatchLayout(self.spec, size, self.layout)
             if len(self._layouts) >= 8:
                 self._layouts.pop(next(iter(self._layouts)))
             self._layouts[size] = layout
