@@ -19,7 +19,7 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from cvximplicit.lasso import HomotopyWarning, ImplicitLassoCV, criterion_path
 from cvximplicit.lasso._homotopy import fold_path
-from cvximplicit.lasso._linalg import make_fold
+from cvximplicit.lasso._linalg import correlations, make_fold
 from cvximplicit.lasso._tuning import _alpha_max
 from cvximplicit.problems import spectra
 
@@ -214,3 +214,71 @@ def test_penalty_path_between_weight_vectors_is_exact(case):
     wrong = beta_from.copy()
     wrong[np.flatnonzero(wrong == 0)[:3]] = 1.0
     assert penalty_path(fold, a_from, a_from * 1.1, wrong, max_steps(*X.shape)) is None
+
+
+def _python_fold_path(monkeypatch, *args):
+    """`fold_path` by its Python loop (the compiled kernel switched off)."""
+    from cvximplicit.lasso import _homotopy
+
+    with monkeypatch.context() as m:
+        m.setattr(_homotopy, "compiled", lambda name: None)
+        return fold_path(*args)
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+@pytest.mark.parametrize("case", list(CASES))
+def test_compiled_homotopy_follows_the_python_loop(case, intercept, monkeypatch):
+    """The numba kernel (`_numba_homotopy`) follows the same path as the Python loop: the
+    same fitted values at 40 penalties over the range (coefficients are not unique where
+    columns are dependent), and the same breakpoints where the design has no dependent
+    columns (sparse X without an intercept: not centred)."""
+    from cvximplicit._compiled import compiled
+    from cvximplicit.lasso._homotopy import _interpolate, _segments
+
+    if compiled("lasso._numba_homotopy") is None:
+        pytest.skip("numba is not installed (or disabled)")
+    X, y = CASES[case]()
+    n = X.shape[0]
+    fold = make_fold(X, y, np.arange(n)[n // 3 :], np.arange(n)[: n // 3], intercept)
+    a_max = np.abs(correlations(fold.X, fold.y, fold.x_mean, fold.sparse_centered)).max()
+    steps = 10 * n + 100
+    messages: list[str] = []
+    alphas, coefs = fold_path(fold, 1e-3 * a_max, steps, messages)
+    ref_messages: list[str] = []
+    ref_alphas, ref_coefs = _python_fold_path(monkeypatch, fold, 1e-3 * a_max, steps, ref_messages)
+    assert messages == ref_messages
+    Xc = fold.X.toarray() - fold.x_mean if sp.issparse(fold.X) else fold.X
+    at = np.geomspace(ref_alphas[-1], ref_alphas[0], 40)
+    fit = Xc @ _interpolate(coefs, *_segments(alphas, at))
+    ref = Xc @ _interpolate(ref_coefs, *_segments(ref_alphas, at))
+    assert np.abs(fit - ref).max() <= 1e-7 * np.abs(ref).max(), case
+    if case not in ("diabetes degree 3", "duplicated columns"):
+        assert alphas.size == ref_alphas.size
+        assert np.abs(alphas - ref_alphas).max() <= 1e-9 * ref_alphas[0]
+        assert abs(coefs - ref_coefs).max() <= 1e-7 * abs(ref_coefs).max()
+
+
+def test_breakpoints_the_kernel_cannot_certify_go_to_the_python_loop(monkeypatch):
+    """Where a breakpoint fails its check in the compiled kernel (forced here with a
+    negative tolerance), the fold's path is the Python loop's, which repairs."""
+    from cvximplicit._compiled import compiled
+
+    kernel = compiled("lasso._numba_homotopy")
+    if kernel is None:
+        pytest.skip("numba is not installed (or disabled)")
+    X, y = CASES["p > n"]()
+    fold = make_fold(X, y, np.arange(40), np.arange(40, 50), True)
+    a_max = float(np.abs(fold.X.T @ fold.y).max()) / 40
+    statuses = []
+    original = kernel.lasso_fold_path
+
+    def strict(*args):
+        out = original(*args[:-3], -1.0, *args[-2:])  # kkt_tol < 0: every check fails
+        statuses.append(out[0])
+        return out
+
+    monkeypatch.setattr(kernel, "lasso_fold_path", strict)
+    alphas, coefs = fold_path(fold, 0.01 * a_max, 600)
+    assert statuses == [kernel.REPAIR]
+    ref_alphas, ref_coefs = _python_fold_path(monkeypatch, fold, 0.01 * a_max, 600)
+    assert np.array_equal(alphas, ref_alphas) and abs(coefs - ref_coefs).max() == 0

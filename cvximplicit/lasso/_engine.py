@@ -107,10 +107,10 @@ def homotopy_solution(fold: Fold, penalty: Penalty | str, theta: FloatArray) -> 
         return None
     X, y = fold.X, fold.y
     p = X.shape[1]
-    Xfit = X.toarray() - fold.x_mean if fold.sparse_centered else X
     scale = penalty.column_scale(theta, p)
-    Xs = Xfit.multiply(scale[None, :]).tocsc() if sp.issparse(Xfit) else Xfit * scale
-    x_mean = np.zeros(p) if fold.sparse_centered else fold.x_mean * scale
+    # (sparse X stays sparse, centred implicitly through the scaled means)
+    Xs = X.multiply(scale[None, :]).tocsc() if sp.issparse(X) else X * scale
+    x_mean = fold.x_mean * scale
     alphas, coefs = fold_path(Fold(Xs, y, Xs, y, x_mean, 0.0), base, max_steps(*X.shape))
     if abs(alphas[-1] - base) > 1e-12 * base:
         return None

@@ -24,6 +24,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .._blas import single_thread_blas
+from .._compiled import compiled
 from .._typing import FloatArray
 from ._linalg import Fold, columns, correlations
 
@@ -317,10 +318,15 @@ def fold_path(
     signs) restarts the path from its solution.  Only if all fail does the path stop.
     Repairs and stops are reported in ``messages``.
     """
+    messages = [] if messages is None else messages
+    kernel = compiled("lasso._numba_homotopy")
+    if kernel is not None:
+        out = _compiled_fold_path(kernel, fold, alpha_min, max_steps, messages)
+        if out is not None:
+            return out
     X, y = fold.X, fold.y
     n, p = X.shape
     centered = fold.sparse_centered
-    messages = [] if messages is None else messages
 
     XT = _transpose(X)
     c0 = correlations(X, y, fold.x_mean, centered, XT)
@@ -507,6 +513,51 @@ def fold_path(
     else:
         messages.append(f"the homotopy stopped after max_steps={max_steps} breakpoints")
     return _stack(records, p)
+
+
+def _compiled_fold_path(
+    kernel: Any, fold: Fold, alpha_min: float, max_steps: int, messages: list[str]
+) -> tuple[FloatArray, Any] | None:
+    """`fold_path()` by its numba twin (``_numba_homotopy``, same rules and checks);
+    ``None`` where a breakpoint needs a repair, which the Python loop does."""
+    X = fold.X
+    if sp.issparse(X):
+        csc, csr = sp.csc_matrix(X), sp.csr_matrix(X)
+        ptr, idx, val = csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data
+        rptr, ridx, rval = csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data
+        dense = np.zeros((1, 1))
+    else:
+        ptr = idx = rptr = ridx = np.zeros(1, dtype=np.int64)
+        val = rval = np.zeros(1)
+        dense = np.ascontiguousarray(X, dtype=np.float64)
+    try:
+        status, count, alphas, ptr_o, idx_o, val_o, alpha, k = kernel.lasso_fold_path(
+            not sp.issparse(X), dense, ptr, idx, np.asarray(val, dtype=np.float64),
+            rptr, ridx, np.asarray(rval, dtype=np.float64),
+            np.ascontiguousarray(fold.x_mean, dtype=np.float64), fold.sparse_centered,
+            np.ascontiguousarray(fold.y, dtype=np.float64), float(alpha_min), int(max_steps),
+            KKT_TOL, DEPENDENT_TOL, REFACTOR_EVERY,
+        )  # fmt: skip
+    except np.linalg.LinAlgError:  # a refactorization lost definiteness: the Python loop
+        return None
+    if status == kernel.REPAIR:
+        return None
+    if status == kernel.EMPTIED:
+        messages.append(f"the homotopy stopped at alpha={alpha:.6g}: the support emptied")
+    elif status == kernel.VANISHED:
+        messages.append(
+            f"the homotopy stopped at alpha={alpha:.6g}: the training residual vanished "
+            f"({k} active features interpolate the training rows)"
+        )
+    elif status == kernel.MAX_STEPS:
+        messages.append(f"the homotopy stopped after max_steps={max_steps} breakpoints")
+    nnz = int(ptr_o[count])
+    coefs = sp.csc_matrix(
+        (val_o[:nnz], idx_o[:nnz], ptr_o[: count + 1]), shape=(X.shape[1], count)
+    )
+    coefs.sort_indices()  # (once here: faster than sorting each breakpoint's support there)
+    coefs.eliminate_zeros()
+    return alphas[:count].copy(), coefs
 
 
 def _stack(records: list[tuple[float, np.ndarray, FloatArray]], p: int) -> tuple[FloatArray, Any]:

@@ -348,8 +348,20 @@ class _Run:
         h["singular"].append(bool(any(s.singular for s in last)))
 
     def record_path(self, alphas: FloatArray, values: Any, supports: Any) -> None:
-        for a, v, supp in zip(alphas, values, supports):
-            self.record(np.array([a]), float(v), np.array([np.nan]), round(float(supp)))
+        """Path points (no exact solve), all at once: `record` each, without its per-point
+        costs (a path has thousands of breakpoints)."""
+        h, m = self.history, len(alphas)
+        h["alpha"] += [float(a) for a in alphas]
+        h["criterion"] += [float(v) for v in values]
+        h["gradient"] += [np.nan] * m
+        h["time"] += [time.perf_counter() - self.start] * m
+        h["stage"] += ["path"] * m
+        h["support"] += [round(float(s)) for s in supports]
+        h["kinks"] += [0] * m
+        h["singular"] += [False] * m
+        if self.bar is not None and m:
+            self.bar.update(m)
+            self.bar.set_postfix(alpha=f"{float(alphas[-1]):.3g}", criterion=f"{values[-1]:.5g}")
 
     def exact(self, theta: FloatArray, stage: str = "refine") -> tuple[float, FloatArray]:
         value, grad = self.crit(theta)

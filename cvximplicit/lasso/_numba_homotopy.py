@@ -1,0 +1,594 @@
+"""numba twin of `_homotopy.fold_path` (see `cvximplicit._compiled`): one fold's LASSO path
+in a single compiled call.
+
+The Python loop spends 100-300 us per breakpoint on interpreter and numpy dispatch costs
+(about 20 array operations, each a few microseconds, around a handful of small products
+and solves); the arithmetic itself is a few tens of microseconds on the hard benchmark
+designs.  This kernel follows the same path with the same rules and checks: the
+restricted solution re-solved from ``c0`` whenever the support or the factor changes, the
+KKT conditions checked at every breakpoint to ``KKT_TOL`` plus the round-off floor, columns
+in the span of the active ones kept at zero with their slack, the Cholesky factor grown
+by rank-one steps and refactorized every ``REFACTOR_EVERY`` updates and at every removal.
+What it does not do is *repair*: a breakpoint failing its check returns `REPAIR`, and the
+caller runs the Python loop for that fold, which repairs (both are exact; the repairs are
+rare, none on the benchmark sets).
+
+Dense designs (centred) keep ``G = X'X_S/n`` row by row (``GT[a] = X'x_{S_a}/n``); sparse
+designs (CSC, centred implicitly through ``x_mean``) make their products through ``X``
+instead, as the Python loop does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .._typing import FloatArray
+
+__all__ = ["EMPTIED", "MAX_STEPS", "REACHED", "REPAIR", "VANISHED", "lasso_fold_path"]
+
+#: how the path ended: ``alpha_min`` reached; the support emptied (round-off); the
+#: training residual vanished; ``max_steps`` breakpoints; a breakpoint failed its check
+REACHED, EMPTIED, VANISHED, MAX_STEPS, REPAIR = 0, 1, 2, 3, 4
+
+_EPS = float(np.finfo(np.float64).eps)
+#: reductions (dot products, triangular solves) may be reassociated, so that they vectorise
+#: (a different rounding, not a different result; no other fast-math assumption)
+_REASSOC = {"reassoc"}
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_REASSOC)
+def _forward(L: FloatArray, k: int, b: FloatArray, out: FloatArray) -> None:
+    """``out = L^{-1} b`` (``L`` lower triangular, its leading ``k x k`` block)."""
+    for i in range(k):
+        s = b[i]
+        for j in range(i):
+            s -= L[i, j] * out[j]
+        out[i] = s / L[i, i]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_REASSOC)
+def _solve2(
+    L: FloatArray, k: int, r0: FloatArray, r1: FloatArray, x0: FloatArray, x1: FloatArray
+) -> None:
+    """``H [x0, x1] = [r0, r1]`` with ``H = L L'``: both right-hand sides in one sweep."""
+    for i in range(k):
+        s0, s1 = r0[i], r1[i]
+        for j in range(i):
+            s0 -= L[i, j] * x0[j]
+            s1 -= L[i, j] * x1[j]
+        x0[i] = s0 / L[i, i]
+        x1[i] = s1 / L[i, i]
+    for i in range(k - 1, -1, -1):
+        x0[i] /= L[i, i]
+        x1[i] /= L[i, i]
+        a0, a1 = x0[i], x1[i]
+        for j in range(i):
+            x0[j] -= L[i, j] * a0
+            x1[j] -= L[i, j] * a1
+
+
+@numba.njit(cache=True, nogil=True)
+def _column(
+    dense: bool,
+    X: FloatArray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    val: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    j: int,
+    col: FloatArray,
+) -> None:
+    """Column ``j`` of the centred design into ``col``."""
+    if dense:
+        for i in range(col.size):
+            col[i] = X[i, j]
+    else:
+        col[:] = -x_mean[j] if centered else 0.0
+        for q in range(ptr[j], ptr[j + 1]):
+            col[idx[q]] += val[q]
+
+
+@numba.njit(cache=True, nogil=True)
+def _correlate(
+    dense: bool,
+    X: FloatArray,
+    rptr: np.ndarray,
+    ridx: np.ndarray,
+    rval: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    r: FloatArray,
+    out: FloatArray,
+) -> None:
+    """``out = X'r/n`` with ``X`` centred (implicitly when sparse: then ``rptr, ridx, rval``
+    are its CSR arrays, scattered row by row, which measured 3x faster than gathering
+    along CSC columns of a few entries each)."""
+    n = r.size
+    if dense:
+        out[:] = np.dot(r, X) / n
+        return
+    out[:] = 0.0
+    total = 0.0
+    for i in range(n):
+        ri = r[i]
+        total += ri
+        for e in range(rptr[i], rptr[i + 1]):
+            out[ridx[e]] += rval[e] * ri
+    for q in range(out.size):
+        out[q] = (out[q] - x_mean[q] * total) / n if centered else out[q] / n
+
+
+@numba.njit(cache=True, nogil=True)
+def _refactor(H: FloatArray, k: int, L: FloatArray) -> None:
+    """``L``: the Cholesky factor of ``H[:k, :k]`` (``H = X_S'X_S/n``, kept exactly from
+    products with the columns)."""
+    if k:
+        F = np.linalg.cholesky(np.ascontiguousarray(H[:k, :k]))
+        for a in range(k):
+            for b in range(a + 1):
+                L[a, b] = F[a, b]
+
+
+@numba.njit(cache=True, nogil=True)
+def _downdate(L: FloatArray, k: int, pos: int) -> None:
+    """Remove row and column ``pos`` from ``H = L L'`` (``k x k``): delete row ``pos`` of
+    ``L`` and restore its triangular form by Givens rotations of columns ``i, i + 1``
+    (``O((k - pos)^2)`` instead of a refactorization's ``O(k^3)``)."""
+    for i in range(pos, k - 1):
+        for b in range(i + 2):
+            L[i, b] = L[i + 1, b]
+    for i in range(pos, k - 1):
+        a, b = L[i, i], L[i, i + 1]
+        r = math.hypot(a, b)
+        c, s = a / r, b / r
+        for m in range(i, k - 1):
+            x, z = L[m, i], L[m, i + 1]
+            L[m, i] = c * x + s * z
+            L[m, i + 1] = c * z - s * x
+        L[i, i + 1] = 0.0
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_REASSOC)
+def _dot(u: FloatArray, v: FloatArray, n: int) -> float:
+    """``u[:n] . v[:n]`` (a plain loop: BLAS calls on vectors this short cost more)."""
+    s = 0.0
+    for i in range(n):
+        s += u[i] * v[i]
+    return s
+
+
+@numba.njit(cache=True, nogil=True)
+def _residual(y: FloatArray, XT: FloatArray, beta: FloatArray, k: int, r: FloatArray) -> float:
+    """``r = y - X_S beta``; returns ``||r||^2``."""
+    n = y.size
+    for i in range(n):
+        r[i] = y[i]
+    for a in range(k):
+        ba = beta[a]
+        for i in range(n):
+            r[i] -= XT[a, i] * ba
+    return _dot(r, r, n)
+
+
+@numba.njit(cache=True, nogil=True)
+def _line(
+    dense: bool,
+    X: FloatArray,
+    rptr: np.ndarray,
+    ridx: np.ndarray,
+    rval: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    c0: FloatArray,
+    GT: FloatArray,
+    XT: FloatArray,
+    L: FloatArray,
+    index: np.ndarray,
+    signs: FloatArray,
+    k: int,
+    beta0: FloatArray,
+    dirn: FloatArray,
+    u0: FloatArray,
+    rate: FloatArray,
+    R0: FloatArray,
+    R1: FloatArray,
+) -> float:
+    """The restricted solution and correlations on the support, affine in alpha:
+    ``H [beta0, dirn] = [c0_S, s]``, ``u0 = c0 - G beta0``, ``rate = G dirn``; returns the
+    condition number of ``H`` estimated from the Cholesky diagonal."""
+    p = c0.size
+    n = R0.size
+    for a in range(k):
+        R0[a] = c0[index[a]]  # (R0, R1 hold the right-hand sides first: n >= k)
+        R1[a] = signs[a]
+    _solve2(L, k, R0, R1, beta0, dirn)
+    if dense:
+        for q in range(p):
+            u0[q] = c0[q]
+            rate[q] = 0.0
+        for a in range(k):
+            b0, b1 = beta0[a], dirn[a]
+            for q in range(p):
+                u0[q] -= GT[a, q] * b0
+                rate[q] += GT[a, q] * b1
+    else:
+        R0[:] = 0.0
+        R1[:] = 0.0
+        for a in range(k):
+            b0, b1 = beta0[a], dirn[a]
+            for i in range(n):
+                R0[i] += XT[a, i] * b0
+                R1[i] += XT[a, i] * b1
+        if centered:
+            R0 -= R0.mean()
+            R1 -= R1.mean()
+        for q in range(p):
+            u0[q] = 0.0
+            rate[q] = 0.0
+        for i in range(n):  # X'[R0, R1] in one pass over the rows' nonzeros
+            r0, r1 = R0[i], R1[i]
+            for e in range(rptr[i], rptr[i + 1]):
+                q = ridx[e]
+                u0[q] += rval[e] * r0
+                rate[q] += rval[e] * r1
+        for q in range(p):
+            u0[q] = c0[q] - u0[q] / n
+            rate[q] /= n
+    if not k:
+        return 1.0
+    dmax, dmin = 0.0, np.inf
+    for a in range(k):
+        dmax = max(dmax, abs(L[a, a]))
+        dmin = min(dmin, abs(L[a, a]))
+    return (dmax / dmin) ** 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _residual_in_span(
+    dense: bool,
+    GT: FloatArray,
+    XT: FloatArray,
+    xsum: FloatArray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    val: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    L: FloatArray,
+    k: int,
+    j: int,
+    col: FloatArray,
+    b: FloatArray,
+    w: FloatArray,
+) -> tuple[float, float]:
+    """``(d2, norm2)``: the squared norm (over ``n``) of column ``j``'s part outside the
+    span of the active columns, and of the column itself; ``b = X_S'x_j/n`` and
+    ``w = L^{-1} b``."""
+    n = col.size
+    if dense:
+        for a in range(k):
+            b[a] = GT[a, j]
+    else:  # x_S'(x_j - m_j 1) through x_j's few nonzeros (xsum: the active columns' sums)
+        for a in range(k):
+            s = -x_mean[j] * xsum[a] if centered else 0.0
+            for e in range(ptr[j], ptr[j + 1]):
+                s += XT[a, idx[e]] * val[e]
+            b[a] = s / n
+    _forward(L, k, b, w)
+    norm2 = _dot(col, col, n) / n
+    return norm2 - _dot(w, w, k), norm2
+
+
+@numba.njit(cache=True, nogil=True)
+def _certify(
+    alpha: float,
+    k: int,
+    beta0: FloatArray,
+    dirn: FloatArray,
+    u0: FloatArray,
+    rate: FloatArray,
+    gmax: FloatArray,
+    c0_max: float,
+    cond: float,
+    kkt_tol: float,
+    y: FloatArray,
+    XT: FloatArray,
+    index: np.ndarray,
+    signs: FloatArray,
+    active: np.ndarray,
+    dependent: np.ndarray,
+    dep_res: FloatArray,
+    n_dep: int,
+    beta: FloatArray,
+    c: FloatArray,
+    r: FloatArray,
+) -> tuple[float, bool]:
+    """The exact restricted solution ``beta`` and correlations ``c`` at ``alpha``, and the
+    KKT check: ``(over, wrong)``, the largest violation beyond ``kkt_tol alpha`` plus the
+    round-off floor (positive: failed) and whether a coefficient has the wrong sign."""
+    n, p = y.size, c.size
+    bmax, scale = 1.0, c0_max
+    for a in range(k):
+        beta[a] = beta0[a] - alpha * dirn[a]
+        bmax = max(bmax, abs(beta[a]))
+        scale += gmax[a] * abs(beta[a])
+    for q in range(p):
+        c[q] = u0[q] + alpha * rate[q]
+    tol = kkt_tol * alpha + 10 * _EPS * cond * scale
+    rnorm = math.sqrt(_residual(y, XT, beta, k, r) / n) if n_dep else 0.0
+    off_max, on_max = 0.0, 0.0
+    for q in range(p):
+        if not active[q]:
+            v = abs(c[q]) - (dep_res[q] * rnorm if dependent[q] else 0.0)
+            off_max = max(off_max, v)
+    for a in range(k):
+        on_max = max(on_max, abs(c[index[a]] - alpha * signs[a]))
+    wrong = False
+    for a in range(k):
+        wrong = wrong or beta[a] * signs[a] < -1e-9 * bmax
+    return max(off_max - alpha, on_max) - tol, wrong
+
+
+@numba.njit(cache=True, nogil=True)
+def lasso_fold_path(
+    dense: bool,
+    X: FloatArray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    val: FloatArray,
+    rptr: np.ndarray,
+    ridx: np.ndarray,
+    rval: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    y: FloatArray,
+    alpha_min: float,
+    max_steps: int,
+    kkt_tol: float,
+    dependent_tol: float,
+    refactor_every: int,
+) -> tuple[int, int, FloatArray, np.ndarray, np.ndarray, FloatArray, float, int]:
+    """One fold's LASSO path from ``alpha_max`` down to ``alpha_min`` (`_homotopy.fold_path`'s
+    rules).  ``dense``: ``X`` is the centred ``n x p`` design (C order); otherwise the CSC
+    arrays ``ptr, idx, val`` and the CSR arrays ``rptr, ridx, rval`` of the ``n x p``
+    design are, centred through ``x_mean`` when ``centered``.
+
+    Returns ``(status, count, alphas, ptr, rows, values, alpha, k)``: how the path ended
+    (`REACHED` ... `REPAIR`), the breakpoints ``alphas[:count]`` and the coefficients there
+    (CSC arrays of a ``p x count`` matrix, in the active set's order), and the penalty and
+    support size where it ended."""
+    n = y.size
+    p = x_mean.size
+    kcap = min(n, p) + 1
+    c0 = np.empty(p)
+    _correlate(dense, X, rptr, ridx, rval, x_mean, centered, y, c0)
+    c0_max = 0.0
+    j = 0
+    for q in range(p):
+        if abs(c0[q]) > c0_max:
+            c0_max, j = abs(c0[q]), q
+    yy = float(np.dot(y, y))
+
+    # records: breakpoints and the coefficients there, grown by doubling
+    out_alpha = np.empty(64)
+    out_ptr = np.zeros(65, dtype=np.int64)
+    out_idx = np.empty(256, dtype=np.int64)
+    out_val = np.empty(256)
+
+    # active set: indices, signs, columns (rows of XT), G = X'X_S/n (rows of GT, dense),
+    # the largest |G| entry of each column, the Cholesky factor of H = X_S'X_S/n
+    index = np.zeros(kcap, dtype=np.int64)
+    signs = np.zeros(kcap)
+    XT = np.zeros((kcap, n))
+    GT = np.zeros((kcap, p) if dense else (1, 1))
+    gmax = np.zeros(kcap)
+    xsum = np.zeros(kcap)  # sums of the active columns (sparse: centred through x_mean)
+    H = np.zeros((kcap, kcap))
+    L = np.zeros((kcap, kcap))
+    active = np.zeros(p, dtype=np.bool_)
+    # columns numerically in the span of the active ones (kept at zero) and the norm of
+    # their part outside it (their correlations' slack, see `_homotopy.fold_path`)
+    dependent = np.zeros(p, dtype=np.bool_)
+    dep_res = np.zeros(p)
+    n_dep = 0
+    k = 0
+    updates = 0
+
+    beta0 = np.zeros(kcap)
+    dirn = np.zeros(kcap)
+    u0 = np.empty(p)
+    rate = np.empty(p)
+    stale = True
+    cond = 1.0
+    beta = np.zeros(kcap)
+    c = c0.copy()
+    col = np.empty(n)
+    g = np.empty(p)
+    w = np.empty(kcap)
+    b = np.empty(kcap)
+    r = np.empty(n)
+    R0 = np.empty(n)
+    R1 = np.empty(n)
+
+    alpha = c0_max
+    out_alpha[0] = alpha
+    count = 1
+    if alpha <= alpha_min or alpha == 0.0:
+        return REACHED, count, out_alpha, out_ptr, out_idx, out_val, alpha, 0
+    status = MAX_STEPS
+    just_left, left_sign = -1, 0.0
+    sign_j = 1.0 if c0[j] > 0 else -1.0
+    for step in range(max_steps + 1):  # (step 0 enters the first column)
+        if step > 0:
+            if k == 0:
+                status = EMPTIED
+                break
+            if stale:
+                cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
+                             signs, k, beta0, dirn, u0, rate, R0, R1)  # fmt: skip
+                stale = False
+            # -- the next event: a coordinate reaching the threshold, or one leaving --
+            t_in, j_in = np.inf, -1
+            for q in range(p):
+                if active[q] or dependent[q]:
+                    continue
+                # |c_q| reaches the threshold at t = (alpha -+ c_q)/(1 -+ rate_q) (clipped at
+                # 0); divided only where it can be the first (most coordinates are not)
+                tu, td = np.inf, np.inf
+                den = 1.0 - rate[q]
+                if den > 1e-12 and alpha - c[q] < t_in * den:
+                    tu = max((alpha - c[q]) / den, 0.0)
+                den = 1.0 + rate[q]
+                if den > 1e-12 and alpha + c[q] < t_in * den:
+                    td = max((alpha + c[q]) / den, 0.0)
+                if q == just_left:  # it may re-enter, but not on its old side
+                    if left_sign > 0:
+                        tu = np.inf
+                    else:
+                        td = np.inf
+                t = min(tu, td)
+                if t < t_in:
+                    t_in, j_in = t, q
+            t_out, k_out = np.inf, 0
+            for a in range(k):
+                if dirn[a] * signs[a] < 0:
+                    t = max(beta[a] * signs[a], 0.0) / abs(dirn[a])
+                    if t < t_out:
+                        t_out, k_out = t, a
+            t_end = alpha - alpha_min
+            if t_end <= min(t_out, t_in):
+                alpha, kind, j = alpha_min, 0, -1  # stop
+            elif t_out <= t_in:
+                alpha, kind, j = alpha - t_out, 2, index[k_out]  # leave
+            else:
+                alpha, kind, j = alpha - t_in, 1, j_in  # enter
+            if kind == 2:  # leave at once: certify the reduced support
+                left_sign = signs[k_out]
+                for a in range(k_out, k - 1):
+                    index[a] = index[a + 1]
+                    signs[a] = signs[a + 1]
+                    gmax[a] = gmax[a + 1]
+                    xsum[a] = xsum[a + 1]
+                    XT[a, :] = XT[a + 1, :]
+                    if dense:
+                        GT[a, :] = GT[a + 1, :]
+                    H[a, :k] = H[a + 1, :k]
+                for a in range(k_out, k - 1):
+                    H[:k, a] = H[:k, a + 1]
+                _downdate(L, k, k_out)
+                k -= 1
+                active[j] = False
+                updates += 1
+                if updates % refactor_every == 0:
+                    _refactor(H, k, L)
+                cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
+                             signs, k, beta0, dirn, u0, rate, R0, R1)  # fmt: skip
+            # -- certify: the exact restricted solution and the KKT conditions there --
+            over, wrong = _certify(alpha, k, beta0, dirn, u0, rate, gmax, c0_max, cond, kkt_tol,
+                                   y, XT, index, signs, active, dependent, dep_res, n_dep,
+                                   beta, c, r)  # fmt: skip
+            if (over > 0 or wrong) and k and updates % refactor_every:
+                # the factor was updated since its last refactorization: refactorize (its
+                # round-off, not the path, may fail the check) and certify again
+                _refactor(H, k, L)
+                updates = 0
+                cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
+                             signs, k, beta0, dirn, u0, rate, R0, R1)  # fmt: skip
+                over, wrong = _certify(alpha, k, beta0, dirn, u0, rate, gmax, c0_max, cond,
+                                       kkt_tol, y, XT, index, signs, active, dependent,
+                                       dep_res, n_dep, beta, c, r)  # fmt: skip
+            if kind == 2 and n_dep:  # dependent columns no longer in the span become free
+                for q in range(p):
+                    if dependent[q]:
+                        _column(dense, X, ptr, idx, val, x_mean, centered, q, col)
+                        d2, norm2 = _residual_in_span(
+                            dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, q, col, b, w
+                        )
+                        if d2 > dependent_tol * norm2:
+                            dependent[q] = False
+                            n_dep -= 1
+            if over > 0 or wrong:
+                status = REPAIR
+                break
+            # -- record the breakpoint --
+            if count == out_alpha.size:
+                grown = np.empty(2 * count)
+                grown[:count] = out_alpha[:count]
+                out_alpha = grown
+                grown_ptr = np.zeros(2 * count + 1, dtype=np.int64)
+                grown_ptr[: count + 1] = out_ptr[: count + 1]
+                out_ptr = grown_ptr
+            start = out_ptr[count]
+            if start + k > out_idx.size:
+                size = max(2 * out_idx.size, start + k)
+                grown_idx = np.empty(size, dtype=np.int64)
+                grown_idx[:start] = out_idx[:start]
+                out_idx = grown_idx
+                grown_val = np.empty(size)
+                grown_val[:start] = out_val[:start]
+                out_val = grown_val
+            out_alpha[count] = alpha
+            for a in range(k):
+                out_idx[start + a] = index[a]
+                out_val[start + a] = beta[a]
+            out_ptr[count + 1] = start + k
+            count += 1
+            if kind == 0:
+                status = REACHED
+                break
+            if _residual(y, XT, beta, k, r) <= 1e-20 * yy:
+                status = VANISHED
+                break
+            if kind == 2:
+                just_left = j
+                continue
+            just_left = -1
+            sign_j = 1.0 if c[j] > 0 else -1.0
+        # -- column j enters (a rank-one extension of L), unless it is in the span --
+        _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
+        d2, norm2 = _residual_in_span(
+            dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, j, col, b, w
+        )
+        if d2 <= dependent_tol * norm2:
+            dependent[j] = True
+            dep_res[j] = math.sqrt(max(d2, 0.0))
+            n_dep += 1
+            continue
+        if dense:
+            _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
+        else:  # X'x_j/n through x_j's few nonzero rows: (X'x_j - n m_j m)/n when centred
+            for q in range(p):
+                g[q] = -n * x_mean[j] * x_mean[q] if centered else 0.0
+            for e in range(ptr[j], ptr[j + 1]):
+                i, v = idx[e], val[e]
+                for f in range(rptr[i], rptr[i + 1]):
+                    g[ridx[f]] += rval[f] * v
+            for q in range(p):
+                g[q] /= n
+        for a in range(k):
+            L[k, a] = w[a]
+            H[k, a] = H[a, k] = b[a]
+        L[k, k] = math.sqrt(d2)
+        H[k, k] = norm2
+        index[k] = j
+        signs[k] = sign_j
+        XT[k, :] = col
+        xsum[k] = col.sum()
+        gm = 0.0
+        for q in range(p):
+            gm = max(gm, abs(g[q]))
+            if dense:
+                GT[k, q] = g[q]
+        gmax[k] = gm
+        beta[k] = 0.0
+        active[j] = True
+        k += 1
+        updates += 1
+        stale = True
+        if updates % refactor_every == 0:
+            _refactor(H, k, L)
+    return status, count, out_alpha, out_ptr, out_idx, out_val, alpha, k
