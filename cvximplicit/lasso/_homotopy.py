@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from .._blas import single_thread_blas
 from .._compiled import compiled
 from .._typing import FloatArray
-from ._linalg import Fold, columns, correlations
+from ._linalg import Fold, columns, correlations, design_arrays
 
 __all__ = ["CriterionPath", "HomotopyWarning", "exact_criterion_path", "homotopy_feasible"]
 
@@ -521,23 +521,18 @@ def _compiled_fold_path(
     """`fold_path()` by its numba twin (``_numba_homotopy``, same rules and checks);
     ``None`` where a breakpoint needs a repair, which the Python loop does."""
     X = fold.X
-    if sp.issparse(X):
-        csc, csr = sp.csc_matrix(X), sp.csr_matrix(X)
-        ptr, idx, val = csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data
-        rptr, ridx, rval = csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data
-        dense = np.zeros((1, 1))
-    else:
-        ptr = idx = rptr = ridx = np.zeros(1, dtype=np.int64)
-        val = rval = np.zeros(1)
-        dense = np.ascontiguousarray(X, dtype=np.float64)
     try:
-        status, count, alphas, ptr_o, idx_o, val_o, alpha, k = kernel.lasso_fold_path(
-            not sp.issparse(X), dense, ptr, idx, np.asarray(val, dtype=np.float64),
-            rptr, ridx, np.asarray(rval, dtype=np.float64),
-            np.ascontiguousarray(fold.x_mean, dtype=np.float64), fold.sparse_centered,
-            np.ascontiguousarray(fold.y, dtype=np.float64), float(alpha_min), int(max_steps),
-            KKT_TOL, DEPENDENT_TOL, REFACTOR_EVERY,
-        )  # fmt: skip
+        status, count, alphas, ptr, idx, val, alpha, k = kernel.lasso_fold_path(
+            *design_arrays(X),
+            np.ascontiguousarray(fold.x_mean, dtype=np.float64),
+            fold.sparse_centered,
+            np.ascontiguousarray(fold.y, dtype=np.float64),
+            float(alpha_min),
+            int(max_steps),
+            KKT_TOL,
+            DEPENDENT_TOL,
+            REFACTOR_EVERY,
+        )
     except np.linalg.LinAlgError:  # a refactorization lost definiteness: the Python loop
         return None
     if status == kernel.REPAIR:
@@ -551,10 +546,8 @@ def _compiled_fold_path(
         )
     elif status == kernel.MAX_STEPS:
         messages.append(f"the homotopy stopped after max_steps={max_steps} breakpoints")
-    nnz = int(ptr_o[count])
-    coefs = sp.csc_matrix(
-        (val_o[:nnz], idx_o[:nnz], ptr_o[: count + 1]), shape=(X.shape[1], count)
-    )
+    nnz = int(ptr[count])
+    coefs = sp.csc_matrix((val[:nnz], idx[:nnz], ptr[: count + 1]), shape=(X.shape[1], count))
     coefs.sort_indices()  # (once here: faster than sorting each breakpoint's support there)
     coefs.eliminate_zeros()
     return alphas[:count].copy(), coefs

@@ -16,9 +16,19 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 from sklearn.linear_model import ElasticNet, Lasso
 
+from .._compiled import compiled
 from .._typing import FloatArray
 
-__all__ = ["Fold", "columns", "correlations", "lasso_cd", "make_fold", "matvec"]
+__all__ = [
+    "Fold",
+    "columns",
+    "correlations",
+    "design_arrays",
+    "enet_exact",
+    "lasso_cd",
+    "make_fold",
+    "matvec",
+]
 
 
 @dataclasses.dataclass
@@ -117,3 +127,59 @@ def lasso_cd(
         warnings.simplefilter("ignore", SklearnConvergenceWarning)
         model.fit(X, y)
     return np.asarray(model.coef_, dtype=np.float64), int(np.max(model.n_iter_))
+
+
+def design_arrays(X: Any) -> tuple[Any, ...]:
+    """The arguments describing a design to the compiled kernels (``_numba_homotopy``):
+    ``(dense, X, ptr, idx, val, rptr, ridx, rval)``, the centred dense ``X`` in C order,
+    or sparse ``X``'s CSC and CSR arrays (placeholders for the unused ones)."""
+    if sp.issparse(X):
+        csc, csr = sp.csc_matrix(X), sp.csr_matrix(X)
+        return (
+            False,
+            np.zeros((1, 1)),
+            csc.indptr.astype(np.int64),
+            csc.indices.astype(np.int64),
+            np.asarray(csc.data, dtype=np.float64),
+            csr.indptr.astype(np.int64),
+            csr.indices.astype(np.int64),
+            np.asarray(csr.data, dtype=np.float64),
+        )
+    empty, none = np.zeros(1, dtype=np.int64), np.zeros(1)
+    return (True, np.ascontiguousarray(X, dtype=np.float64), empty, empty, none, empty, empty, none)
+
+
+#: relative KKT tolerance of the exact elastic-net solves (as the LASSO homotopy's)
+ENET_KKT_TOL = 1e-9
+
+
+def enet_exact(
+    X: Any,
+    y: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    lam1: FloatArray,
+    lam2: FloatArray,
+    warm: FloatArray | None,
+) -> tuple[FloatArray, np.ndarray] | None:
+    """Exact elastic-net solutions of ``1/(2n)||y - X b||^2 + lam1 ||b||_1 + lam2/2
+    ||b||^2`` (``lam2 > 0``; ``X`` centred, implicitly through ``x_mean`` when sparse and
+    ``centered``) at the penalty pairs in turn, each warm-started from the previous one:
+    ``(coefs, ok)`` with ``coefs`` of shape ``(points, p)`` and ``ok`` whether each point
+    passed its KKT check (`_numba_homotopy.enet_solutions`); ``None`` without numba."""
+    kernel = compiled("lasso._numba_homotopy")
+    if kernel is None:
+        return None
+    p = X.shape[1]
+    coefs, ok = kernel.enet_solutions(
+        *design_arrays(X),
+        np.ascontiguousarray(x_mean, dtype=np.float64),
+        bool(centered),
+        np.ascontiguousarray(y, dtype=np.float64),
+        np.ascontiguousarray(lam1, dtype=np.float64),
+        np.ascontiguousarray(lam2, dtype=np.float64),
+        np.zeros(p) if warm is None else np.ascontiguousarray(warm, dtype=np.float64),
+        ENET_KKT_TOL,
+        20 * p + 100,
+    )
+    return coefs, ok

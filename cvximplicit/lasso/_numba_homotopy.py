@@ -70,6 +70,21 @@ def _solve2(
             x1[j] -= L[i, j] * a1
 
 
+@numba.njit(cache=True, nogil=True, fastmath=_REASSOC)
+def _solve1(L: FloatArray, k: int, r: FloatArray, x: FloatArray) -> None:
+    """``H x = r`` with ``H = L L'``."""
+    for i in range(k):
+        s = r[i]
+        for j in range(i):
+            s -= L[i, j] * x[j]
+        x[i] = s / L[i, i]
+    for i in range(k - 1, -1, -1):
+        x[i] /= L[i, i]
+        xi = x[i]
+        for j in range(i):
+            x[j] -= L[i, j] * xi
+
+
 @numba.njit(cache=True, nogil=True)
 def _column(
     dense: bool,
@@ -363,7 +378,7 @@ def lasso_fold_path(
     support size where it ended."""
     n = y.size
     p = x_mean.size
-    kcap = min(n, p) + 1
+    kcap = min(n, p) + 1  # (independent columns: k <= rank <= min(n, p))
     c0 = np.empty(p)
     _correlate(dense, X, rptr, ridx, rval, x_mean, centered, y, c0)
     c0_max = 0.0
@@ -553,7 +568,7 @@ def lasso_fold_path(
         d2, norm2 = _residual_in_span(
             dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, j, col, b, w
         )
-        if d2 <= dependent_tol * norm2:
+        if d2 <= dependent_tol * norm2 or k == kcap:  # (k < kcap: see kcap)
             dependent[j] = True
             dep_res[j] = math.sqrt(max(d2, 0.0))
             n_dep += 1
@@ -592,3 +607,212 @@ def lasso_fold_path(
         if updates % refactor_every == 0:
             _refactor(H, k, L)
     return status, count, out_alpha, out_ptr, out_idx, out_val, alpha, k
+
+
+@numba.njit(cache=True, nogil=True)
+def _grow(A: FloatArray, rows: int) -> FloatArray:
+    """``A`` with room for ``rows`` rows (doubling), its content kept."""
+    if rows <= A.shape[0]:
+        return A
+    out = np.zeros((max(rows, 2 * A.shape[0]), A.shape[1]))
+    out[: A.shape[0]] = A
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def enet_solutions(
+    dense: bool,
+    X: FloatArray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    val: FloatArray,
+    rptr: np.ndarray,
+    ridx: np.ndarray,
+    rval: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    y: FloatArray,
+    lam1: FloatArray,
+    lam2: FloatArray,
+    warm: FloatArray,
+    kkt_tol: float,
+    max_iter: int,
+) -> tuple[FloatArray, np.ndarray]:
+    """Exact elastic-net solutions of ``1/(2n)||y - X b||^2 + lam1 ||b||_1 + lam2/2 ||b||^2``
+    for the penalty pairs ``(lam1[i], lam2[i])`` in turn (``lam2 > 0``), each warm-started
+    from the previous one (the first from ``warm``), by an active-set method.
+
+    On a support ``S`` with signs ``s`` the solution solves ``(X_S'X_S/n + lam2 I) b_S =
+    X_S'y/n - lam1 s``.  When a coefficient of that solution has the wrong sign, the step
+    from the current point stops where the first coefficient reaches zero and that column
+    leaves (Lawson-Hanson's backtracking: the objective decreases); otherwise the most
+    violating inactive column enters with the sign of its correlation (its coefficient then
+    moves that way: the restricted objective decreases along it).  A point is returned when
+    its KKT conditions hold to ``kkt_tol lam1`` plus the round-off floor; ``ok[i]`` is
+    ``False`` where ``max_iter`` iterations did not get there (the caller solves that point
+    otherwise).  Returns ``(coefs, ok)`` with ``coefs`` of shape ``(points, p)``."""
+    n = y.size
+    p = x_mean.size
+    m = lam1.size
+    c0 = np.empty(p)
+    _correlate(dense, X, rptr, ridx, rval, x_mean, centered, y, c0)
+    c0_max = 0.0
+    for q in range(p):
+        c0_max = max(c0_max, abs(c0[q]))
+    cap = 16
+    index = np.zeros(p, dtype=np.int64)
+    signs = np.zeros(p)
+    beta = np.zeros(p)  # the active coefficients, in the active order
+    XT = np.zeros((cap, n))
+    GT = np.zeros((cap, p) if dense else (1, 1))
+    H = np.zeros((cap, cap))
+    gmax = np.zeros(p)
+    active = np.zeros(p, dtype=np.bool_)
+    k = 0
+    coefs = np.zeros((m, p))
+    ok = np.zeros(m, dtype=np.bool_)
+    c = np.empty(p)
+    col = np.empty(n)
+    g = np.empty(p)
+    r = np.empty(n)
+    rhs = np.empty(p)
+    hat = np.empty(p)
+    for q in range(p):  # the warm start's support and signs
+        if warm[q] != 0.0:
+            active[q] = True
+            index[k] = q
+            signs[k] = 1.0 if warm[q] > 0 else -1.0
+            beta[k] = warm[q]
+            k += 1
+    k_warm, k = k, 0
+    for a in range(k_warm):  # (columns and products added one at a time)
+        j = index[a]
+        _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
+        XT = _grow(XT, k + 1)
+        if dense:
+            GT = _grow(GT, k + 1)
+        if k + 1 > H.shape[0]:
+            H2 = np.zeros((2 * H.shape[0], 2 * H.shape[0]))
+            H2[:k, :k] = H[:k, :k]
+            H = H2
+        for b in range(k):
+            h = _dot(XT[b], col, n) / n
+            H[k, b] = h
+            H[b, k] = h
+        H[k, k] = _dot(col, col, n) / n
+        XT[k, :] = col
+        _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
+        gm = 0.0
+        for q in range(p):
+            gm = max(gm, abs(g[q]))
+            if dense:
+                GT[k, q] = g[q]
+        gmax[k] = gm
+        k += 1
+    for i in range(m):
+        l1, l2 = lam1[i], lam2[i]
+        for _ in range(max_iter):
+            # -- the restricted solution with the current signs --
+            cond = 1.0
+            if k:
+                M = np.empty((k, k))
+                for a in range(k):
+                    for b in range(k):
+                        M[a, b] = H[a, b]
+                    M[a, a] += l2
+                    rhs[a] = c0[index[a]] - l1 * signs[a]
+                L = np.linalg.cholesky(M)
+                _solve1(L, k, rhs, hat)
+                dmax, dmin = 0.0, np.inf
+                for a in range(k):
+                    dmax = max(dmax, L[a, a])
+                    dmin = min(dmin, L[a, a])
+                cond = (dmax / dmin) ** 2
+            t_stop, a_stop = 1.0, -1
+            for a in range(k):
+                if hat[a] * signs[a] <= 0.0:  # wrong sign: the step stops at zero
+                    t = beta[a] / (beta[a] - hat[a]) if beta[a] != hat[a] else 0.0
+                    if t < t_stop:
+                        t_stop, a_stop = t, a
+            if a_stop >= 0:  # backtrack: move to the first zero, drop the columns there
+                keep = np.empty(k, dtype=np.int64)
+                kept = 0
+                for a in range(k):
+                    b_new = beta[a] + t_stop * (hat[a] - beta[a])
+                    if a == a_stop or b_new * signs[a] <= 0.0:
+                        active[index[a]] = False
+                    else:
+                        keep[kept] = a
+                        beta[a] = b_new
+                        kept += 1
+                for e in range(kept):  # (in place: keep[e] >= e)
+                    a = keep[e]
+                    index[e], signs[e], beta[e], gmax[e] = index[a], signs[a], beta[a], gmax[a]
+                    XT[e, :] = XT[a, :]
+                    if dense:
+                        GT[e, :] = GT[a, :]
+                    for f in range(kept):
+                        H[e, f] = H[a, keep[f]]
+                k = kept
+                continue
+            for a in range(k):
+                beta[a] = hat[a]
+            # -- correlations and the KKT check --
+            if dense:
+                for q in range(p):
+                    c[q] = c0[q]
+                for a in range(k):
+                    ba = beta[a]
+                    for q in range(p):
+                        c[q] -= GT[a, q] * ba
+            else:
+                _residual(y, XT, beta, k, r)
+                if centered:
+                    r -= r.mean()
+                _correlate(dense, X, rptr, ridx, rval, x_mean, False, r, c)
+            scale = c0_max
+            for a in range(k):
+                scale += (gmax[a] + l2) * abs(beta[a])
+            tol = kkt_tol * l1 + 10 * _EPS * cond * scale
+            on = 0.0
+            for a in range(k):
+                on = max(on, abs(c[index[a]] - l2 * beta[a] - l1 * signs[a]))
+            worst, j = 0.0, -1
+            for q in range(p):
+                if not active[q] and abs(c[q]) - l1 > worst:
+                    worst, j = abs(c[q]) - l1, q
+            if worst <= tol and on <= tol:
+                ok[i] = True
+                break
+            if j < 0:  # (only the active conditions fail: round-off beyond the floor)
+                break
+            # -- the most violating column enters --
+            _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
+            XT = _grow(XT, k + 1)
+            if dense:
+                GT = _grow(GT, k + 1)
+            if k + 1 > H.shape[0]:
+                H2 = np.zeros((2 * H.shape[0], 2 * H.shape[0]))
+                H2[:k, :k] = H[:k, :k]
+                H = H2
+            for b in range(k):
+                h = GT[b, j] if dense else _dot(XT[b], col, n) / n
+                H[k, b] = h
+                H[b, k] = h
+            H[k, k] = _dot(col, col, n) / n
+            XT[k, :] = col
+            _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
+            gm = 0.0
+            for q in range(p):
+                gm = max(gm, abs(g[q]))
+                if dense:
+                    GT[k, q] = g[q]
+            gmax[k] = gm
+            index[k] = j
+            signs[k] = 1.0 if c[j] > 0 else -1.0
+            beta[k] = 0.0
+            active[j] = True
+            k += 1
+        for a in range(k):
+            coefs[i, index[a]] = beta[a]
+    return coefs, ok

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._typing import FloatArray
-from ._linalg import lasso_cd
+from ._linalg import enet_exact, lasso_cd
 
 __all__ = ["ElasticNetPenalty", "LassoPenalty", "Penalty", "WeightedPenalty", "penalty_named"]
 
@@ -169,8 +169,18 @@ class ElasticNetPenalty(Penalty):
         max_iter: int,
         center: bool = False,
     ) -> tuple[FloatArray, int]:
-        ratio = float(theta[1])
-        return lasso_cd(X, y, float(theta[0]), warm, tol, max_iter, l1_ratio=ratio, center=center)
+        """Exact active-set solve from the warm start when compiled (`enet_exact`; the
+        coefficients' epochs are reported as 0), else coordinate descent."""
+        alpha, ratio = float(theta[0]), float(theta[1])
+        if ratio < 1.0:
+            x_mean = np.asarray(X.mean(axis=0)).ravel() if center else np.zeros(X.shape[1])
+            exact = enet_exact(
+                X, y, x_mean, center, np.array([alpha * ratio]), np.array([alpha * (1 - ratio)]),
+                warm,
+            )  # fmt: skip
+            if exact is not None and exact[1][0]:
+                return exact[0][0], 0
+        return lasso_cd(X, y, alpha, warm, tol, max_iter, l1_ratio=ratio, center=center)
 
 
 _PENALTIES: dict[str, Penalty] = {
