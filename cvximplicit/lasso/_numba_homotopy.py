@@ -721,7 +721,7 @@ def enet_solutions(
                         M[a, b] = H[a, b]
                     M[a, a] += l2
                     rhs[a] = c0[index[a]] - l1 * signs[a]
-                L = np.linalg.cholesky(M)
+                L = np.asarray(np.linalg.cholesky(M), dtype=np.float64)
                 _solve1(L, k, rhs, hat)
                 dmax, dmin = 0.0, np.inf
                 for a in range(k):
