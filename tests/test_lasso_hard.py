@@ -340,3 +340,31 @@ def test_exact_elastic_net_solves_on_hard_designs(case):
 
     # (coordinate descent is slow on collinear designs: compare objectives, ours no higher)
     assert objective(beta) <= objective(cd.coef_) + 1e-12 * objective(beta)
+
+
+def test_elastic_net_solves_give_up_on_large_supports(monkeypatch):
+    """The active-set solver gives up (``ok`` False from there on) where the support would
+    outgrow its limit; the grid is then tabulated by coordinate descent, as without numba."""
+    from cvximplicit.lasso import _linalg, _tuning
+    from cvximplicit.lasso._linalg import enet_exact
+    from cvximplicit.lasso._penalty import ElasticNetPenalty
+
+    X, y = CASES["p > n"]()
+    fold = make_fold(X, y, np.arange(40), np.arange(40, 50), True)
+    c0 = np.abs(correlations(fold.X, fold.y, fold.x_mean, False)).max()
+    alphas = 2 * c0 * np.logspace(0, -2, 20)
+    monkeypatch.setattr(_linalg, "ENET_MAX_ACTIVE", 3)
+    out = enet_exact(fold.X, fold.y, fold.x_mean, False, alphas / 2, alphas / 2, None)
+    if out is None:
+        pytest.skip("numba is not installed (or disabled)")
+    coefs, ok = out
+    first_bad = int(np.argmin(ok))
+    assert ok[0] and not ok[first_bad:].any()
+    for alpha, beta in zip(alphas[:first_bad], coefs[:first_bad]):
+        assert np.count_nonzero(beta) <= 3
+        assert enet_kkt(fold, alpha / 2, alpha / 2, beta) <= 1e-8
+    crit = _tuning._Criterion(X, y, ElasticNetPenalty(), "cv", 3, True, None, 1e-10)
+    limited, _ = crit.path(alphas, l1_ratio=0.5)
+    monkeypatch.setattr(_linalg, "compiled", lambda name: None)
+    cd, _ = crit.path(alphas, l1_ratio=0.5)
+    assert np.array_equal(limited, cd)

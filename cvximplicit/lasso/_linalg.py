@@ -151,6 +151,11 @@ def design_arrays(X: Any) -> tuple[Any, ...]:
 
 #: relative KKT tolerance of the exact elastic-net solves (as the LASSO homotopy's)
 ENET_KKT_TOL = 1e-9
+#: largest support the active-set elastic-net solver takes on (each of its iterations
+#: factorizes ``|S| x |S|``, about 3 ms at this size); beyond it coordinate descent solves
+ENET_MAX_ACTIVE = 400
+#: iterations (a column entering or leaving each) per penalty pair before it gives up
+ENET_MAX_ITER = 500
 
 
 def enet_exact(
@@ -166,20 +171,26 @@ def enet_exact(
     ||b||^2`` (``lam2 > 0``; ``X`` centred, implicitly through ``x_mean`` when sparse and
     ``centered``) at the penalty pairs in turn, each warm-started from the previous one:
     ``(coefs, ok)`` with ``coefs`` of shape ``(points, p)`` and ``ok`` whether each point
-    passed its KKT check (`_numba_homotopy.enet_solutions`); ``None`` without numba."""
+    passed its KKT check (`_numba_homotopy.enet_solutions`); ``None`` without numba or
+    where a restricted system was not positive definite in floating point (a ridge too
+    small for a collinear support): the caller then uses coordinate descent."""
     kernel = compiled("lasso._numba_homotopy")
     if kernel is None:
         return None
     p = X.shape[1]
-    coefs, ok = kernel.enet_solutions(
-        *design_arrays(X),
-        np.ascontiguousarray(x_mean, dtype=np.float64),
-        bool(centered),
-        np.ascontiguousarray(y, dtype=np.float64),
-        np.ascontiguousarray(lam1, dtype=np.float64),
-        np.ascontiguousarray(lam2, dtype=np.float64),
-        np.zeros(p) if warm is None else np.ascontiguousarray(warm, dtype=np.float64),
-        ENET_KKT_TOL,
-        20 * p + 100,
-    )
+    try:
+        coefs, ok = kernel.enet_solutions(
+            *design_arrays(X),
+            np.ascontiguousarray(x_mean, dtype=np.float64),
+            bool(centered),
+            np.ascontiguousarray(y, dtype=np.float64),
+            np.ascontiguousarray(lam1, dtype=np.float64),
+            np.ascontiguousarray(lam2, dtype=np.float64),
+            np.zeros(p) if warm is None else np.ascontiguousarray(warm, dtype=np.float64),
+            ENET_KKT_TOL,
+            ENET_MAX_ITER,
+            ENET_MAX_ACTIVE,
+        )
+    except np.linalg.LinAlgError:  # (a ridge too small for a collinear support)
+        return None
     return coefs, ok

@@ -637,6 +637,7 @@ def enet_solutions(
     warm: FloatArray,
     kkt_tol: float,
     max_iter: int,
+    max_active: int,
 ) -> tuple[FloatArray, np.ndarray]:
     """Exact elastic-net solutions of ``1/(2n)||y - X b||^2 + lam1 ||b||_1 + lam2/2 ||b||^2``
     for the penalty pairs ``(lam1[i], lam2[i])`` in turn (``lam2 > 0``), each warm-started
@@ -648,9 +649,11 @@ def enet_solutions(
     leaves (Lawson-Hanson's backtracking: the objective decreases); otherwise the most
     violating inactive column enters with the sign of its correlation (its coefficient then
     moves that way: the restricted objective decreases along it).  A point is returned when
-    its KKT conditions hold to ``kkt_tol lam1`` plus the round-off floor; ``ok[i]`` is
-    ``False`` where ``max_iter`` iterations did not get there (the caller solves that point
-    otherwise).  Returns ``(coefs, ok)`` with ``coefs`` of shape ``(points, p)``."""
+    its KKT conditions hold to ``kkt_tol lam1`` plus the round-off floor.  Each iteration
+    factorizes ``|S| x |S|``, so the method gives up where ``max_iter`` iterations do not get
+    there or the support would exceed ``max_active`` columns: ``ok[i]`` is then ``False``
+    for that point and the ones after it (the caller solves them otherwise).  Returns
+    ``(coefs, ok)`` with ``coefs`` of shape ``(points, p)``."""
     n = y.size
     p = x_mean.size
     m = lam1.size
@@ -784,7 +787,7 @@ def enet_solutions(
             if worst <= tol and on <= tol:
                 ok[i] = True
                 break
-            if j < 0:  # (only the active conditions fail: round-off beyond the floor)
+            if j < 0 or k == max_active:  # (j < 0: round-off beyond the floor)
                 break
             # -- the most violating column enters --
             _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
@@ -813,6 +816,8 @@ def enet_solutions(
             beta[k] = 0.0
             active[j] = True
             k += 1
+        if not ok[i]:
+            break
         for a in range(k):
             coefs[i, index[a]] = beta[a]
     return coefs, ok
