@@ -320,9 +320,11 @@ def test_exact_elastic_net_solves_on_hard_designs(case):
         assert ok.all()
         for alpha, beta in zip(alphas, coefs):
             assert enet_kkt(fold, alpha * ratio, alpha * (1 - ratio), beta) <= 1e-8, (ratio, alpha)
-        # a cold start far away (all coefficients of the wrong sign) gets there too
+        # a warm start far away (every sign of the support flipped, five columns too
+        # many) gets there too
         alpha = alphas[-5]
-        far = -coefs[-5] - 1.0
+        far = -coefs[-5]
+        far[np.flatnonzero(far == 0)[:5]] = 1.0
         (beta,), (good,) = enet_exact(
             fold.X, fold.y, fold.x_mean, fold.sparse_centered,
             np.array([alpha * ratio]), np.array([alpha * (1 - ratio)]), far,

@@ -680,14 +680,20 @@ def enet_solutions(
     r = np.empty(n)
     rhs = np.empty(p)
     hat = np.empty(p)
-    for q in range(p):  # the warm start's support and signs
+    k_warm = 0
+    for q in range(p):
+        if warm[q] != 0.0:
+            k_warm += 1
+    if k_warm > max_active:  # (a warm start this large: from the empty support instead)
+        k_warm = 0
+    for q in range(p if k_warm else 0):  # the warm start's support and signs
         if warm[q] != 0.0:
             active[q] = True
             index[k] = q
             signs[k] = 1.0 if warm[q] > 0 else -1.0
             beta[k] = warm[q]
             k += 1
-    k_warm, k = k, 0
+    k = 0
     for a in range(k_warm):  # (columns and products added one at a time)
         j = index[a]
         _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
