@@ -370,3 +370,36 @@ def test_elastic_net_solves_give_up_on_large_supports(monkeypatch):
     monkeypatch.setattr(_linalg, "compiled", lambda name: None)
     cd, _ = crit.path(alphas, l1_ratio=0.5)
     assert np.array_equal(limited, cd)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_compiled_penalty_path_follows_the_python_loop(case, monkeypatch):
+    """`penalty_path`'s numba twin refuses where the Python loop refuses (None) and
+    otherwise returns the same coefficients, for small and large changes of the weights."""
+    from cvximplicit._compiled import compiled
+    from cvximplicit.lasso import _homotopy
+    from cvximplicit.lasso._homotopy import max_steps, penalty_path
+
+    if compiled("lasso._numba_homotopy") is None:
+        pytest.skip("numba is not installed (or disabled)")
+    X, y = CASES[case]()
+    fold = make_fold(X, y, np.arange(len(y)), np.arange(len(y)), True)
+    p = X.shape[1]
+    rng = np.random.default_rng(0)
+    a_max = _alpha_max(X, y, True) / len(y)
+    alphas, coefs = fold_path(fold, 0.05 * a_max, max_steps(*X.shape))
+    a_from = np.full(p, alphas[-1])
+    beta_from = coefs[:, [-1]].toarray().ravel()
+    followed = 0
+    for spread in (0.01, 0.3, 2.0):
+        a_to = a_from * np.exp(spread * rng.standard_normal(p))
+        fast = penalty_path(fold, a_from, a_to, beta_from, max_steps(*X.shape))
+        with monkeypatch.context() as m:
+            m.setattr(_homotopy, "compiled", lambda name: None)
+            slow = penalty_path(fold, a_from, a_to, beta_from, max_steps(*X.shape))
+        assert (fast is None) == (slow is None), spread
+        if fast is not None and slow is not None:
+            followed += 1
+            assert np.abs(fast - slow).max() <= 1e-8 * np.abs(slow).max(), spread
+    if case not in ("diabetes degree 3", "duplicated columns"):
+        assert followed  # (degree-3 features and duplicates: both may refuse every change)

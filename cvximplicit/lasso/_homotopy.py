@@ -720,6 +720,25 @@ def penalty_path(
     designs (the weighted LASSO on diabetes degree-3 features, grouped: 19.5 to 4.5 s,
     `benchmarks/results/lasso_tuning.md`).
     """
+    kernel = compiled("lasso._numba_homotopy")
+    if kernel is not None:  # its numba twin: the same events and checks
+        try:
+            ok, coef = kernel.penalty_path(
+                *design_arrays(fold.X),
+                np.ascontiguousarray(fold.x_mean, dtype=np.float64),
+                fold.sparse_centered,
+                np.ascontiguousarray(fold.y, dtype=np.float64),
+                np.ascontiguousarray(a_from, dtype=np.float64),
+                np.ascontiguousarray(a_to, dtype=np.float64),
+                np.ascontiguousarray(beta_from, dtype=np.float64),
+                int(max_steps),
+                KKT_TOL,
+                DEPENDENT_TOL,
+                REFACTOR_EVERY,
+            )
+            return coef if ok else None
+        except np.linalg.LinAlgError:  # a refactorization lost definiteness: below
+            pass
     X, y = fold.X, fold.y
     n, p = X.shape
     centered = fold.sparse_centered

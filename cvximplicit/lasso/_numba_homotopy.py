@@ -211,15 +211,21 @@ def _line(
     rate: FloatArray,
     R0: FloatArray,
     R1: FloatArray,
+    a0: FloatArray,
+    da: FloatArray,
 ) -> float:
-    """The restricted solution and correlations on the support, affine in alpha:
-    ``H [beta0, dirn] = [c0_S, s]``, ``u0 = c0 - G beta0``, ``rate = G dirn``; returns the
-    condition number of ``H`` estimated from the Cholesky diagonal."""
+    """The restricted solution and correlations on the support, affine in one parameter
+    ``t``: ``H [beta0, dirn] = [c0_S - a0_S s, da_S s]``, ``u0 = c0 - G beta0``,
+    ``rate = G dirn``, so that ``beta_S(t) = beta0 - t dirn`` and ``c(t) = u0 + t rate``
+    solve the restricted optimality equations for the thresholds ``a0 + t da`` (the LASSO
+    path: ``a0 = 0``, ``da = 1``, ``t = alpha``); returns the condition number of ``H``
+    estimated from the Cholesky diagonal."""
     p = c0.size
     n = R0.size
-    for a in range(k):
-        R0[a] = c0[index[a]]  # (R0, R1 hold the right-hand sides first: n >= k)
-        R1[a] = signs[a]
+    for a in range(k):  # (R0, R1 hold the right-hand sides first: n >= k)
+        j = index[a]
+        R0[a] = c0[j] - a0[j] * signs[a]
+        R1[a] = da[j] * signs[a]
     _solve2(L, k, R0, R1, beta0, dirn)
     if dense:
         for q in range(p):
@@ -349,6 +355,76 @@ def _certify(
 
 
 @numba.njit(cache=True, nogil=True)
+def _append(
+    dense: bool,
+    X: FloatArray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    val: FloatArray,
+    rptr: np.ndarray,
+    ridx: np.ndarray,
+    rval: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    GT: FloatArray,
+    XT: FloatArray,
+    xsum: FloatArray,
+    H: FloatArray,
+    L: FloatArray,
+    index: np.ndarray,
+    signs: FloatArray,
+    gmax: FloatArray,
+    k: int,
+    j: int,
+    sign: float,
+    dependent_tol: float,
+    col: FloatArray,
+    g: FloatArray,
+    b: FloatArray,
+    w: FloatArray,
+) -> tuple[bool, float]:
+    """Column ``j`` (with ``sign``) joins the ``k`` active ones in position ``k``: a rank-one
+    extension of ``L``, a row and column of ``H``, its column, sums and correlations
+    ``X'x_j/n`` (``G``'s row, dense designs) and their largest entry.  Returns whether it
+    was added (not where it is numerically in the active span, or no room is left: ``k``
+    at capacity) and the squared norm (over ``n``) of its part outside that span."""
+    n, p = col.size, g.size
+    _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
+    d2, norm2 = _residual_in_span(
+        dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, j, col, b, w
+    )
+    if d2 <= dependent_tol * norm2 or k == index.size:
+        return False, max(d2, 0.0)
+    if dense:
+        _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
+    else:  # X'x_j/n through x_j's few nonzero rows: (X'x_j - n m_j m)/n when centred
+        for q in range(p):
+            g[q] = -n * x_mean[j] * x_mean[q] if centered else 0.0
+        for e in range(ptr[j], ptr[j + 1]):
+            i, v = idx[e], val[e]
+            for f in range(rptr[i], rptr[i + 1]):
+                g[ridx[f]] += rval[f] * v
+        for q in range(p):
+            g[q] /= n
+    for a in range(k):
+        L[k, a] = w[a]
+        H[k, a] = H[a, k] = b[a]
+    L[k, k] = math.sqrt(d2)
+    H[k, k] = norm2
+    index[k] = j
+    signs[k] = sign
+    XT[k, :] = col
+    xsum[k] = col.sum()
+    gm = 0.0
+    for q in range(p):
+        gm = max(gm, abs(g[q]))
+        if dense:
+            GT[k, q] = g[q]
+    gmax[k] = gm
+    return True, d2
+
+
+@numba.njit(cache=True, nogil=True)
 def lasso_fold_path(
     dense: bool,
     X: FloatArray,
@@ -428,6 +504,7 @@ def lasso_fold_path(
     r = np.empty(n)
     R0 = np.empty(n)
     R1 = np.empty(n)
+    zero, one = np.zeros(p), np.ones(p)  # (the thresholds are alpha itself: a0 = 0, da = 1)
 
     alpha = c0_max
     out_alpha[0] = alpha
@@ -444,7 +521,7 @@ def lasso_fold_path(
                 break
             if stale:
                 cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
-                             signs, k, beta0, dirn, u0, rate, R0, R1)  # fmt: skip
+                             signs, k, beta0, dirn, u0, rate, R0, R1, zero, one)  # fmt: skip
                 stale = False
             # -- the next event: a coordinate reaching the threshold, or one leaving --
             t_in, j_in = np.inf, -1
@@ -501,7 +578,7 @@ def lasso_fold_path(
                 if updates % refactor_every == 0:
                     _refactor(H, k, L)
                 cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
-                             signs, k, beta0, dirn, u0, rate, R0, R1)  # fmt: skip
+                             signs, k, beta0, dirn, u0, rate, R0, R1, zero, one)  # fmt: skip
             # -- certify: the exact restricted solution and the KKT conditions there --
             over, wrong = _certify(alpha, k, beta0, dirn, u0, rate, gmax, c0_max, cond, kkt_tol,
                                    y, XT, index, signs, active, dependent, dep_res, n_dep,
@@ -512,7 +589,7 @@ def lasso_fold_path(
                 _refactor(H, k, L)
                 updates = 0
                 cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
-                             signs, k, beta0, dirn, u0, rate, R0, R1)  # fmt: skip
+                             signs, k, beta0, dirn, u0, rate, R0, R1, zero, one)  # fmt: skip
                 over, wrong = _certify(alpha, k, beta0, dirn, u0, rate, gmax, c0_max, cond,
                                        kkt_tol, y, XT, index, signs, active, dependent,
                                        dep_res, n_dep, beta, c, r)  # fmt: skip
@@ -564,41 +641,14 @@ def lasso_fold_path(
             just_left = -1
             sign_j = 1.0 if c[j] > 0 else -1.0
         # -- column j enters (a rank-one extension of L), unless it is in the span --
-        _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
-        d2, norm2 = _residual_in_span(
-            dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, j, col, b, w
-        )
-        if d2 <= dependent_tol * norm2 or k == kcap:  # (k < kcap: see kcap)
+        added, d2 = _append(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered, GT,
+                            XT, xsum, H, L, index, signs, gmax, k, j, sign_j, dependent_tol,
+                            col, g, b, w)  # fmt: skip
+        if not added:  # in the span of the active columns
             dependent[j] = True
-            dep_res[j] = math.sqrt(max(d2, 0.0))
+            dep_res[j] = math.sqrt(d2)
             n_dep += 1
             continue
-        if dense:
-            _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
-        else:  # X'x_j/n through x_j's few nonzero rows: (X'x_j - n m_j m)/n when centred
-            for q in range(p):
-                g[q] = -n * x_mean[j] * x_mean[q] if centered else 0.0
-            for e in range(ptr[j], ptr[j + 1]):
-                i, v = idx[e], val[e]
-                for f in range(rptr[i], rptr[i + 1]):
-                    g[ridx[f]] += rval[f] * v
-            for q in range(p):
-                g[q] /= n
-        for a in range(k):
-            L[k, a] = w[a]
-            H[k, a] = H[a, k] = b[a]
-        L[k, k] = math.sqrt(d2)
-        H[k, k] = norm2
-        index[k] = j
-        signs[k] = sign_j
-        XT[k, :] = col
-        xsum[k] = col.sum()
-        gm = 0.0
-        for q in range(p):
-            gm = max(gm, abs(g[q]))
-            if dense:
-                GT[k, q] = g[q]
-        gmax[k] = gm
         beta[k] = 0.0
         active[j] = True
         k += 1
@@ -827,3 +877,163 @@ def enet_solutions(
         for a in range(k):
             coefs[i, index[a]] = beta[a]
     return coefs, ok
+
+
+@numba.njit(cache=True, nogil=True)
+def penalty_path(
+    dense: bool,
+    X: FloatArray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    val: FloatArray,
+    rptr: np.ndarray,
+    ridx: np.ndarray,
+    rval: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    y: FloatArray,
+    a_from: FloatArray,
+    a_to: FloatArray,
+    beta_from: FloatArray,
+    max_steps: int,
+    kkt_tol: float,
+    dependent_tol: float,
+    refactor_every: int,
+) -> tuple[bool, FloatArray]:
+    """`_homotopy.penalty_path` compiled (same events, same start and end checks): the
+    LASSO solution for the per-feature l1 weights ``a_to``, following the solution path from
+    ``beta_from`` (the solution for ``a_from``) along ``a(t) = a_from + t (a_to - a_from)``.
+    Returns ``(ok, coefficients)``; ``ok`` is ``False`` where the Python version returns
+    ``None``."""
+    n = y.size
+    p = x_mean.size
+    kcap = min(n, p) + 1  # (independent columns: k <= rank <= min(n, p))
+    c0 = np.empty(p)
+    _correlate(dense, X, rptr, ridx, rval, x_mean, centered, y, c0)
+    da = a_to - a_from
+    index = np.zeros(kcap, dtype=np.int64)
+    signs = np.zeros(kcap)
+    XT = np.zeros((kcap, n))
+    GT = np.zeros((kcap, p) if dense else (1, 1))
+    gmax = np.zeros(kcap)
+    xsum = np.zeros(kcap)
+    H = np.zeros((kcap, kcap))
+    L = np.zeros((kcap, kcap))
+    active = np.zeros(p, dtype=np.bool_)
+    dependent = np.zeros(p, dtype=np.bool_)
+    beta0 = np.zeros(kcap)
+    dirn = np.zeros(kcap)
+    u0 = np.empty(p)
+    rate = np.empty(p)
+    col = np.empty(n)
+    g = np.empty(p)
+    w = np.empty(kcap)
+    b = np.empty(kcap)
+    R0 = np.empty(n)
+    R1 = np.empty(n)
+    out = np.zeros(p)
+    k = 0
+    updates = 0
+    for j in range(p):  # the start's support (a column in the span of the others: refused)
+        if beta_from[j] != 0.0:
+            sign = 1.0 if beta_from[j] > 0 else -1.0
+            added, _ = _append(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered,
+                               GT, XT, xsum, H, L, index, signs, gmax, k, j, sign,
+                               dependent_tol, col, g, b, w)  # fmt: skip
+            if not added:
+                return False, out
+            active[j] = True
+            k += 1
+            updates += 1
+            if updates % refactor_every == 0:
+                _refactor(H, k, L)
+    a_max = 0.0
+    for j in range(p):
+        a_max = max(a_max, abs(a_from[j]))
+    t = 0.0
+    for _ in range(max_steps):
+        _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index, signs, k,
+              beta0, dirn, u0, rate, R0, R1, a_from, da)  # fmt: skip
+        # b_S(t) = beta0 - t dirn, c(t) = u0 + t rate, a(t) = a_from + t da
+        if t == 0.0:  # the start must solve a_from (the caller's warm start may not)
+            scale = 1e3 * kkt_tol * max(a_max, 1e-300)
+            bmax = 1.0
+            for a in range(k):
+                bmax = max(bmax, abs(beta0[a]))
+            for a in range(k):
+                if beta0[a] * signs[a] < -1e-9 * bmax:
+                    return False, out
+            for q in range(p):
+                if not active[q] and abs(u0[q]) > a_from[q] + scale:
+                    return False, out
+        after = t + 1e-12 * max(t, 1.0)  # not the event just taken (round-off)
+        t_in, j_in, s_in = np.inf, -1, 0.0
+        for q in range(p):
+            if active[q] or dependent[q]:
+                continue
+            den = rate[q] - da[q]
+            if den > 0:
+                e = (a_from[q] - u0[q]) / den
+                if after < e < t_in:
+                    t_in, j_in, s_in = e, q, 1.0
+            den = rate[q] + da[q]
+            if den < 0:
+                e = (-a_from[q] - u0[q]) / den
+                if after < e < t_in:
+                    t_in, j_in, s_in = e, q, -1.0
+        t_out, k_out = np.inf, -1
+        for a in range(k):
+            if dirn[a] * signs[a] > 0:  # b_a = beta0_a - t dirn_a shrinks in |.|
+                e = beta0[a] / dirn[a]
+                if after < e < t_out:
+                    t_out, k_out = e, a
+        if min(t_in, t_out) >= 1.0:  # the end point, checked
+            scale = kkt_tol * max(np.abs(a_to).max(), 1e-300)
+            bmax = 1.0
+            for a in range(k):
+                out[index[a]] = beta0[a] - dirn[a]
+                bmax = max(bmax, abs(out[index[a]]))
+            for a in range(k):
+                j = index[a]
+                if out[j] * signs[a] < -1e-9 * bmax:
+                    return False, out
+                if abs(u0[j] + rate[j] - a_to[j] * signs[a]) > scale:
+                    return False, out
+            for q in range(p):
+                if not active[q] and abs(u0[q] + rate[q]) - a_to[q] > scale:
+                    return False, out
+            return True, out
+        if t_out <= t_in:
+            t = t_out
+            active[index[k_out]] = False
+            for a in range(k_out, k - 1):
+                index[a] = index[a + 1]
+                signs[a] = signs[a + 1]
+                gmax[a] = gmax[a + 1]
+                xsum[a] = xsum[a + 1]
+                XT[a, :] = XT[a + 1, :]
+                if dense:
+                    GT[a, :] = GT[a + 1, :]
+                H[a, :k] = H[a + 1, :k]
+            for a in range(k_out, k - 1):
+                H[:k, a] = H[:k, a + 1]
+            _downdate(L, k, k_out)
+            k -= 1
+            updates += 1
+            if updates % refactor_every == 0:
+                _refactor(H, k, L)
+            dependent[:] = False  # the span shrank: they are tested again at their events
+        else:
+            t = t_in
+            added, _ = _append(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered,
+                               GT, XT, xsum, H, L, index, signs, gmax, k, j_in, s_in,
+                               dependent_tol, col, g, b, w)  # fmt: skip
+            if added:
+                active[j_in] = True
+                k += 1
+                updates += 1
+                if updates % refactor_every == 0:
+                    _refactor(H, k, L)
+            else:
+                dependent[j_in] = True
+    return False, out
