@@ -235,8 +235,18 @@ def test_compiled_homotopy_follows_the_python_loop(case, intercept, monkeypatch)
     from cvximplicit._compiled import compiled
     from cvximplicit.lasso._homotopy import _interpolate, _segments
 
-    if compiled("lasso._numba_homotopy") is None:
+    kernel = compiled("lasso._numba_homotopy")
+    if kernel is None:
         pytest.skip("numba is not installed (or disabled)")
+    statuses = []
+    original = kernel.lasso_fold_path
+
+    def recorded(*args):
+        out = original(*args)
+        statuses.append(out[0])
+        return out
+
+    monkeypatch.setattr(kernel, "lasso_fold_path", recorded)
     X, y = CASES[case]()
     n = X.shape[0]
     fold = make_fold(X, y, np.arange(n)[n // 3 :], np.arange(n)[: n // 3], intercept)
@@ -244,6 +254,7 @@ def test_compiled_homotopy_follows_the_python_loop(case, intercept, monkeypatch)
     steps = 10 * n + 100
     messages: list[str] = []
     alphas, coefs = fold_path(fold, 1e-3 * a_max, steps, messages)
+    assert statuses == [kernel.REACHED]  # (the kernel's path, not a fallback's)
     ref_messages: list[str] = []
     ref_alphas, ref_coefs = _python_fold_path(monkeypatch, fold, 1e-3 * a_max, steps, ref_messages)
     assert messages == ref_messages
@@ -302,8 +313,11 @@ def test_exact_elastic_net_solves_on_hard_designs(case):
     descent's run to a tight tolerance."""
     from sklearn.linear_model import ElasticNet
 
+    from cvximplicit._compiled import compiled
     from cvximplicit.lasso._linalg import enet_exact
 
+    if compiled("lasso._numba_homotopy") is None:
+        pytest.skip("numba is not installed (or disabled)")
     X, y = CASES[case]()
     n = X.shape[0]
     fold = make_fold(X, y, np.arange(n)[n // 4 :], np.arange(n)[: n // 4], True)
@@ -314,8 +328,7 @@ def test_exact_elastic_net_solves_on_hard_designs(case):
             fold.X, fold.y, fold.x_mean, fold.sparse_centered,
             alphas * ratio, alphas * (1 - ratio), None,
         )  # fmt: skip
-        if out is None:
-            pytest.skip("numba is not installed (or disabled)")
+        assert out is not None
         coefs, ok = out
         assert ok.all()
         for alpha, beta in zip(alphas, coefs):
@@ -351,14 +364,15 @@ def test_elastic_net_solves_give_up_on_large_supports(monkeypatch):
     from cvximplicit.lasso._linalg import enet_exact
     from cvximplicit.lasso._penalty import ElasticNetPenalty
 
+    if _linalg.compiled("lasso._numba_homotopy") is None:
+        pytest.skip("numba is not installed (or disabled)")
     X, y = CASES["p > n"]()
     fold = make_fold(X, y, np.arange(40), np.arange(40, 50), True)
     c0 = np.abs(correlations(fold.X, fold.y, fold.x_mean, False)).max()
     alphas = 2 * c0 * np.logspace(0, -2, 20)
     monkeypatch.setattr(_linalg, "ENET_MAX_ACTIVE", 3)
     out = enet_exact(fold.X, fold.y, fold.x_mean, False, alphas / 2, alphas / 2, None)
-    if out is None:
-        pytest.skip("numba is not installed (or disabled)")
+    assert out is not None
     coefs, ok = out
     first_bad = int(np.argmin(ok))
     assert ok[0] and not ok[first_bad:].any()

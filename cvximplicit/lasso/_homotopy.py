@@ -161,7 +161,7 @@ class _Active:
         norm2 = float(col @ col / self.n)
         d2 = norm2 - float(w @ w)
         if d2 <= DEPENDENT_TOL * norm2:
-            self.last_residual = float(np.sqrt(max(d2, 0.0)))
+            self.last_residual = self._outside(col, b)
             return False
         grown = np.zeros((k + 1, k + 1))
         grown[:-1, :-1], grown[-1, :-1], grown[-1, -1] = self.L, w, np.sqrt(d2)
@@ -180,6 +180,15 @@ class _Active:
         if self.updates % REFACTOR_EVERY == 0:
             self.refactor()
         return True
+
+    def _outside(self, col: FloatArray, b: FloatArray) -> float:
+        """``||x_j - X_S H^{-1} X_S'x_j/n|| / sqrt(n)`` for a column in the active span,
+        from the residual itself (``b = X_S'x_j/n``): ``norm2 - ||L^{-1} b||^2`` cancels to
+        round-off there, and its noise would decide a dependent column's slack."""
+        if not self.k:
+            return float(np.sqrt(col @ col / self.n))
+        r = col - self.XS[:, : self.k] @ self.solve(b)
+        return float(np.sqrt(r @ r / self.n))
 
     def spans(self, j: int, col: FloatArray) -> bool:
         """Whether column ``j`` is numerically in the span of the active columns."""
@@ -533,8 +542,8 @@ def _compiled_fold_path(
             DEPENDENT_TOL,
             REFACTOR_EVERY,
         )
-    except np.linalg.LinAlgError:  # a refactorization lost definiteness: the Python loop
-        return None
+    except (np.linalg.LinAlgError, MemoryError):  # (a refactorization lost definiteness, or
+        return None  # its buffers, sized for min(n, p) columns, do not fit: the Python loop)
     if status == kernel.REPAIR:
         return None
     if status == kernel.EMPTIED:

@@ -221,8 +221,8 @@ def _line(
     path: ``a0 = 0``, ``da = 1``, ``t = alpha``); returns the condition number of ``H``
     estimated from the Cholesky diagonal."""
     p = c0.size
-    n = R0.size
-    for a in range(k):  # (R0, R1 hold the right-hand sides first: n >= k)
+    n = XT.shape[1]
+    for a in range(k):  # (R0, R1 hold the right-hand sides first)
         j = index[a]
         R0[a] = c0[j] - a0[j] * signs[a]
         R1[a] = da[j] * signs[a]
@@ -245,8 +245,10 @@ def _line(
                 R0[i] += XT[a, i] * b0
                 R1[i] += XT[a, i] * b1
         if centered:
-            R0 -= R0.mean()
-            R1 -= R1.mean()
+            m0, m1 = R0[:n].mean(), R1[:n].mean()
+            for i in range(n):
+                R0[i] -= m0
+                R1[i] -= m1
         for q in range(p):
             u0[q] = 0.0
             rate[q] = 0.0
@@ -394,7 +396,17 @@ def _append(
         dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, j, col, b, w
     )
     if d2 <= dependent_tol * norm2 or k == index.size:
-        return False, max(d2, 0.0)
+        # in the span: the norm of its part outside from that part itself (the difference
+        # above cancels to round-off, whose noise would decide its slack)
+        z = np.empty(k)
+        _solve1(L, k, b, z)
+        out = 0.0
+        for i in range(n):
+            ri = col[i]
+            for a in range(k):
+                ri -= XT[a, i] * z[a]
+            out += ri * ri
+        return False, out / n
     if dense:
         _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
     else:  # X'x_j/n through x_j's few nonzero rows: (X'x_j - n m_j m)/n when centred
@@ -502,8 +514,8 @@ def lasso_fold_path(
     w = np.empty(kcap)
     b = np.empty(kcap)
     r = np.empty(n)
-    R0 = np.empty(n)
-    R1 = np.empty(n)
+    R0 = np.empty(max(n, kcap))  # (the right-hand sides first: up to kcap entries)
+    R1 = np.empty(max(n, kcap))
     zero, one = np.zeros(p), np.ones(p)  # (the thresholds are alpha itself: a0 = 0, da = 1)
 
     alpha = c0_max
@@ -929,8 +941,8 @@ def penalty_path(
     g = np.empty(p)
     w = np.empty(kcap)
     b = np.empty(kcap)
-    R0 = np.empty(n)
-    R1 = np.empty(n)
+    R0 = np.empty(max(n, kcap))  # (the right-hand sides first: up to kcap entries)
+    R1 = np.empty(max(n, kcap))
     out = np.zeros(p)
     k = 0
     updates = 0
