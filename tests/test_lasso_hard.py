@@ -181,6 +181,17 @@ def weighted_kkt(fold, a, beta):
     return max(on, (np.abs(c[~S]) - a[~S]).max(initial=0.0)) / a.max()
 
 
+def weighted_start(X, y):
+    """The whole data as one fold, uniform weights at 5% of alpha_max (the end of its
+    LASSO path) and the solution there: a start for `penalty_path`."""
+    from cvximplicit.lasso._homotopy import max_steps
+
+    fold = make_fold(X, y, np.arange(len(y)), np.arange(len(y)), True)
+    a_max = _alpha_max(X, y, True) / len(y)
+    alphas, coefs = fold_path(fold, 0.05 * a_max, max_steps(*X.shape))
+    return fold, np.full(X.shape[1], alphas[-1]), coefs[:, [-1]].toarray().ravel()
+
+
 @pytest.mark.parametrize("case", ["spectra 100 channels", "diabetes degree 3", "p > n", "sparse X"])
 def test_penalty_path_between_weight_vectors_is_exact(case):
     """`penalty_path` follows the solution from one vector of l1 weights to another (the
@@ -193,13 +204,9 @@ def test_penalty_path_between_weight_vectors_is_exact(case):
     from cvximplicit.lasso._penalty import penalty_named
 
     X, y = CASES[case]()
-    fold = make_fold(X, y, np.arange(len(y)), np.arange(len(y)), True)
+    fold, a_from, beta_from = weighted_start(X, y)
     p = X.shape[1]
     rng = np.random.default_rng(0)
-    a_max = _alpha_max(X, y, True) / len(y)
-    alphas, coefs = fold_path(fold, 0.05 * a_max, max_steps(*X.shape))
-    a_from = np.full(p, alphas[-1])
-    beta_from = coefs[:, [-1]].toarray().ravel()
     assert weighted_kkt(fold, a_from, beta_from) < 1e-7
     for spread in (0.01, 0.3, 2.0):
         a_to = a_from * np.exp(spread * rng.standard_normal(p))
@@ -397,13 +404,9 @@ def test_compiled_penalty_path_follows_the_python_loop(case, monkeypatch):
     if compiled("lasso._numba_homotopy") is None:
         pytest.skip("numba is not installed (or disabled)")
     X, y = CASES[case]()
-    fold = make_fold(X, y, np.arange(len(y)), np.arange(len(y)), True)
+    fold, a_from, beta_from = weighted_start(X, y)
     p = X.shape[1]
     rng = np.random.default_rng(0)
-    a_max = _alpha_max(X, y, True) / len(y)
-    alphas, coefs = fold_path(fold, 0.05 * a_max, max_steps(*X.shape))
-    a_from = np.full(p, alphas[-1])
-    beta_from = coefs[:, [-1]].toarray().ravel()
     followed = 0
     for spread in (0.01, 0.3, 2.0):
         a_to = a_from * np.exp(spread * rng.standard_normal(p))

@@ -437,6 +437,36 @@ def _append(
 
 
 @numba.njit(cache=True, nogil=True)
+def _remove(
+    dense: bool,
+    GT: FloatArray,
+    XT: FloatArray,
+    xsum: FloatArray,
+    H: FloatArray,
+    L: FloatArray,
+    index: np.ndarray,
+    signs: FloatArray,
+    gmax: FloatArray,
+    k: int,
+    pos: int,
+) -> None:
+    """The active column in position ``pos`` (of ``k``) leaves: the later ones move up one
+    place, ``H`` loses its row and column and ``L`` is downdated to match."""
+    for a in range(pos, k - 1):
+        index[a] = index[a + 1]
+        signs[a] = signs[a + 1]
+        gmax[a] = gmax[a + 1]
+        xsum[a] = xsum[a + 1]
+        XT[a, :] = XT[a + 1, :]
+        if dense:
+            GT[a, :] = GT[a + 1, :]
+        H[a, :k] = H[a + 1, :k]
+    for a in range(pos, k - 1):
+        H[:k, a] = H[:k, a + 1]
+    _downdate(L, k, pos)
+
+
+@numba.njit(cache=True, nogil=True)
 def lasso_fold_path(
     dense: bool,
     X: FloatArray,
@@ -572,18 +602,7 @@ def lasso_fold_path(
                 alpha, kind, j = alpha - t_in, 1, j_in  # enter
             if kind == 2:  # leave at once: certify the reduced support
                 left_sign = signs[k_out]
-                for a in range(k_out, k - 1):
-                    index[a] = index[a + 1]
-                    signs[a] = signs[a + 1]
-                    gmax[a] = gmax[a + 1]
-                    xsum[a] = xsum[a + 1]
-                    XT[a, :] = XT[a + 1, :]
-                    if dense:
-                        GT[a, :] = GT[a + 1, :]
-                    H[a, :k] = H[a + 1, :k]
-                for a in range(k_out, k - 1):
-                    H[:k, a] = H[:k, a + 1]
-                _downdate(L, k, k_out)
+                _remove(dense, GT, XT, xsum, H, L, index, signs, gmax, k, k_out)
                 k -= 1
                 active[j] = False
                 updates += 1
@@ -1018,18 +1037,7 @@ def penalty_path(
         if t_out <= t_in:
             t = t_out
             active[index[k_out]] = False
-            for a in range(k_out, k - 1):
-                index[a] = index[a + 1]
-                signs[a] = signs[a + 1]
-                gmax[a] = gmax[a + 1]
-                xsum[a] = xsum[a + 1]
-                XT[a, :] = XT[a + 1, :]
-                if dense:
-                    GT[a, :] = GT[a + 1, :]
-                H[a, :k] = H[a + 1, :k]
-            for a in range(k_out, k - 1):
-                H[:k, a] = H[:k, a + 1]
-            _downdate(L, k, k_out)
+            _remove(dense, GT, XT, xsum, H, L, index, signs, gmax, k, k_out)
             k -= 1
             updates += 1
             if updates % refactor_every == 0:
