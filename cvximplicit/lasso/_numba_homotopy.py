@@ -271,6 +271,37 @@ def _line(
 
 
 @numba.njit(cache=True, nogil=True)
+def _cross(
+    dense: bool,
+    GT: FloatArray,
+    XT: FloatArray,
+    xsum: FloatArray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    val: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    k: int,
+    j: int,
+    col: FloatArray,
+    b: FloatArray,
+) -> float:
+    """``b = X_S'x_j/n`` for the centred column ``col`` of feature ``j`` (from ``G`` when
+    dense); returns ``||x_j||^2/n``."""
+    n = col.size
+    if dense:
+        for a in range(k):
+            b[a] = GT[a, j]
+    else:  # x_S'(x_j - m_j 1) through x_j's few nonzeros (xsum: the active columns' sums)
+        for a in range(k):
+            s = -x_mean[j] * xsum[a] if centered else 0.0
+            for e in range(ptr[j], ptr[j + 1]):
+                s += XT[a, idx[e]] * val[e]
+            b[a] = s / n
+    return _dot(col, col, n) / n
+
+
+@numba.njit(cache=True, nogil=True)
 def _residual_in_span(
     dense: bool,
     GT: FloatArray,
@@ -291,18 +322,8 @@ def _residual_in_span(
     """``(d2, norm2)``: the squared norm (over ``n``) of column ``j``'s part outside the
     span of the active columns, and of the column itself; ``b = X_S'x_j/n`` and
     ``w = L^{-1} b``."""
-    n = col.size
-    if dense:
-        for a in range(k):
-            b[a] = GT[a, j]
-    else:  # x_S'(x_j - m_j 1) through x_j's few nonzeros (xsum: the active columns' sums)
-        for a in range(k):
-            s = -x_mean[j] * xsum[a] if centered else 0.0
-            for e in range(ptr[j], ptr[j + 1]):
-                s += XT[a, idx[e]] * val[e]
-            b[a] = s / n
+    norm2 = _cross(dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, k, j, col, b)
     _forward(L, k, b, w)
-    norm2 = _dot(col, col, n) / n
     return norm2 - _dot(w, w, k), norm2
 
 
@@ -357,6 +378,64 @@ def _certify(
 
 
 @numba.njit(cache=True, nogil=True)
+def _add_column(
+    dense: bool,
+    X: FloatArray,
+    ptr: np.ndarray,
+    idx: np.ndarray,
+    val: FloatArray,
+    rptr: np.ndarray,
+    ridx: np.ndarray,
+    rval: FloatArray,
+    x_mean: FloatArray,
+    centered: bool,
+    GT: FloatArray,
+    XT: FloatArray,
+    xsum: FloatArray,
+    H: FloatArray,
+    index: np.ndarray,
+    signs: FloatArray,
+    gmax: FloatArray,
+    k: int,
+    j: int,
+    sign: float,
+    norm2: float,
+    col: FloatArray,
+    g: FloatArray,
+    b: FloatArray,
+) -> None:
+    """Column ``j`` (centred in ``col``, with ``sign``, ``b = X_S'x_j/n`` and
+    ``norm2 = ||x_j||^2/n``) in active position ``k``: a row and column of ``H``, the column
+    and its sum, its correlations ``X'x_j/n`` (``G``'s row, dense designs) and their
+    largest entry."""
+    n, p = col.size, g.size
+    if dense:
+        _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
+    else:  # X'x_j/n through x_j's few nonzero rows: (X'x_j - n m_j m)/n when centred
+        for q in range(p):
+            g[q] = -n * x_mean[j] * x_mean[q] if centered else 0.0
+        for e in range(ptr[j], ptr[j + 1]):
+            i, v = idx[e], val[e]
+            for f in range(rptr[i], rptr[i + 1]):
+                g[ridx[f]] += rval[f] * v
+        for q in range(p):
+            g[q] /= n
+    for a in range(k):
+        H[k, a] = H[a, k] = b[a]
+    H[k, k] = norm2
+    index[k] = j
+    signs[k] = sign
+    XT[k, :] = col
+    xsum[k] = col.sum()
+    gm = 0.0
+    for q in range(p):
+        gm = max(gm, abs(g[q]))
+        if dense:
+            GT[k, q] = g[q]
+    gmax[k] = gm
+
+
+@numba.njit(cache=True, nogil=True)
 def _append(
     dense: bool,
     X: FloatArray,
@@ -386,11 +465,10 @@ def _append(
     w: FloatArray,
 ) -> tuple[bool, float]:
     """Column ``j`` (with ``sign``) joins the ``k`` active ones in position ``k``: a rank-one
-    extension of ``L``, a row and column of ``H``, its column, sums and correlations
-    ``X'x_j/n`` (``G``'s row, dense designs) and their largest entry.  Returns whether it
-    was added (not where it is numerically in the active span, or no room is left: ``k``
-    at capacity) and the squared norm (over ``n``) of its part outside that span."""
-    n, p = col.size, g.size
+    extension of ``L``, and `_add_column`.  Returns whether it was added (not where it is
+    numerically in the active span, or no room is left: ``k`` at capacity) and the
+    squared norm (over ``n``) of its part outside that span."""
+    n = col.size
     _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
     d2, norm2 = _residual_in_span(
         dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, j, col, b, w
@@ -407,32 +485,11 @@ def _append(
                 ri -= XT[a, i] * z[a]
             out += ri * ri
         return False, out / n
-    if dense:
-        _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
-    else:  # X'x_j/n through x_j's few nonzero rows: (X'x_j - n m_j m)/n when centred
-        for q in range(p):
-            g[q] = -n * x_mean[j] * x_mean[q] if centered else 0.0
-        for e in range(ptr[j], ptr[j + 1]):
-            i, v = idx[e], val[e]
-            for f in range(rptr[i], rptr[i + 1]):
-                g[ridx[f]] += rval[f] * v
-        for q in range(p):
-            g[q] /= n
     for a in range(k):
         L[k, a] = w[a]
-        H[k, a] = H[a, k] = b[a]
     L[k, k] = math.sqrt(d2)
-    H[k, k] = norm2
-    index[k] = j
-    signs[k] = sign
-    XT[k, :] = col
-    xsum[k] = col.sum()
-    gm = 0.0
-    for q in range(p):
-        gm = max(gm, abs(g[q]))
-        if dense:
-            GT[k, q] = g[q]
-    gmax[k] = gm
+    _add_column(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered, GT, XT, xsum, H,
+                index, signs, gmax, k, j, sign, norm2, col, g, b)  # fmt: skip
     return True, d2
 
 
@@ -691,16 +748,6 @@ def lasso_fold_path(
 
 
 @numba.njit(cache=True, nogil=True)
-def _grow(A: FloatArray, rows: int) -> FloatArray:
-    """``A`` with room for ``rows`` rows (doubling), its content kept."""
-    if rows <= A.shape[0]:
-        return A
-    out = np.zeros((max(rows, 2 * A.shape[0]), A.shape[1]))
-    out[: A.shape[0]] = A
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
 def enet_solutions(
     dense: bool,
     X: FloatArray,
@@ -743,14 +790,15 @@ def enet_solutions(
     c0_max = 0.0
     for q in range(p):
         c0_max = max(c0_max, abs(c0[q]))
-    cap = 16
-    index = np.zeros(p, dtype=np.int64)
-    signs = np.zeros(p)
-    beta = np.zeros(p)  # the active coefficients, in the active order
-    XT = np.zeros((cap, n))
-    GT = np.zeros((cap, p) if dense else (1, 1))
-    H = np.zeros((cap, cap))
-    gmax = np.zeros(p)
+    kcap = min(max_active, p) + 1  # (k <= max_active; the ridge allows k > n)
+    index = np.zeros(kcap, dtype=np.int64)
+    signs = np.zeros(kcap)
+    beta = np.zeros(kcap)  # the active coefficients, in the active order
+    XT = np.zeros((kcap, n))
+    GT = np.zeros((kcap, p) if dense else (1, 1))
+    H = np.zeros((kcap, kcap))
+    gmax = np.zeros(kcap)
+    xsum = np.zeros(kcap)
     active = np.zeros(p, dtype=np.bool_)
     k = 0
     coefs = np.zeros((m, p))
@@ -759,46 +807,23 @@ def enet_solutions(
     col = np.empty(n)
     g = np.empty(p)
     r = np.empty(n)
-    rhs = np.empty(p)
-    hat = np.empty(p)
+    rhs = np.empty(kcap)
+    hat = np.empty(kcap)
+    b = np.empty(kcap)
     k_warm = 0
     for q in range(p):
         if warm[q] != 0.0:
             k_warm += 1
-    if k_warm > max_active:  # (a warm start this large: from the empty support instead)
-        k_warm = 0
-    for q in range(p if k_warm else 0):  # the warm start's support and signs
-        if warm[q] != 0.0:
-            active[q] = True
-            index[k] = q
-            signs[k] = 1.0 if warm[q] > 0 else -1.0
+    for q in range(p if k_warm <= max_active else 0):  # (larger: from the empty support)
+        if warm[q] != 0.0:  # the warm start's support, signs and values
+            _column(dense, X, ptr, idx, val, x_mean, centered, q, col)
+            norm2 = _cross(dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, k, q, col, b)
+            sign = 1.0 if warm[q] > 0 else -1.0
+            _add_column(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered, GT, XT,
+                        xsum, H, index, signs, gmax, k, q, sign, norm2, col, g, b)  # fmt: skip
             beta[k] = warm[q]
+            active[q] = True
             k += 1
-    k = 0
-    for a in range(k_warm):  # (columns and products added one at a time)
-        j = index[a]
-        _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
-        XT = _grow(XT, k + 1)
-        if dense:
-            GT = _grow(GT, k + 1)
-        if k + 1 > H.shape[0]:
-            H2 = np.zeros((2 * H.shape[0], 2 * H.shape[0]))
-            H2[:k, :k] = H[:k, :k]
-            H = H2
-        for b in range(k):
-            h = _dot(XT[b], col, n) / n
-            H[k, b] = h
-            H[b, k] = h
-        H[k, k] = _dot(col, col, n) / n
-        XT[k, :] = col
-        _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
-        gm = 0.0
-        for q in range(p):
-            gm = max(gm, abs(g[q]))
-            if dense:
-                GT[k, q] = g[q]
-        gmax[k] = gm
-        k += 1
     for i in range(m):
         l1, l2 = lam1[i], lam2[i]
         for _ in range(max_iter):
@@ -807,8 +832,8 @@ def enet_solutions(
             if k:
                 M = np.empty((k, k))
                 for a in range(k):
-                    for b in range(k):
-                        M[a, b] = H[a, b]
+                    for f in range(k):
+                        M[a, f] = H[a, f]
                     M[a, a] += l2
                     rhs[a] = c0[index[a]] - l1 * signs[a]
                 L = np.asarray(np.linalg.cholesky(M), dtype=np.float64)
@@ -838,6 +863,7 @@ def enet_solutions(
                 for e in range(kept):  # (in place: keep[e] >= e)
                     a = keep[e]
                     index[e], signs[e], beta[e], gmax[e] = index[a], signs[a], beta[a], gmax[a]
+                    xsum[e] = xsum[a]
                     XT[e, :] = XT[a, :]
                     if dense:
                         GT[e, :] = GT[a, :]
@@ -878,28 +904,10 @@ def enet_solutions(
                 break
             # -- the most violating column enters --
             _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
-            XT = _grow(XT, k + 1)
-            if dense:
-                GT = _grow(GT, k + 1)
-            if k + 1 > H.shape[0]:
-                H2 = np.zeros((2 * H.shape[0], 2 * H.shape[0]))
-                H2[:k, :k] = H[:k, :k]
-                H = H2
-            for b in range(k):
-                h = GT[b, j] if dense else _dot(XT[b], col, n) / n
-                H[k, b] = h
-                H[b, k] = h
-            H[k, k] = _dot(col, col, n) / n
-            XT[k, :] = col
-            _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
-            gm = 0.0
-            for q in range(p):
-                gm = max(gm, abs(g[q]))
-                if dense:
-                    GT[k, q] = g[q]
-            gmax[k] = gm
-            index[k] = j
-            signs[k] = 1.0 if c[j] > 0 else -1.0
+            norm2 = _cross(dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, k, j, col, b)
+            sign = 1.0 if c[j] > 0 else -1.0
+            _add_column(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered, GT, XT,
+                        xsum, H, index, signs, gmax, k, j, sign, norm2, col, g, b)  # fmt: skip
             beta[k] = 0.0
             active[j] = True
             k += 1
