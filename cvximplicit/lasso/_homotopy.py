@@ -532,9 +532,7 @@ def _compiled_fold_path(
     X = fold.X
     try:
         status, count, alphas, ptr, idx, val, alpha, k = kernel.lasso_fold_path(
-            *design_arrays(X),
-            np.ascontiguousarray(fold.x_mean, dtype=np.float64),
-            fold.sparse_centered,
+            design_arrays(X, fold.x_mean, fold.sparse_centered),
             np.ascontiguousarray(fold.y, dtype=np.float64),
             float(alpha_min),
             int(max_steps),
@@ -733,9 +731,7 @@ def penalty_path(
     if kernel is not None:  # its numba twin: the same events and checks
         try:
             ok, coef = kernel.penalty_path(
-                *design_arrays(fold.X),
-                np.ascontiguousarray(fold.x_mean, dtype=np.float64),
-                fold.sparse_centered,
+                design_arrays(fold.X, fold.x_mean, fold.sparse_centered),
                 np.ascontiguousarray(fold.y, dtype=np.float64),
                 np.ascontiguousarray(a_from, dtype=np.float64),
                 np.ascontiguousarray(a_to, dtype=np.float64),

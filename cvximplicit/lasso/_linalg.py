@@ -129,10 +129,12 @@ def lasso_cd(
     return np.asarray(model.coef_, dtype=np.float64), int(np.max(model.n_iter_))
 
 
-def design_arrays(X: Any) -> tuple[Any, ...]:
-    """The arguments describing a design to the compiled kernels (``_numba_homotopy``):
-    ``(dense, X, ptr, idx, val, rptr, ridx, rval)``, the centred dense ``X`` in C order,
-    or sparse ``X``'s CSC and CSR arrays (placeholders for the unused ones)."""
+def design_arrays(X: Any, x_mean: FloatArray, centered: bool) -> tuple[Any, ...]:
+    """A design as the compiled kernels take it (``_numba_homotopy.Design``):
+    ``(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered)``, the centred dense
+    ``X`` in C order, or sparse ``X``'s CSC and CSR arrays (placeholders for the unused
+    ones) centred through ``x_mean`` when ``centered``."""
+    means = (np.ascontiguousarray(x_mean, dtype=np.float64), bool(centered))
     if sp.issparse(X):
         csc, csr = sp.csc_matrix(X), sp.csr_matrix(X)
         return (
@@ -144,9 +146,11 @@ def design_arrays(X: Any) -> tuple[Any, ...]:
             csr.indptr.astype(np.int64),
             csr.indices.astype(np.int64),
             np.asarray(csr.data, dtype=np.float64),
+            *means,
         )
     empty, none = np.zeros(1, dtype=np.int64), np.zeros(1)
-    return (True, np.ascontiguousarray(X, dtype=np.float64), empty, empty, none, empty, empty, none)
+    dense = np.ascontiguousarray(X, dtype=np.float64)
+    return (True, dense, empty, empty, none, empty, empty, none, *means)
 
 
 #: relative KKT tolerance of the exact elastic-net solves (as the LASSO homotopy's)
@@ -181,9 +185,7 @@ def enet_exact(
     p = X.shape[1]
     try:
         coefs, ok = kernel.enet_solutions(
-            *design_arrays(X),
-            np.ascontiguousarray(x_mean, dtype=np.float64),
-            bool(centered),
+            design_arrays(X, x_mean, centered),
             np.ascontiguousarray(y, dtype=np.float64),
             np.ascontiguousarray(lam1, dtype=np.float64),
             np.ascontiguousarray(lam2, dtype=np.float64),

@@ -27,6 +27,12 @@ import numpy as np
 
 from .._typing import FloatArray
 
+#: a design as the kernels take it (`_linalg.design_arrays`): ``(dense, X, ptr, idx, val,
+#: rptr, ridx, rval, x_mean, centered)``, the centred dense ``X`` (C order), or a sparse
+#: one's CSC (``ptr, idx, val``) and CSR (``rptr, ridx, rval``) arrays centred through
+#: ``x_mean`` when ``centered``
+Design = tuple
+
 __all__ = ["EMPTIED", "MAX_STEPS", "REACHED", "REPAIR", "VANISHED", "lasso_fold_path"]
 
 #: how the path ended: ``alpha_min`` reached; the support emptied (round-off); the
@@ -87,17 +93,12 @@ def _solve1(L: FloatArray, k: int, r: FloatArray, x: FloatArray) -> None:
 
 @numba.njit(cache=True, nogil=True)
 def _column(
-    dense: bool,
-    X: FloatArray,
-    ptr: np.ndarray,
-    idx: np.ndarray,
-    val: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    design: Design,
     j: int,
     col: FloatArray,
 ) -> None:
     """Column ``j`` of the centred design into ``col``."""
+    dense, X, ptr, idx, val, _, _, _, x_mean, centered = design
     if dense:
         for i in range(col.size):
             col[i] = X[i, j]
@@ -109,19 +110,14 @@ def _column(
 
 @numba.njit(cache=True, nogil=True)
 def _correlate(
-    dense: bool,
-    X: FloatArray,
-    rptr: np.ndarray,
-    ridx: np.ndarray,
-    rval: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    design: Design,
     r: FloatArray,
     out: FloatArray,
 ) -> None:
     """``out = X'r/n`` with ``X`` centred (implicitly when sparse: then ``rptr, ridx, rval``
     are its CSR arrays, scattered row by row, which measured 3x faster than gathering
     along CSC columns of a few entries each)."""
+    dense, X, _, _, _, rptr, ridx, rval, x_mean, centered = design
     n = r.size
     if dense:
         out[:] = np.dot(r, X) / n
@@ -191,13 +187,7 @@ def _residual(y: FloatArray, XT: FloatArray, beta: FloatArray, k: int, r: FloatA
 
 @numba.njit(cache=True, nogil=True)
 def _line(
-    dense: bool,
-    X: FloatArray,
-    rptr: np.ndarray,
-    ridx: np.ndarray,
-    rval: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    design: Design,
     c0: FloatArray,
     GT: FloatArray,
     XT: FloatArray,
@@ -220,6 +210,7 @@ def _line(
     solve the restricted optimality equations for the thresholds ``a0 + t da`` (the LASSO
     path: ``a0 = 0``, ``da = 1``, ``t = alpha``); returns the condition number of ``H``
     estimated from the Cholesky diagonal."""
+    dense, _, _, _, _, rptr, ridx, rval, _, centered = design
     p = c0.size
     n = XT.shape[1]
     for a in range(k):  # (R0, R1 hold the right-hand sides first)
@@ -272,15 +263,10 @@ def _line(
 
 @numba.njit(cache=True, nogil=True)
 def _cross(
-    dense: bool,
+    design: Design,
     GT: FloatArray,
     XT: FloatArray,
     xsum: FloatArray,
-    ptr: np.ndarray,
-    idx: np.ndarray,
-    val: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
     k: int,
     j: int,
     col: FloatArray,
@@ -288,6 +274,7 @@ def _cross(
 ) -> float:
     """``b = X_S'x_j/n`` for the centred column ``col`` of feature ``j`` (from ``G`` when
     dense); returns ``||x_j||^2/n``."""
+    dense, _, ptr, idx, val, _, _, _, x_mean, centered = design
     n = col.size
     if dense:
         for a in range(k):
@@ -303,15 +290,10 @@ def _cross(
 
 @numba.njit(cache=True, nogil=True)
 def _residual_in_span(
-    dense: bool,
+    design: Design,
     GT: FloatArray,
     XT: FloatArray,
     xsum: FloatArray,
-    ptr: np.ndarray,
-    idx: np.ndarray,
-    val: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
     L: FloatArray,
     k: int,
     j: int,
@@ -322,7 +304,7 @@ def _residual_in_span(
     """``(d2, norm2)``: the squared norm (over ``n``) of column ``j``'s part outside the
     span of the active columns, and of the column itself; ``b = X_S'x_j/n`` and
     ``w = L^{-1} b``."""
-    norm2 = _cross(dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, k, j, col, b)
+    norm2 = _cross(design, GT, XT, xsum, k, j, col, b)
     _forward(L, k, b, w)
     return norm2 - _dot(w, w, k), norm2
 
@@ -379,16 +361,7 @@ def _certify(
 
 @numba.njit(cache=True, nogil=True)
 def _add_column(
-    dense: bool,
-    X: FloatArray,
-    ptr: np.ndarray,
-    idx: np.ndarray,
-    val: FloatArray,
-    rptr: np.ndarray,
-    ridx: np.ndarray,
-    rval: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    design: Design,
     GT: FloatArray,
     XT: FloatArray,
     xsum: FloatArray,
@@ -408,9 +381,10 @@ def _add_column(
     ``norm2 = ||x_j||^2/n``) in active position ``k``: a row and column of ``H``, the column
     and its sum, its correlations ``X'x_j/n`` (``G``'s row, dense designs) and their
     largest entry."""
+    dense, _, ptr, idx, val, rptr, ridx, rval, x_mean, centered = design
     n, p = col.size, g.size
     if dense:
-        _correlate(dense, X, rptr, ridx, rval, x_mean, centered, col, g)
+        _correlate(design, col, g)
     else:  # X'x_j/n through x_j's few nonzero rows: (X'x_j - n m_j m)/n when centred
         for q in range(p):
             g[q] = -n * x_mean[j] * x_mean[q] if centered else 0.0
@@ -437,16 +411,7 @@ def _add_column(
 
 @numba.njit(cache=True, nogil=True)
 def _append(
-    dense: bool,
-    X: FloatArray,
-    ptr: np.ndarray,
-    idx: np.ndarray,
-    val: FloatArray,
-    rptr: np.ndarray,
-    ridx: np.ndarray,
-    rval: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    design: Design,
     GT: FloatArray,
     XT: FloatArray,
     xsum: FloatArray,
@@ -469,10 +434,8 @@ def _append(
     numerically in the active span, or no room is left: ``k`` at capacity) and the
     squared norm (over ``n``) of its part outside that span."""
     n = col.size
-    _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
-    d2, norm2 = _residual_in_span(
-        dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, j, col, b, w
-    )
+    _column(design, j, col)
+    d2, norm2 = _residual_in_span(design, GT, XT, xsum, L, k, j, col, b, w)
     if d2 <= dependent_tol * norm2 or k == index.size:
         # in the span: the norm of its part outside from that part itself (the difference
         # above cancels to round-off, whose noise would decide its slack)
@@ -488,8 +451,7 @@ def _append(
     for a in range(k):
         L[k, a] = w[a]
     L[k, k] = math.sqrt(d2)
-    _add_column(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered, GT, XT, xsum, H,
-                index, signs, gmax, k, j, sign, norm2, col, g, b)  # fmt: skip
+    _add_column(design, GT, XT, xsum, H, index, signs, gmax, k, j, sign, norm2, col, g, b)
     return True, d2
 
 
@@ -525,16 +487,7 @@ def _remove(
 
 @numba.njit(cache=True, nogil=True)
 def lasso_fold_path(
-    dense: bool,
-    X: FloatArray,
-    ptr: np.ndarray,
-    idx: np.ndarray,
-    val: FloatArray,
-    rptr: np.ndarray,
-    ridx: np.ndarray,
-    rval: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    design: Design,
     y: FloatArray,
     alpha_min: float,
     max_steps: int,
@@ -543,19 +496,18 @@ def lasso_fold_path(
     refactor_every: int,
 ) -> tuple[int, int, FloatArray, np.ndarray, np.ndarray, FloatArray, float, int]:
     """One fold's LASSO path from ``alpha_max`` down to ``alpha_min`` (`_homotopy.fold_path`'s
-    rules).  ``dense``: ``X`` is the centred ``n x p`` design (C order); otherwise the CSC
-    arrays ``ptr, idx, val`` and the CSR arrays ``rptr, ridx, rval`` of the ``n x p``
-    design are, centred through ``x_mean`` when ``centered``.
+    rules) for the `Design` ``design``.
 
     Returns ``(status, count, alphas, ptr, rows, values, alpha, k)``: how the path ended
     (`REACHED` ... `REPAIR`), the breakpoints ``alphas[:count]`` and the coefficients there
     (CSC arrays of a ``p x count`` matrix, in the active set's order), and the penalty and
     support size where it ended."""
+    dense, x_mean = design[0], design[8]
     n = y.size
     p = x_mean.size
     kcap = min(n, p) + 1  # (independent columns: k <= rank <= min(n, p))
     c0 = np.empty(p)
-    _correlate(dense, X, rptr, ridx, rval, x_mean, centered, y, c0)
+    _correlate(design, y, c0)
     c0_max = 0.0
     j = 0
     for q in range(p):
@@ -619,8 +571,9 @@ def lasso_fold_path(
                 status = EMPTIED
                 break
             if stale:
-                cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
-                             signs, k, beta0, dirn, u0, rate, R0, R1, zero, one)  # fmt: skip
+                cond = _line(
+                    design, c0, GT, XT, L, index, signs, k, beta0, dirn, u0, rate, R0, R1, zero, one
+                )
                 stale = False
             # -- the next event: a coordinate reaching the threshold, or one leaving --
             t_in, j_in = np.inf, -1
@@ -665,29 +618,69 @@ def lasso_fold_path(
                 updates += 1
                 if updates % refactor_every == 0:
                     _refactor(H, k, L)
-                cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
-                             signs, k, beta0, dirn, u0, rate, R0, R1, zero, one)  # fmt: skip
+                cond = _line(
+                    design, c0, GT, XT, L, index, signs, k, beta0, dirn, u0, rate, R0, R1, zero, one
+                )
             # -- certify: the exact restricted solution and the KKT conditions there --
-            over, wrong = _certify(alpha, k, beta0, dirn, u0, rate, gmax, c0_max, cond, kkt_tol,
-                                   y, XT, index, signs, active, dependent, dep_res, n_dep,
-                                   beta, c, r)  # fmt: skip
+            over, wrong = _certify(
+                alpha,
+                k,
+                beta0,
+                dirn,
+                u0,
+                rate,
+                gmax,
+                c0_max,
+                cond,
+                kkt_tol,
+                y,
+                XT,
+                index,
+                signs,
+                active,
+                dependent,
+                dep_res,
+                n_dep,
+                beta,
+                c,
+                r,
+            )
             if (over > 0 or wrong) and k and updates % refactor_every:
                 # the factor was updated since its last refactorization: refactorize (its
                 # round-off, not the path, may fail the check) and certify again
                 _refactor(H, k, L)
                 updates = 0
-                cond = _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index,
-                             signs, k, beta0, dirn, u0, rate, R0, R1, zero, one)  # fmt: skip
-                over, wrong = _certify(alpha, k, beta0, dirn, u0, rate, gmax, c0_max, cond,
-                                       kkt_tol, y, XT, index, signs, active, dependent,
-                                       dep_res, n_dep, beta, c, r)  # fmt: skip
+                cond = _line(
+                    design, c0, GT, XT, L, index, signs, k, beta0, dirn, u0, rate, R0, R1, zero, one
+                )
+                over, wrong = _certify(
+                    alpha,
+                    k,
+                    beta0,
+                    dirn,
+                    u0,
+                    rate,
+                    gmax,
+                    c0_max,
+                    cond,
+                    kkt_tol,
+                    y,
+                    XT,
+                    index,
+                    signs,
+                    active,
+                    dependent,
+                    dep_res,
+                    n_dep,
+                    beta,
+                    c,
+                    r,
+                )
             if kind == 2 and n_dep:  # dependent columns no longer in the span become free
                 for q in range(p):
                     if dependent[q]:
-                        _column(dense, X, ptr, idx, val, x_mean, centered, q, col)
-                        d2, norm2 = _residual_in_span(
-                            dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, L, k, q, col, b, w
-                        )
+                        _column(design, q, col)
+                        d2, norm2 = _residual_in_span(design, GT, XT, xsum, L, k, q, col, b, w)
                         if d2 > dependent_tol * norm2:
                             dependent[q] = False
                             n_dep -= 1
@@ -729,9 +722,25 @@ def lasso_fold_path(
             just_left = -1
             sign_j = 1.0 if c[j] > 0 else -1.0
         # -- column j enters (a rank-one extension of L), unless it is in the span --
-        added, d2 = _append(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered, GT,
-                            XT, xsum, H, L, index, signs, gmax, k, j, sign_j, dependent_tol,
-                            col, g, b, w)  # fmt: skip
+        added, d2 = _append(
+            design,
+            GT,
+            XT,
+            xsum,
+            H,
+            L,
+            index,
+            signs,
+            gmax,
+            k,
+            j,
+            sign_j,
+            dependent_tol,
+            col,
+            g,
+            b,
+            w,
+        )
         if not added:  # in the span of the active columns
             dependent[j] = True
             dep_res[j] = math.sqrt(d2)
@@ -749,16 +758,7 @@ def lasso_fold_path(
 
 @numba.njit(cache=True, nogil=True)
 def enet_solutions(
-    dense: bool,
-    X: FloatArray,
-    ptr: np.ndarray,
-    idx: np.ndarray,
-    val: FloatArray,
-    rptr: np.ndarray,
-    ridx: np.ndarray,
-    rval: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    design: Design,
     y: FloatArray,
     lam1: FloatArray,
     lam2: FloatArray,
@@ -782,11 +782,12 @@ def enet_solutions(
     there or the support would exceed ``max_active`` columns: ``ok[i]`` is then ``False``
     for that point and the ones after it (the caller solves them otherwise).  Returns
     ``(coefs, ok)`` with ``coefs`` of shape ``(points, p)``."""
+    dense, x_mean = design[0], design[8]
     n = y.size
     p = x_mean.size
     m = lam1.size
     c0 = np.empty(p)
-    _correlate(dense, X, rptr, ridx, rval, x_mean, centered, y, c0)
+    _correlate(design, y, c0)
     c0_max = 0.0
     for q in range(p):
         c0_max = max(c0_max, abs(c0[q]))
@@ -816,11 +817,10 @@ def enet_solutions(
             k_warm += 1
     for q in range(p if k_warm <= max_active else 0):  # (larger: from the empty support)
         if warm[q] != 0.0:  # the warm start's support, signs and values
-            _column(dense, X, ptr, idx, val, x_mean, centered, q, col)
-            norm2 = _cross(dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, k, q, col, b)
+            _column(design, q, col)
+            norm2 = _cross(design, GT, XT, xsum, k, q, col, b)
             sign = 1.0 if warm[q] > 0 else -1.0
-            _add_column(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered, GT, XT,
-                        xsum, H, index, signs, gmax, k, q, sign, norm2, col, g, b)  # fmt: skip
+            _add_column(design, GT, XT, xsum, H, index, signs, gmax, k, q, sign, norm2, col, g, b)
             beta[k] = warm[q]
             active[q] = True
             k += 1
@@ -883,9 +883,7 @@ def enet_solutions(
                         c[q] -= GT[a, q] * ba
             else:
                 _residual(y, XT, beta, k, r)
-                if centered:
-                    r -= r.mean()
-                _correlate(dense, X, rptr, ridx, rval, x_mean, False, r, c)
+                _correlate(design, r, c)
             scale = c0_max
             for a in range(k):
                 scale += (gmax[a] + l2) * abs(beta[a])
@@ -903,11 +901,10 @@ def enet_solutions(
             if j < 0 or k == max_active:  # (j < 0: round-off beyond the floor)
                 break
             # -- the most violating column enters --
-            _column(dense, X, ptr, idx, val, x_mean, centered, j, col)
-            norm2 = _cross(dense, GT, XT, xsum, ptr, idx, val, x_mean, centered, k, j, col, b)
+            _column(design, j, col)
+            norm2 = _cross(design, GT, XT, xsum, k, j, col, b)
             sign = 1.0 if c[j] > 0 else -1.0
-            _add_column(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered, GT, XT,
-                        xsum, H, index, signs, gmax, k, j, sign, norm2, col, g, b)  # fmt: skip
+            _add_column(design, GT, XT, xsum, H, index, signs, gmax, k, j, sign, norm2, col, g, b)
             beta[k] = 0.0
             active[j] = True
             k += 1
@@ -920,16 +917,7 @@ def enet_solutions(
 
 @numba.njit(cache=True, nogil=True)
 def penalty_path(
-    dense: bool,
-    X: FloatArray,
-    ptr: np.ndarray,
-    idx: np.ndarray,
-    val: FloatArray,
-    rptr: np.ndarray,
-    ridx: np.ndarray,
-    rval: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    design: Design,
     y: FloatArray,
     a_from: FloatArray,
     a_to: FloatArray,
@@ -944,11 +932,12 @@ def penalty_path(
     ``beta_from`` (the solution for ``a_from``) along ``a(t) = a_from + t (a_to - a_from)``.
     Returns ``(ok, coefficients)``; ``ok`` is ``False`` where the Python version returns
     ``None``."""
+    dense, _, _, _, _, _, _, _, x_mean, _ = design
     n = y.size
     p = x_mean.size
     kcap = min(n, p) + 1  # (independent columns: k <= rank <= min(n, p))
     c0 = np.empty(p)
-    _correlate(dense, X, rptr, ridx, rval, x_mean, centered, y, c0)
+    _correlate(design, y, c0)
     da = a_to - a_from
     index = np.zeros(kcap, dtype=np.int64)
     signs = np.zeros(kcap)
@@ -976,9 +965,25 @@ def penalty_path(
     for j in range(p):  # the start's support (a column in the span of the others: refused)
         if beta_from[j] != 0.0:
             sign = 1.0 if beta_from[j] > 0 else -1.0
-            added, _ = _append(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered,
-                               GT, XT, xsum, H, L, index, signs, gmax, k, j, sign,
-                               dependent_tol, col, g, b, w)  # fmt: skip
+            added, _ = _append(
+                design,
+                GT,
+                XT,
+                xsum,
+                H,
+                L,
+                index,
+                signs,
+                gmax,
+                k,
+                j,
+                sign,
+                dependent_tol,
+                col,
+                g,
+                b,
+                w,
+            )
             if not added:
                 return False, out
             active[j] = True
@@ -991,8 +996,7 @@ def penalty_path(
         a_max = max(a_max, abs(a_from[j]))
     t = 0.0
     for _ in range(max_steps):
-        _line(dense, X, rptr, ridx, rval, x_mean, centered, c0, GT, XT, L, index, signs, k,
-              beta0, dirn, u0, rate, R0, R1, a_from, da)  # fmt: skip
+        _line(design, c0, GT, XT, L, index, signs, k, beta0, dirn, u0, rate, R0, R1, a_from, da)
         # b_S(t) = beta0 - t dirn, c(t) = u0 + t rate, a(t) = a_from + t da
         if t == 0.0:  # the start must solve a_from (the caller's warm start may not)
             scale = 1e3 * kkt_tol * max(a_max, 1e-300)
@@ -1053,9 +1057,25 @@ def penalty_path(
             dependent[:] = False  # the span shrank: they are tested again at their events
         else:
             t = t_in
-            added, _ = _append(dense, X, ptr, idx, val, rptr, ridx, rval, x_mean, centered,
-                               GT, XT, xsum, H, L, index, signs, gmax, k, j_in, s_in,
-                               dependent_tol, col, g, b, w)  # fmt: skip
+            added, _ = _append(
+                design,
+                GT,
+                XT,
+                xsum,
+                H,
+                L,
+                index,
+                signs,
+                gmax,
+                k,
+                j_in,
+                s_in,
+                dependent_tol,
+                col,
+                g,
+                b,
+                w,
+            )
             if added:
                 active[j_in] = True
                 k += 1
