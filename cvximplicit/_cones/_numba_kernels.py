@@ -14,7 +14,9 @@ __all__ = [
     "project_exp_rows",
     "project_pow_rows",
     "project_psd_rows",
+    "project_soc_rows",
     "psd_jacobian_rows",
+    "soc_jacobian_rows",
 ]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -585,4 +587,64 @@ def psd_jacobian_rows(lam: FloatArray, U: FloatArray, active: bool, tol: float) 
                         q += 1
                 m += 1
         out[e] = W @ KT.T
+    return out
+
+
+@_jit
+def _soc_norm(block: FloatArray, e: int) -> float:
+    acc = 0.0
+    for i in range(1, block.shape[1]):
+        acc += block[e, i] * block[e, i]
+    return math.sqrt(acc)
+
+
+@_jit
+def project_soc_rows(block: FloatArray) -> FloatArray:
+    """``SecondOrderCone.project`` for the members (rows ``(t, u)``) of one size."""
+    k, d = block.shape
+    out = np.zeros((k, d))
+    for e in range(k):
+        t = block[e, 0]
+        r = _soc_norm(block, e)
+        if r <= t:
+            out[e, :] = block[e, :]
+        elif r > -t:
+            scale = 0.5 * (t + r)
+            out[e, 0] = scale
+            for i in range(1, d):
+                out[e, i] = scale / r * block[e, i]
+    return out
+
+
+@_jit
+def soc_jacobian_rows(block: FloatArray, active: bool, tol: float) -> FloatArray:
+    """``SecondOrderCone.dual_jacobian_blocks`` for the members of one size: the identity,
+    zero or the boundary formula per member, the piece at a kink chosen as there."""
+    k, d = block.shape
+    out = np.zeros((k, d, d))
+    for e in range(k):
+        t = block[e, 0]
+        r = _soc_norm(block, e)
+        on_k = abs(r - t) <= tol
+        on_polar = abs(r + t) <= tol
+        if abs(t) <= tol and r <= tol:  # the origin
+            identity, zero = active, not active
+        else:
+            identity = active if on_k else (r <= t and not on_polar)
+            zero = (not active) if on_polar else (r <= -t and not on_k)
+        if identity:
+            for i in range(d):
+                out[e, i, i] = 1.0
+        elif not zero:
+            rf = max(r, _TINY)
+            ratio = t / rf
+            out[e, 0, 0] = 0.5
+            for i in range(1, d):
+                wi = block[e, i] / rf
+                out[e, 0, i] = 0.5 * wi
+                out[e, i, 0] = 0.5 * wi
+                for j in range(1, d):
+                    wj = block[e, j] / rf
+                    out[e, i, j] = -0.5 * ratio * wi * wj
+                out[e, i, i] += 0.5 * (1.0 + ratio)
     return out
