@@ -151,11 +151,14 @@ class ParameterSpec:
                 + hint
             )
         arr = np.array(arr, dtype=np.float64, copy=True)
-        if not np.all(np.isfinite(arr)):
-            raise ParameterError(
-                f"parameter {self.label}: value contains NaN or Inf; pass finite values"
-            )
-        if arr.size and np.abs(arr).max() > OVERFLOW:
+        # One min and one max decide finiteness, magnitude and the sign domains (NaN fails
+        # every comparison); the messages below are worked out only for a value that fails.
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if not (lo >= -OVERFLOW and hi <= OVERFLOW):
+            if not np.all(np.isfinite(arr)):
+                raise ParameterError(
+                    f"parameter {self.label}: value contains NaN or Inf; pass finite values"
+                )
             raise ParameterError(
                 f"parameter {self.label}: entries of magnitude {np.abs(arr).max():.1e} exceed "
                 f"{OVERFLOW:.0e}, beyond which a solver's arithmetic (squares, norms, "
@@ -170,20 +173,18 @@ class ParameterSpec:
                     f"off-diagonal entries (largest {np.abs(off).max():.3g}); pass a diagonal "
                     "matrix such as np.diag(d)"
                 )
-        if self.positive and np.any(arr <= 0):
+        if self.positive and lo <= 0:
             raise ParameterError(
                 f"parameter {self.label} must be positive (a geometric program's parameters "
-                f"enter through their logarithm), got min {arr.min():.3g}"
+                f"enter through their logarithm), got min {lo:.3g}"
             )
-        if self.nonneg and np.any(arr < 0):
+        if self.nonneg and lo < 0:
             raise ParameterError(
-                f"parameter {self.label} is declared nonneg but has negative entries "
-                f"(min {arr.min():.3g})"
+                f"parameter {self.label} is declared nonneg but has negative entries (min {lo:.3g})"
             )
-        if self.nonpos and np.any(arr > 0):
+        if self.nonpos and hi > 0:
             raise ParameterError(
-                f"parameter {self.label} is declared nonpos but has positive entries "
-                f"(max {arr.max():.3g})"
+                f"parameter {self.label} is declared nonpos but has positive entries (max {hi:.3g})"
             )
         if self.psd or self.nsd:
             sym = 0.5 * (arr + np.swapaxes(arr, -1, -2))
