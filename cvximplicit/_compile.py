@@ -222,6 +222,11 @@ class OutputMap:
     scale: FloatArray
     shape: tuple[int, ...]
     exp: bool = False
+    #: Whether ``index`` has no repeated entries (cotangents then add without ``np.add.at``).
+    unique: bool = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unique", np.unique(self.index).size == self.index.size)
 
     def _linear(self, x: FloatArray, y: FloatArray) -> FloatArray:
         z = y if self.dual else x
@@ -240,7 +245,11 @@ class OutputMap:
         self, g: FloatArray, gx: FloatArray, gy: FloatArray, value: FloatArray
     ) -> None:
         g = np.ravel(g * value) if self.exp else np.ravel(g)
-        np.add.at(gy if self.dual else gx, self.index, self.scale * g)
+        target = gy if self.dual else gx
+        if self.unique:
+            target[self.index] += self.scale * g
+        else:
+            np.add.at(target, self.index, self.scale * g)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -176,7 +176,7 @@ def refinement_converged(step: Any, size: Any, previous: Any) -> Any:
     of four per derivative."""
     return (
         (step <= 1e-15 * size)
-        | (step * step <= 1e-15 * size * previous)
+        | (step * step <= 1e-14 * size * previous)
         | ((step >= 0.25 * previous) & (step <= 1e-10 * size))
     )
 

@@ -795,9 +795,12 @@ class Solution:
             all calls on this solution.
         """
         gx, gy = self._cotangent(cotangents)
-        t = self.conic.vjp(gx, gy)
-        gd = np.concatenate([t.P, t.A, t.b, t.c])
-        gu = self._compiled.data_cotangent(self._u, gd)
+        compiled = self._compiled
+        if compiled.G_logT is None:
+            gu = self.conic.vjp_mapped(compiled.GT, gx, gy)
+        else:
+            t = self.conic.vjp(gx, gy)
+            gu = compiled.data_cotangent(self._u, np.concatenate([t.P, t.A, t.b, t.c]))
         return tuple(
             spec.unflatten(gu[spec.offset : spec.offset + spec.size])
             for spec in self._compiled.parameters

@@ -430,8 +430,9 @@ def test_reduced_ldl_leaves_singular_B_to_the_lu_path():
 
 @pytest.mark.parametrize("name", ["nnls", "socp", "maxcut_sdp"])
 def test_compiled_data_cotangent_agrees_with_numpy(name, monkeypatch):
-    """A VJP's data cotangent (``dP``, ``dA`` on the patterns) from the numba kernel equals
-    the numpy formulas."""
+    """A VJP's data cotangent (``dP``, ``dA`` on the patterns) and its map to parameters,
+    from the numba kernel (`ConicSolution.vjp_mapped`), equal the numpy formulas followed by
+    the parameter map."""
     pytest.importorskip("cvximplicit._numba_tangent")
     import cvximplicit._conic as conic
 
