@@ -441,6 +441,12 @@ class SparsePattern:
         #: factorization found (``data[gather]`` are the permuted matrix's values).
         self._ordered: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
+    @property
+    def rank_known(self) -> bool:
+        """Whether the structural rank was computed (a record another thread registered a
+        moment ago may not have it yet)."""
+        return self._rank is not None
+
     def rank(self, B: sp.csc_array | None = None) -> int:
         """The structural rank of ``B`` (a canonical CSC array with this pattern; needed only
         the first time)."""

@@ -61,3 +61,25 @@ def test_concurrent_torch_layer_calls_equal_sequential(rng):
     for (a, ga), (b, gb) in _sequential_and_concurrent(run, values, workers=4):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(ga, gb, rtol=1e-8, atol=1e-10)
+
+
+def test_pattern_found_before_its_rank_is_known():
+    """A pattern record that another thread registered but has not ranked yet (the window
+    between the two steps) gets its rank computed by the thread that finds it, instead of
+    failing (seen as "the structural rank of this pattern is not known yet" in batches of
+    32 NNLS problems cut into chunks on two threads)."""
+    from scipy.sparse.csgraph import structural_rank
+
+    from cvximplicit.problems import FAMILIES as SIZED
+
+    family = SIZED["nnls"](m=150, n=100, seed=0)  # 500 rows: a sparse B
+    program = ci.compile(family.problem, family.parameters, family.variables)
+    structure = program._prepared.newton
+    assert not structure.dense
+    keep = np.ones(structure._nnz, dtype=bool)
+    B = structure._blocks(keep[None].astype(np.float64))
+    record = structure._patterns(B, np.packbits(keep).tobytes())  # registered, not ranked
+    assert not record.rank_known
+    expected = structural_rank(B.tocsr()) == structure.size
+    assert structure._nonsingular(keep) == expected
+    assert structure._patterns.aliased(np.packbits(keep).tobytes()).rank_known
