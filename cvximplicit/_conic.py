@@ -763,7 +763,7 @@ class ConicSolution:
 
         The compiled kernel computes each data entry where ``GT`` reads it, in one pass,
         without forming the data cotangent (measured on the NNLS benchmark, 15,000 entries
-        of ``A``: 0.18 -> 0.05 ms after a solve, whose run leaves the caches cold)."""
+        of ``A``: 0.18 -> 0.06 ms after a solve, whose run leaves the caches cold)."""
         kernel = compiled("_numba_tangent")
         if kernel is None:
             t = self.vjp(gx, gy)
