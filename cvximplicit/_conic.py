@@ -53,7 +53,6 @@ from ._factor import (
     SparseLU,
     SparsePattern,
     SparsePatterns,
-    _has_qdldl,
     factorize,
     natural_lu,
     reduced_ldl,
@@ -233,7 +232,9 @@ class NewtonStructure:
         single = (np.bincount(ar, minlength=m) == 1) & nonneg
         positions = np.flatnonzero(single[ar])
         self._bounds = (ar[positions], ac[positions], positions)
-        self.dense = use_dense(size, pr.size + 2 * ar.size + dr.size, tol)
+        #: Stored entries of ``B`` (an upper bound: ``P``, ``A``, ``A'D`` as ``A``, ``D``).
+        self.nnz_bound = pr.size + 2 * ar.size + dr.size
+        self.dense = use_dense(size, self.nnz_bound, tol)
         self._flat: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
         self._patterns = SparsePatterns()
         self._block_patterns: dict[int, tuple[IntArray, IntArray, IntArray]] = {}
@@ -378,10 +379,12 @@ class NewtonStructure:
 
     def batched(self, tol: Tolerances) -> bool:
         """Whether batches of this program are polished vectorised (dense LUs, or sparse LUs
-        of the block-diagonal ``B``): all but programs with only zero and nonnegative cones
-        from `Tolerances.ldl_min_size` rows, whose ``B`` the single-problem path solves
-        through a reduced LDL (`ReducedLDL`) at a fraction of SuperLU's cost."""
-        return self.dense or not (self.diagonal and self.size >= tol.ldl_min_size and _has_qdldl())
+        of the block-diagonal ``B``): programs whose ``B`` has fewer than
+        `Tolerances.batch_max_size` rows and `Tolerances.batch_max_nnz` stored entries
+        (measured there); larger ones run the single-problem path per element, on the
+        threads (with its reduced LDL for zero and nonnegative cones from
+        `Tolerances.ldl_min_size` rows)."""
+        return self.size < tol.batch_max_size and self.nnz_bound < tol.batch_max_nnz
 
     def block_matrix(
         self, P: FloatArray, A: FloatArray, D: FloatArray

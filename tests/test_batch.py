@@ -148,6 +148,22 @@ def test_vectorised_batch_equals_loop_on_every_cone(name, rng):
         assert all("refinement" in (d.linear_solve or "") for d in batch.diagnostics if d)
 
 
+@pytest.mark.parametrize("name", ["lp_box", "socp"])
+def test_batch_of_large_programs_runs_per_element(name, rng):
+    """Above `Tolerances.batch_max_size` rows or `batch_max_nnz` entries of ``B`` (lowered
+    here so small programs cross them), each element runs the single-problem path on the
+    threads: values and derivatives equal one-by-one solves, and each element factorizes its
+    own ``B`` (no block-diagonal or batched LU)."""
+    family = FAMILIES[name](np.random.default_rng(5))
+    for limits in (dict(batch_max_size=1), dict(batch_max_nnz=1)):
+        tol = ci.Tolerances(**limits)
+        program = ci.compile(family.problem, family.parameters, family.variables, tolerances=tol)
+        assert not program._prepared.newton.batched(tol)
+        batch = _check_batch_against_loop(program, family, 4, rng)
+        assert batch.ok.all() and not batch._result.vectorised.any()
+        assert not any("batched" in (d.linear_solve or "") for d in batch.diagnostics if d)
+
+
 def test_batch_refinement_falls_back_to_exact_factorizations(rng):
     """`BatchRefined`: rows whose refinement does not converge get their own LU; solves
     equal the exact factorization's either way."""
