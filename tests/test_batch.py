@@ -296,6 +296,20 @@ def test_moreau_backend_matches_clarabel(rng, name):
     assert batch.diagnostics[0] is not None and batch.diagnostics[0].solver == "MOREAU"
 
 
+def test_moreau_method_by_size():
+    """Moreau's interior-point method is asked for from `Moreau.ipm_min_nnz` entries of ``P``
+    and ``A`` (its ``auto`` choice otherwise), unless a ``solver`` setting is given; the
+    settings object Moreau receives says so."""
+    moreau = pytest.importorskip("moreau")
+    small, large = (
+        ci.Moreau()._settings_object(moreau, 1, 10),
+        ci.Moreau()._settings_object(moreau, 1, ci.Moreau.ipm_min_nnz),
+    )
+    assert str(small.solver.value) == "auto" and str(large.solver.value) == "ipm"
+    chosen = ci.Moreau(solver="active_set")._settings_object(moreau, 1, 10**6)
+    assert str(chosen.solver.value) == "active_set"
+
+
 def test_variables_on_a_bound_are_exactly_on_it():
     """Sparsemax: entries on the face p >= 0 are returned as exact zeros (not -1.7e-15), on
     the single and the batched path, so p > 0 counts the support."""
