@@ -622,37 +622,7 @@ def lasso_fold_path(
                     design, c0, GT, XT, L, index, signs, k, beta0, dirn, u0, rate, R0, R1, zero, one
                 )
             # -- certify: the exact restricted solution and the KKT conditions there --
-            over, wrong = _certify(
-                alpha,
-                k,
-                beta0,
-                dirn,
-                u0,
-                rate,
-                gmax,
-                c0_max,
-                cond,
-                kkt_tol,
-                y,
-                XT,
-                index,
-                signs,
-                active,
-                dependent,
-                dep_res,
-                n_dep,
-                beta,
-                c,
-                r,
-            )
-            if (over > 0 or wrong) and k and updates % refactor_every:
-                # the factor was updated since its last refactorization: refactorize (its
-                # round-off, not the path, may fail the check) and certify again
-                _refactor(H, k, L)
-                updates = 0
-                cond = _line(
-                    design, c0, GT, XT, L, index, signs, k, beta0, dirn, u0, rate, R0, R1, zero, one
-                )
+            while True:
                 over, wrong = _certify(
                     alpha,
                     k,
@@ -675,6 +645,16 @@ def lasso_fold_path(
                     beta,
                     c,
                     r,
+                )
+                if not ((over > 0 or wrong) and k and updates % refactor_every):
+                    break
+                # the factor was updated since its last refactorization: refactorize (its
+                # round-off, not the path, may fail the check) and certify again (once:
+                # updates is then 0)
+                _refactor(H, k, L)
+                updates = 0
+                cond = _line(
+                    design, c0, GT, XT, L, index, signs, k, beta0, dirn, u0, rate, R0, R1, zero, one
                 )
             if kind == 2 and n_dep:  # dependent columns no longer in the span become free
                 for q in range(p):
