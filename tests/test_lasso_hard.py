@@ -331,10 +331,7 @@ def test_exact_elastic_net_solves_on_hard_designs(case):
     c0 = np.abs(correlations(fold.X, fold.y, fold.x_mean, fold.sparse_centered)).max()
     for ratio in (0.5, 0.9):
         alphas = c0 / ratio * np.logspace(0, -3, 30)
-        out = enet_exact(
-            fold.X, fold.y, fold.x_mean, fold.sparse_centered,
-            alphas * ratio, alphas * (1 - ratio), None,
-        )  # fmt: skip
+        out = enet_exact(fold, alphas * ratio, alphas * (1 - ratio), None)
         assert out is not None
         coefs, ok = out
         assert ok.all()
@@ -346,9 +343,8 @@ def test_exact_elastic_net_solves_on_hard_designs(case):
         far = -coefs[-5]
         far[np.flatnonzero(far == 0)[:5]] = 1.0
         (beta,), (good,) = enet_exact(
-            fold.X, fold.y, fold.x_mean, fold.sparse_centered,
-            np.array([alpha * ratio]), np.array([alpha * (1 - ratio)]), far,
-        )  # fmt: skip
+            fold, np.array([alpha * ratio]), np.array([alpha * (1 - ratio)]), far
+        )
         assert good and np.abs(beta - coefs[-5]).max() <= 1e-7 * np.abs(coefs[-5]).max()
     Xd = fold.X.toarray() - fold.x_mean if sp.issparse(fold.X) else fold.X
     cd = ElasticNet(alpha=alpha, l1_ratio=0.9, fit_intercept=False, tol=1e-14, max_iter=200_000)
@@ -378,7 +374,7 @@ def test_elastic_net_solves_give_up_on_large_supports(monkeypatch):
     c0 = np.abs(correlations(fold.X, fold.y, fold.x_mean, False)).max()
     alphas = 2 * c0 * np.logspace(0, -2, 20)
     monkeypatch.setattr(_linalg, "ENET_MAX_ACTIVE", 3)
-    out = enet_exact(fold.X, fold.y, fold.x_mean, False, alphas / 2, alphas / 2, None)
+    out = enet_exact(fold, alphas / 2, alphas / 2, None)
     assert out is not None
     coefs, ok = out
     first_bad = int(np.argmin(ok))

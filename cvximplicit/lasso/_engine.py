@@ -89,9 +89,7 @@ def solve_inner(
                     sol = _polish(fold, penalty, theta, coef)
                     if sol.violation <= KKT_CHECK:
                         return sol
-    coef, n_iter = penalty.solve(
-        fold.X, fold.y, theta, warm, tol, max_iter, center=fold.sparse_centered
-    )
+    coef, n_iter = penalty.solve(fold, theta, warm, tol, max_iter)
     sol = _polish(fold, penalty, theta, coef)
     sol.n_iter = n_iter
     if sol.violation > KKT_CHECK and penalty.lasso_alpha(theta) is not None:

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from .._blas import single_thread_blas
 from .._compiled import compiled
 from .._typing import FloatArray
-from ._linalg import Fold, columns, correlations, design_arrays
+from ._linalg import Fold, columns, correlations
 
 __all__ = ["CriterionPath", "HomotopyWarning", "exact_criterion_path", "homotopy_feasible"]
 
@@ -532,7 +532,7 @@ def _compiled_fold_path(
     X = fold.X
     try:
         status, count, alphas, ptr, idx, val, alpha, k = kernel.lasso_fold_path(
-            design_arrays(X, fold.x_mean, fold.sparse_centered),
+            fold.design,
             np.ascontiguousarray(fold.y, dtype=np.float64),
             float(alpha_min),
             int(max_steps),
@@ -731,7 +731,7 @@ def penalty_path(
     if kernel is not None:  # its numba twin: the same events and checks
         try:
             ok, coef = kernel.penalty_path(
-                design_arrays(fold.X, fold.x_mean, fold.sparse_centered),
+                fold.design,
                 np.ascontiguousarray(fold.y, dtype=np.float64),
                 np.ascontiguousarray(a_from, dtype=np.float64),
                 np.ascontiguousarray(a_to, dtype=np.float64),

@@ -8,6 +8,7 @@ otherwise do not import each other's internals.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from typing import Any
 
@@ -48,6 +49,12 @@ class Fold:
     def sparse_centered(self) -> bool:
         """Whether ``X`` is sparse and centred implicitly (``x_mean`` subtracted on use)."""
         return sp.issparse(self.X) and bool(np.any(self.x_mean))
+
+    @functools.cached_property
+    def design(self) -> tuple[Any, ...]:
+        """``X`` as the compiled kernels take it (`design_arrays()`), built once per fold:
+        the kernels run once per inner solve and per path."""
+        return design_arrays(self.X, self.x_mean, self.sparse_centered)
 
 
 def make_fold(X: Any, y: FloatArray, train: Any, val: Any, fit_intercept: bool) -> Fold:
@@ -164,17 +171,14 @@ ENET_MAX_ITER = 2000
 
 
 def enet_exact(
-    X: Any,
-    y: FloatArray,
-    x_mean: FloatArray,
-    centered: bool,
+    fold: Fold,
     lam1: FloatArray,
     lam2: FloatArray,
     warm: FloatArray | None,
 ) -> tuple[FloatArray, np.ndarray] | None:
     """Exact elastic-net solutions of ``1/(2n)||y - X b||^2 + lam1 ||b||_1 + lam2/2
-    ||b||^2`` (``lam2 > 0``; ``X`` centred, implicitly through ``x_mean`` when sparse and
-    ``centered``) at the penalty pairs in turn, each warm-started from the previous one:
+    ||b||^2`` (``lam2 > 0``) on the fold's training data at the penalty pairs in turn,
+    each warm-started from the previous one:
     ``(coefs, ok)`` with ``coefs`` of shape ``(points, p)`` and ``ok`` whether each point
     passed its KKT check (`_numba_homotopy.enet_solutions`); ``None`` without numba or
     where a restricted system was not positive definite in floating point (a ridge too
@@ -182,11 +186,11 @@ def enet_exact(
     kernel = compiled("lasso._numba_homotopy")
     if kernel is None:
         return None
-    p = X.shape[1]
+    p = fold.X.shape[1]
     try:
         coefs, ok = kernel.enet_solutions(
-            design_arrays(X, x_mean, centered),
-            np.ascontiguousarray(y, dtype=np.float64),
+            fold.design,
+            np.ascontiguousarray(fold.y, dtype=np.float64),
             np.ascontiguousarray(lam1, dtype=np.float64),
             np.ascontiguousarray(lam2, dtype=np.float64),
             np.zeros(p) if warm is None else np.ascontiguousarray(warm, dtype=np.float64),

@@ -15,13 +15,13 @@ exact polish and the optimality check), and the right-hand side of the implicit 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._typing import FloatArray
-from ._linalg import enet_exact, lasso_cd
+from ._linalg import Fold, enet_exact, lasso_cd
 
 __all__ = ["ElasticNetPenalty", "LassoPenalty", "Penalty", "WeightedPenalty", "penalty_named"]
 
@@ -64,17 +64,11 @@ class Penalty(abc.ABC):
         return np.ones(p)
 
     def solve(
-        self,
-        X: Any,
-        y: FloatArray,
-        theta: FloatArray,
-        warm: FloatArray | None,
-        tol: float,
-        max_iter: int,
-        center: bool = False,
+        self, fold: Fold, theta: FloatArray, warm: FloatArray | None, tol: float, max_iter: int
     ) -> tuple[FloatArray, int]:
-        """Coordinate descent (``X`` centred, no intercept; or sparse ``X`` centred
-        implicitly, ``center``): coefficients and epochs."""
+        """Coordinate descent on the fold's training data (``X`` centred, no intercept; or
+        sparse ``X`` centred implicitly): coefficients and epochs."""
+        X, y, center = fold.X, fold.y, fold.sparse_centered
         base = self.lasso_alpha(theta)
         assert base is not None
         scale = self.column_scale(theta, X.shape[1])
@@ -160,27 +154,26 @@ class ElasticNetPenalty(Penalty):
         return float(theta[0]) if theta[1] == 1 else None
 
     def solve(
-        self,
-        X: Any,
-        y: FloatArray,
-        theta: FloatArray,
-        warm: FloatArray | None,
-        tol: float,
-        max_iter: int,
-        center: bool = False,
+        self, fold: Fold, theta: FloatArray, warm: FloatArray | None, tol: float, max_iter: int
     ) -> tuple[FloatArray, int]:
         """Exact active-set solve from the warm start when compiled (`enet_exact`; the
         coefficients' epochs are reported as 0), else coordinate descent."""
         alpha, ratio = float(theta[0]), float(theta[1])
         if ratio < 1.0:
-            x_mean = np.asarray(X.mean(axis=0)).ravel() if center else np.zeros(X.shape[1])
-            exact = enet_exact(
-                X, y, x_mean, center, np.array([alpha * ratio]), np.array([alpha * (1 - ratio)]),
-                warm,
-            )  # fmt: skip
+            lam1, lam2 = np.array([alpha * ratio]), np.array([alpha * (1 - ratio)])
+            exact = enet_exact(fold, lam1, lam2, warm)
             if exact is not None and exact[1][0]:
                 return exact[0][0], 0
-        return lasso_cd(X, y, alpha, warm, tol, max_iter, l1_ratio=ratio, center=center)
+        return lasso_cd(
+            fold.X,
+            fold.y,
+            alpha,
+            warm,
+            tol,
+            max_iter,
+            l1_ratio=ratio,
+            center=fold.sparse_centered,
+        )
 
 
 _PENALTIES: dict[str, Penalty] = {

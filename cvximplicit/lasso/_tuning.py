@@ -123,10 +123,7 @@ class _Criterion:
         for k, fold in enumerate(self.folds):
             exact = None
             if l1_ratio < 1.0:  # exact solutions at every grid point, when compiled
-                exact = enet_exact(
-                    fold.X, fold.y, fold.x_mean, fold.sparse_centered,
-                    alphas * l1_ratio, alphas * (1 - l1_ratio), None,
-                )  # fmt: skip
+                exact = enet_exact(fold, alphas * l1_ratio, alphas * (1 - l1_ratio), None)
             if exact is not None and exact[1].all():
                 coefs = exact[0].T
             else:
