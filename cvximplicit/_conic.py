@@ -418,12 +418,10 @@ class NewtonStructure:
 
     def _slot_pattern(self, keep: np.ndarray) -> SparsePattern:
         """The record (structural rank, ordering once factorized) of ``B`` whose stored
-        entries are the slots ``keep`` of the fixed pattern, found by those slots.  A record
-        found without its rank (registered by another thread that is still computing it)
-        gets the rank computed here too."""
+        entries are the slots ``keep`` of the fixed pattern, found by those slots."""
         alias = np.packbits(keep).tobytes()
         pattern = self._patterns.aliased(alias)
-        if pattern is None or not pattern.rank_known:
+        if pattern is None:
             B = self._blocks(keep[None].astype(np.float64))
             pattern = self._patterns(B, alias)
             pattern.rank(B)

@@ -443,8 +443,7 @@ class SparsePattern:
 
     @property
     def rank_known(self) -> bool:
-        """Whether the structural rank was computed (a record another thread registered a
-        moment ago may not have it yet)."""
+        """Whether the structural rank was computed (see `SparsePatterns.aliased()`)."""
         return self._rank is not None
 
     def rank(self, B: sp.csc_array | None = None) -> int:
@@ -532,8 +531,11 @@ class SparsePatterns:
         return entry
 
     def aliased(self, alias: bytes) -> SparsePattern | None:
-        """The record registered under ``alias`` (``None`` if none is)."""
-        return self._aliases.get(alias)
+        """The record registered under ``alias``, once its structural rank is known
+        (``None`` otherwise: a record another thread registered a moment ago may not have
+        it yet, and the caller then computes it too)."""
+        entry = self._aliases.get(alias)
+        return entry if entry is not None and entry.rank_known else None
 
 
 def pivot_ratio(pivots: FloatArray) -> float:
