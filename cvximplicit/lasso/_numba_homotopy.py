@@ -145,6 +145,16 @@ def _refactor(H: FloatArray, k: int, L: FloatArray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
+def _counted(H: FloatArray, k: int, L: FloatArray, updates: int, every: int) -> int:
+    """One more update of the factor ``L`` of ``H[:k, :k]``: refactorized from ``H`` every
+    ``every`` updates (round-off accumulates in the rank-one updates).  Returns the count."""
+    updates += 1
+    if updates % every == 0:
+        _refactor(H, k, L)
+    return updates
+
+
+@numba.njit(cache=True, nogil=True)
 def _downdate(L: FloatArray, k: int, pos: int) -> None:
     """Remove row and column ``pos`` from ``H = L L'`` (``k x k``): delete row ``pos`` of
     ``L`` and restore its triangular form by Givens rotations of columns ``i, i + 1``
@@ -615,9 +625,7 @@ def lasso_fold_path(
                 _remove(dense, GT, XT, xsum, H, L, index, signs, gmax, k, k_out)
                 k -= 1
                 active[j] = False
-                updates += 1
-                if updates % refactor_every == 0:
-                    _refactor(H, k, L)
+                updates = _counted(H, k, L, updates, refactor_every)
                 cond = _line(
                     design, c0, GT, XT, L, index, signs, k, beta0, dirn, u0, rate, R0, R1, zero, one
                 )
@@ -729,10 +737,8 @@ def lasso_fold_path(
         beta[k] = 0.0
         active[j] = True
         k += 1
-        updates += 1
+        updates = _counted(H, k, L, updates, refactor_every)
         stale = True
-        if updates % refactor_every == 0:
-            _refactor(H, k, L)
     return status, count, out_alpha, out_ptr, out_idx, out_val, alpha, k
 
 
@@ -968,9 +974,7 @@ def penalty_path(
                 return False, out
             active[j] = True
             k += 1
-            updates += 1
-            if updates % refactor_every == 0:
-                _refactor(H, k, L)
+            updates = _counted(H, k, L, updates, refactor_every)
     a_max = 0.0
     for j in range(p):
         a_max = max(a_max, abs(a_from[j]))
@@ -1031,9 +1035,7 @@ def penalty_path(
             active[index[k_out]] = False
             _remove(dense, GT, XT, xsum, H, L, index, signs, gmax, k, k_out)
             k -= 1
-            updates += 1
-            if updates % refactor_every == 0:
-                _refactor(H, k, L)
+            updates = _counted(H, k, L, updates, refactor_every)
             dependent[:] = False  # the span shrank: they are tested again at their events
         else:
             t = t_in
@@ -1059,9 +1061,7 @@ def penalty_path(
             if added:
                 active[j_in] = True
                 k += 1
-                updates += 1
-                if updates % refactor_every == 0:
-                    _refactor(H, k, L)
+                updates = _counted(H, k, L, updates, refactor_every)
             else:
                 dependent[j_in] = True
     return False, out
